@@ -1,0 +1,76 @@
+//! The command line: what each command takes, and its help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  all done
+  1  finished, but some items failed or were skipped for errors
+  2  usage or plan error: nothing was touched
+  3  interrupted: run again to resume
+  4  another run holds the plan's lock
+  5  fatal environment error: fix it and run again to resume
+
+Docs: README.md; the plan schema: `ferry schema`.";
+
+/// Migrate large file shares declaratively, repeatably and safely.
+///
+/// A YAML plan says which shares go where and how; ferry validates it, compiles it into
+/// a job graph and runs it.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check plans against the schema and for meaning, without touching any data.
+    ///
+    /// Reports every problem of each plan with its file, line, column and key path.
+    /// Reads only the plans and the metadata of the folders they name.
+    #[command(after_help = "Example:\n  ferry validate plans/*.yaml")]
+    Validate {
+        /// The plan files to check.
+        #[arg(required = true, value_name = "PLAN")]
+        plans: Vec<PathBuf>,
+    },
+    /// Print the plan's JSON schema (as in schemas/plan.schema.json).
+    ///
+    /// Editors that speak the YAML language server complete plan keys from it.
+    #[command(after_help = "Example:\n  ferry schema > plan.schema.json")]
+    Schema,
+    /// Print the compiled job graph: tasks in dependency order, by stage.
+    ///
+    /// Tasks of one stage depend only on earlier stages and may run at once.
+    #[command(
+        after_help = "Examples:\n  ferry graph plans/demo.yaml\n  ferry graph plans/demo.yaml --format dot | dot -Tsvg > graph.svg"
+    )]
+    Graph {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// `text` for people, `dot` for Graphviz, `json` for machines.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Migrate: scan, package, upload and import every task of the plan.
+    ///
+    /// Not available yet in this version: it validates the plan and stops.
+    #[command(after_help = "Example:\n  ferry run plans/demo.yaml")]
+    Run {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Json,
+}

@@ -1,0 +1,215 @@
+//! Plans: YAML text → raw types (located errors) → a validated `Plan`.
+//!
+//! `load` reads the file, parses it (`yaml`), checks it against the JSON schema
+//! (`schema`) and for secrets (`secrets`), then `validate` checks its meaning:
+//! names, dependencies, overlapping folders, environment variables. Every problem of a
+//! file is reported at once, each with its line and column. Loading never writes
+//! anything; it only reads the plan and the metadata of the folders it names.
+
+mod diagnostic;
+mod expand;
+pub mod raw;
+mod schema;
+mod secrets;
+mod settings;
+pub mod units;
+mod validate;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Place};
+pub use raw::StagingKind;
+pub use schema::schema_json;
+pub use settings::{Filters, PackageSettings, Preserve, Retries, Settings};
+pub use units::{Date, Duration, Size};
+
+/// A validated plan: paths absolute, variables expanded, settings resolved per task.
+#[derive(Debug)]
+pub struct Plan {
+    pub name: String,
+    /// The plan file, as the user named it.
+    pub file: PathBuf,
+    pub working_folder: PathBuf,
+    pub staging: Staging,
+    /// In the order the plan lists them.
+    pub tasks: Vec<Task>,
+}
+
+/// Where packages wait between upload and import.
+#[derive(Debug, serde::Serialize)]
+pub struct Staging {
+    pub kind: StagingKind,
+    pub path: PathBuf,
+    pub key_ttl: Duration,
+    pub retention: Duration,
+}
+
+/// One source folder into one destination folder.
+#[derive(Debug, serde::Serialize)]
+pub struct Task {
+    pub name: String,
+    pub source: PathBuf,
+    pub destination: PathBuf,
+    pub depends_on: Vec<String>,
+    pub settings: Settings,
+}
+
+/// Why a plan could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render(file, text, diagnostics))]
+    Invalid {
+        file: String,
+        text: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn render(file: &str, text: &str, diagnostics: &[Diagnostic]) -> String {
+    let mut out: String = diagnostics.iter().map(|d| d.render(file, text)).collect();
+    let count = diagnostics.len();
+    out.push_str(&format!(
+        "{file}: {count} problem{} found; nothing was done",
+        if count == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+/// How environment variables are read: `std::env::var`, or a map in tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Result<String, std::env::VarError>;
+
+impl Plan {
+    /// Reads and validates the plan at `path`, with variables from the process
+    /// environment.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        Self::load_with_env(path, &|name| std::env::var(name))
+    }
+
+    /// Reads and validates the plan at `path`, with variables from `env`.
+    pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
+        let bytes = std::fs::read(path).map_err(|source| PlanError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file = path.display().to_string();
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+                let column = String::from_utf8_lossy(valid)
+                    .rsplit('\n')
+                    .next()
+                    .map_or(0, |l| l.chars().count())
+                    + 1;
+                let place = Place {
+                    line,
+                    column,
+                    width: 1,
+                };
+                let d = Diagnostic::new(place, "", "the plan is not valid UTF-8 text");
+                return Err(PlanError::Invalid {
+                    file,
+                    text,
+                    diagnostics: vec![d],
+                });
+            }
+        };
+        let dir = plan_folder(path);
+        match parse_and_validate(&text, path, &dir, env) {
+            Ok(plan) => Ok(plan),
+            Err(mut diagnostics) => {
+                diagnostics.sort_by(|a, b| a.place.cmp(&b.place).then(a.message.cmp(&b.message)));
+                diagnostics.dedup();
+                Err(PlanError::Invalid {
+                    file,
+                    text,
+                    diagnostics,
+                })
+            }
+        }
+    }
+
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
+
+/// The absolute folder that holds the plan file: the base of its relative paths.
+fn plan_folder(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let parent = absolute.parent().map(Path::to_path_buf).unwrap_or_default();
+    expand::normalize(&parent)
+}
+
+fn parse_and_validate(
+    text: &str,
+    file: &Path,
+    dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let doc = yaml::parse(text).map_err(|d| vec![d])?;
+    if !doc.value.is_object() {
+        let message = if doc.value.is_null() {
+            "the plan is empty: expected a mapping with `version`, `name` and `tasks`"
+        } else {
+            "expected a mapping with `version`, `name` and `tasks` at the top of the plan"
+        };
+        return Err(vec![Diagnostic::new(doc.spans.value(""), "", message)]);
+    }
+    // Another version's keys may mean other things: say only that the version is
+    // unknown rather than list every difference.
+    if let Some(version) = doc.value.get("version").and_then(serde_json::Value::as_u64)
+        && version != 1
+    {
+        let message = format!("unsupported plan version {version}: this ferry reads version 1");
+        return Err(vec![Diagnostic::new(
+            doc.spans.value("/version"),
+            "/version",
+            message,
+        )]);
+    }
+    let secrets = secrets::find(&doc);
+    let mut problems = schema::check(&doc);
+    // A message about a secret's node could quote the secret: keep only the secret's.
+    problems.retain(|d| {
+        !secrets
+            .iter()
+            .any(|s| d.pointer.starts_with(&s.pointer) && !s.pointer.is_empty())
+    });
+    problems.extend(secrets);
+    if !problems.is_empty() {
+        mask_secret_lines(&mut problems);
+        return Err(problems);
+    }
+    let raw: raw::RawPlan = serde_json::from_value(doc.value.clone()).map_err(|e| {
+        vec![Diagnostic::new(
+            Place::default(),
+            "",
+            format!("the plan does not fit its schema: {e}"),
+        )]
+    })?;
+    validate::validate(&raw, &doc, file, dir, env)
+}
+
+/// Every snippet that shows a line holding a secret masks it.
+fn mask_secret_lines(problems: &mut [Diagnostic]) {
+    let masks: Vec<(usize, usize)> = problems
+        .iter()
+        .filter_map(|d| d.redact_from.map(|from| (d.place.line, from)))
+        .collect();
+    for d in problems.iter_mut() {
+        for &(line, from) in &masks {
+            if d.place.line == line {
+                d.redact_from = Some(d.redact_from.map_or(from, |f| f.min(from)));
+            }
+        }
+    }
+}

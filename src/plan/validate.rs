@@ -1,0 +1,522 @@
+//! The meaning of a plan that has passed the schema: names, dependencies, paths and
+//! settings that only make sense together.
+//!
+//! Checks here may read the metadata of the folders a plan names (to compare them
+//! after resolving symbolic links and bind mounts) but never write anything. Every
+//! problem is collected; none stops the others from being found.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::diagnostic::Diagnostic;
+use super::expand::{expand_vars, resolve_path};
+use super::raw::{RawPlan, RawSettings, StagingKind};
+use super::schema::closest;
+use super::settings::{MAX_PACKAGE_SIZE, MIN_PACKAGE_SIZE, Settings, overlay};
+use super::units::Duration;
+use super::yaml::Document;
+use super::{EnvLookup, Plan, Staging, Task};
+use crate::graph;
+
+const DEFAULT_KEY_TTL: Duration = Duration(std::time::Duration::from_secs(3 * 86_400));
+const DEFAULT_RETENTION: Duration = Duration(std::time::Duration::from_secs(30 * 86_400));
+const MIN_RETENTION: Duration = Duration(std::time::Duration::from_secs(4 * 86_400));
+const MIN_KEY_TTL: Duration = Duration(std::time::Duration::from_secs(60));
+const MAX_BACKOFF: Duration = Duration(std::time::Duration::from_secs(3600));
+
+struct Checker<'a> {
+    doc: &'a Document,
+    dir: &'a Path,
+    env: EnvLookup<'a>,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at_value(&mut self, pointer: &str, message: impl Into<String>) {
+        let place = self.doc.spans.value(pointer);
+        self.problems.push(Diagnostic::new(place, pointer, message));
+    }
+
+    /// Expands variables in a path and makes it absolute; `None` after reporting.
+    fn path(&mut self, pointer: &str, text: &str) -> Option<PathBuf> {
+        match expand_vars(text, self.env) {
+            Ok(expanded) if expanded.contains('\0') => {
+                self.at_value(pointer, "a path cannot contain a NUL character");
+                None
+            }
+            Ok(expanded) => Some(resolve_path(self.dir, &expanded)),
+            Err(message) => {
+                self.at_value(pointer, message);
+                None
+            }
+        }
+    }
+}
+
+pub(crate) fn validate(
+    raw: &RawPlan,
+    doc: &Document,
+    file: &Path,
+    dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let mut c = Checker {
+        doc,
+        dir,
+        env,
+        problems: Vec::new(),
+    };
+
+    let working_folder = match &raw.working_folder {
+        Some(text) => c.path("/working_folder", text),
+        None => match default_working_folder(env) {
+            Ok(path) => Some(path),
+            Err(message) => {
+                c.at_value("/name", message);
+                None
+            }
+        },
+    };
+
+    let staging_raw = raw.staging.clone().unwrap_or_default();
+    let staging_path = match (&staging_raw.path, &working_folder) {
+        (Some(text), _) => c.path("/staging/path", text),
+        (None, Some(wf)) => Some(wf.join("staging")),
+        (None, None) => None,
+    };
+    let key_ttl = staging_raw.key_ttl.unwrap_or(DEFAULT_KEY_TTL);
+    let retention = staging_raw.retention.unwrap_or(DEFAULT_RETENTION);
+    if key_ttl < MIN_KEY_TTL || key_ttl > DEFAULT_RETENTION {
+        c.at_value(
+            "/staging/key_ttl",
+            format!("a key must live from 1m to 30d; {key_ttl} is out of range"),
+        );
+    }
+    if retention < MIN_RETENTION || retention > DEFAULT_RETENTION {
+        c.at_value(
+            "/staging/retention",
+            format!("retention must be from 4d to 30d; {retention} is out of range"),
+        );
+    }
+
+    let defaults = raw
+        .defaults
+        .clone()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    check_settings(&mut c, "/defaults", &defaults);
+
+    // Names, first: later checks refer to tasks by name.
+    let mut first_use: HashMap<&str, usize> = HashMap::new();
+    for (i, task) in raw.tasks.iter().enumerate() {
+        if let Some(&earlier) = first_use.get(task.name.as_str()) {
+            let line = c.doc.spans.value(&format!("/tasks/{earlier}/name")).line;
+            c.at_value(
+                &format!("/tasks/{i}/name"),
+                format!("task name `{}` is already used by tasks[{earlier}] (line {line}); task names must be unique", task.name),
+            );
+        } else {
+            first_use.insert(&task.name, i);
+        }
+    }
+    let names: Vec<&str> = raw.tasks.iter().map(|t| t.name.as_str()).collect();
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); raw.tasks.len()];
+    for (i, task) in raw.tasks.iter().enumerate() {
+        for (j, dep) in task.depends_on.iter().enumerate() {
+            let pointer = format!("/tasks/{i}/depends_on/{j}");
+            match first_use.get(dep.as_str()) {
+                Some(&target) => edges[i].push(target),
+                None => {
+                    let mut message = format!("no task is named `{dep}`");
+                    if let Some(best) = closest(dep, &names) {
+                        message.push_str(&format!("; did you mean `{best}`?"));
+                    } else {
+                        message.push_str(&format!("; the tasks are: {}", names.join(", ")));
+                    }
+                    c.at_value(&pointer, message);
+                }
+            }
+        }
+    }
+    for cycle in graph::find_cycles(&edges) {
+        let mut loop_names: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
+        loop_names.push(names[cycle[0]]);
+        let from = cycle[0];
+        let to = cycle[1 % cycle.len()];
+        let j = raw.tasks[from]
+            .depends_on
+            .iter()
+            .position(|d| d == names[to])
+            .unwrap_or(0);
+        c.at_value(
+            &format!("/tasks/{from}/depends_on/{j}"),
+            format!("dependency cycle: {}", loop_names.join(" -> ")),
+        );
+    }
+
+    let mut tasks = Vec::new();
+    for (i, task) in raw.tasks.iter().enumerate() {
+        let source = c.path(&format!("/tasks/{i}/source"), &task.source);
+        let destination = c.path(&format!("/tasks/{i}/destination"), &task.destination);
+        let settings_value = match &task.settings {
+            Some(own) => {
+                check_settings(&mut c, &format!("/tasks/{i}/settings"), own);
+                overlay(&defaults, own)
+            }
+            None => defaults.clone(),
+        };
+        let settings = resolve_settings(&mut c, i, task.settings.is_some(), settings_value);
+        if let (Some(source), Some(destination), Some(settings)) = (source, destination, settings) {
+            tasks.push(Task {
+                name: task.name.clone(),
+                source,
+                destination,
+                depends_on: task.depends_on.clone(),
+                settings,
+            });
+        }
+    }
+
+    if c.problems.is_empty() {
+        check_overlaps(
+            &mut c,
+            &tasks,
+            &edges,
+            working_folder.as_deref(),
+            staging_path.as_deref(),
+            raw,
+        );
+    }
+    match (c.problems.is_empty(), working_folder, staging_path) {
+        (true, Some(working_folder), Some(path)) => Ok(Plan {
+            name: raw.name.clone(),
+            file: file.to_path_buf(),
+            working_folder,
+            staging: Staging {
+                kind: staging_raw.kind.unwrap_or(StagingKind::Local),
+                path,
+                key_ttl,
+                retention,
+            },
+            tasks,
+        }),
+        _ => Err(c.problems),
+    }
+}
+
+/// `$FERRY_HOME`, else `$XDG_STATE_HOME/ferry`, else `$HOME/.local/state/ferry`.
+fn default_working_folder(env: EnvLookup<'_>) -> Result<PathBuf, String> {
+    let var = |name: &str| env(name).ok().filter(|v| !v.is_empty()).map(PathBuf::from);
+    let absolute = |p: PathBuf| p.is_absolute().then_some(p);
+    var("FERRY_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            var("XDG_STATE_HOME")
+                .and_then(absolute)
+                .map(|p| p.join("ferry"))
+        })
+        .or_else(|| {
+            var("HOME")
+                .and_then(absolute)
+                .map(|p| p.join(".local/state/ferry"))
+        })
+        .ok_or_else(|| {
+            "cannot tell where to keep ferry's state: set `working_folder` in the plan, or the \
+             FERRY_HOME environment variable to an absolute path"
+                .to_string()
+        })
+}
+
+/// Checks one settings mapping as written (in `defaults` or a task's `settings`).
+fn check_settings(c: &mut Checker<'_>, at: &str, value: &Value) {
+    let Ok(raw) = serde_json::from_value::<RawSettings>(value.clone()) else {
+        return;
+    };
+    if let Some(filters) = &raw.filters {
+        for (key, globs) in [("include", &filters.include), ("exclude", &filters.exclude)] {
+            for (j, glob) in globs.iter().flatten().enumerate() {
+                if let Err(e) = globset::Glob::new(glob) {
+                    c.at_value(
+                        &format!("{at}/filters/{key}/{j}"),
+                        format!("not a valid glob: {}", e.kind()),
+                    );
+                }
+            }
+        }
+        if filters.include.as_ref().is_some_and(Vec::is_empty) {
+            c.at_value(
+                &format!("{at}/filters/include"),
+                "an empty include list would migrate nothing; leave `include` out to include everything",
+            );
+        }
+    }
+    if let Some(size) = raw.package.as_ref().and_then(|p| p.max_size)
+        && !(MIN_PACKAGE_SIZE..=MAX_PACKAGE_SIZE).contains(&size)
+    {
+        c.at_value(
+            &format!("{at}/package/max_size"),
+            format!("a package must be from 1MiB to 4GiB; {size} is out of range"),
+        );
+    }
+    if let Some(backoff) = raw.retries.as_ref().and_then(|r| r.backoff)
+        && backoff > MAX_BACKOFF
+    {
+        c.at_value(
+            &format!("{at}/retries/backoff"),
+            format!("a backoff over 1h would stall a run; {backoff} is too long"),
+        );
+    }
+}
+
+/// The effective settings of task `i`; cross-key problems that only appear once
+/// defaults and the task's own settings are combined are reported here.
+fn resolve_settings(c: &mut Checker<'_>, i: usize, own: bool, value: Value) -> Option<Settings> {
+    let raw: RawSettings = match serde_json::from_value(value) {
+        Ok(raw) => raw,
+        // The schema passed, so this is a value the parsers reject: a date that does
+        // not exist, a size too large. Point at whichever settings hold it.
+        Err(e) => {
+            let at = if own {
+                format!("/tasks/{i}/settings")
+            } else {
+                "/defaults".to_string()
+            };
+            c.at_value(&at, format!("invalid setting: {e}"));
+            return None;
+        }
+    };
+    let settings = Settings::from_raw(raw);
+    if let (Some(min), Some(max)) = (settings.filters.min_size, settings.filters.max_size)
+        && min > max
+    {
+        let at = if own {
+            format!("/tasks/{i}/settings/filters")
+        } else {
+            "/defaults/filters".to_string()
+        };
+        c.at_value(
+            &at,
+            format!("min_size ({min}) is larger than max_size ({max}): no file could migrate"),
+        );
+    }
+    Some(settings)
+}
+
+/// Folders that must not lie inside one another: a task's source and destination,
+/// another task's source and this task's destination (unless one waits for the
+/// other), and ferry's own state and staging inside any of them.
+fn check_overlaps(
+    c: &mut Checker<'_>,
+    tasks: &[Task],
+    edges: &[Vec<usize>],
+    working_folder: Option<&Path>,
+    staging: Option<&Path>,
+    raw: &RawPlan,
+) {
+    let resolved: Vec<(Located, Located)> = tasks
+        .iter()
+        .map(|t| (Located::new(&t.source), Located::new(&t.destination)))
+        .collect();
+    for (i, (source, destination)) in resolved.iter().enumerate() {
+        match relation(source, destination) {
+            Some(Relation::Same) => c.at_value(
+                &format!("/tasks/{i}/destination"),
+                format!("the destination is the source itself ({})", source.shown()),
+            ),
+            Some(Relation::Inside) => c.at_value(
+                &format!("/tasks/{i}/source"),
+                format!(
+                    "the source {} is inside the destination {}: choose folders that do not contain each other",
+                    source.shown(),
+                    destination.shown()
+                ),
+            ),
+            Some(Relation::Contains) => c.at_value(
+                &format!("/tasks/{i}/destination"),
+                format!(
+                    "the destination {} is inside the source {}: ferry would migrate its own output",
+                    destination.shown(),
+                    source.shown()
+                ),
+            ),
+            None => {}
+        }
+        for (k, (other_source, _)) in resolved.iter().enumerate() {
+            if k == i || graph::reaches(edges, k, i) {
+                continue;
+            }
+            if matches!(
+                relation(destination, other_source),
+                Some(Relation::Same | Relation::Inside)
+            ) {
+                c.at_value(
+                    &format!("/tasks/{i}/destination"),
+                    format!(
+                        "the destination {} is inside the source of task `{}`, which does not depend on `{}`: \
+                         it would read files while they are written; add `depends_on: [{}]` to `{}` or choose another folder",
+                        destination.shown(),
+                        raw.tasks[k].name,
+                        raw.tasks[i].name,
+                        raw.tasks[i].name,
+                        raw.tasks[k].name
+                    ),
+                );
+            }
+        }
+    }
+    let own = [
+        (
+            working_folder,
+            "/working_folder",
+            "working folder",
+            "its own state",
+        ),
+        (
+            staging,
+            "/staging/path",
+            "staging folder",
+            "its own staged packages",
+        ),
+    ];
+    for (folder, pointer, what, consequence) in own {
+        let Some(folder) = folder else { continue };
+        let folder = Located::new(folder);
+        for (i, (source, destination)) in resolved.iter().enumerate() {
+            for (root, role) in [(source, "source"), (destination, "destination")] {
+                if matches!(
+                    relation(&folder, root),
+                    Some(Relation::Same | Relation::Inside)
+                ) {
+                    let at = if c.doc.value.pointer(pointer).is_some() {
+                        pointer
+                    } else {
+                        "/name"
+                    };
+                    let hint = if at == "/name" {
+                        format!(
+                            " (the default; set `{}` to move it)",
+                            &pointer[1..].replace('/', ".")
+                        )
+                    } else {
+                        String::new()
+                    };
+                    c.at_value(
+                        at,
+                        format!(
+                            "the {what} {}{hint} is inside the {role} of task `{}` ({}): ferry would {} {consequence}",
+                            folder.shown(),
+                            raw.tasks[i].name,
+                            root.shown(),
+                            if role == "source" { "migrate" } else { "write over" },
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A folder named by the plan, resolved as far as it exists: the existing part
+/// through its symbolic links, the rest lexically; with the identity (device, inode)
+/// of the existing part and its ancestors, which sees through bind mounts.
+struct Located {
+    given: PathBuf,
+    real: PathBuf,
+    ids: Vec<(u64, u64)>,
+}
+
+impl Located {
+    fn new(path: &Path) -> Located {
+        let mut existing = path.to_path_buf();
+        let mut rest = Vec::new();
+        let real = loop {
+            match std::fs::canonicalize(&existing) {
+                Ok(real) => {
+                    break rest
+                        .iter()
+                        .rev()
+                        .fold(real, |acc: PathBuf, part| acc.join(part));
+                }
+                Err(_) => match (
+                    existing.file_name().map(ToOwned::to_owned),
+                    existing.parent(),
+                ) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name);
+                        existing = parent.to_path_buf();
+                    }
+                    _ => break path.to_path_buf(),
+                },
+            }
+        };
+        // Identities of the deepest existing folder (only when it is the path itself)
+        // and of each ancestor.
+        let mut ids = Vec::new();
+        let mut at = Some(existing.as_path());
+        while let Some(p) = at {
+            if let Some(id) = identity(p) {
+                ids.push(id);
+            }
+            at = p.parent();
+        }
+        if !rest.is_empty() {
+            ids.insert(0, (u64::MAX, u64::MAX));
+        }
+        Located {
+            given: path.to_path_buf(),
+            real,
+            ids,
+        }
+    }
+
+    fn shown(&self) -> String {
+        self.given.display().to_string()
+    }
+
+    /// The identities of the folder's existing ancestors.
+    fn ancestor_ids(&self) -> &[(u64, u64)] {
+        self.ids.get(1..).unwrap_or(&[])
+    }
+
+    /// The identity of the folder itself, if it exists.
+    fn own_id(&self) -> Option<(u64, u64)> {
+        self.ids
+            .first()
+            .copied()
+            .filter(|id| *id != (u64::MAX, u64::MAX))
+    }
+}
+
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_: &Path) -> Option<(u64, u64)> {
+    None
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Relation {
+    Same,
+    /// The first lies inside the second.
+    Inside,
+    /// The first contains the second.
+    Contains,
+}
+
+fn relation(a: &Located, b: &Located) -> Option<Relation> {
+    if a.real == b.real || (a.own_id().is_some() && a.own_id() == b.own_id()) {
+        return Some(Relation::Same);
+    }
+    if a.real.starts_with(&b.real) || b.own_id().is_some_and(|id| a.ancestor_ids().contains(&id)) {
+        return Some(Relation::Inside);
+    }
+    if b.real.starts_with(&a.real) || a.own_id().is_some_and(|id| b.ancestor_ids().contains(&id)) {
+        return Some(Relation::Contains);
+    }
+    None
+}

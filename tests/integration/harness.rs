@@ -1,0 +1,155 @@
+//! A small builder for integration tests: a temporary folder with a plan and a source
+//! tree, the real `ferry` binary run inside it, and its output with temporary paths
+//! redacted for snapshots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A temporary folder to run ferry in.
+pub struct Fixture {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::Builder::new().prefix("ferry-test-").tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        Fixture { dir, env: vec![("HOME".into(), home.display().to_string())] }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root().join(relative)
+    }
+
+    /// Writes a file (and its folders) relative to the fixture's root.
+    pub fn file(&self, relative: &str, content: impl AsRef<[u8]>) -> &Self {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create folders");
+        }
+        std::fs::write(path, content).expect("write file");
+        self
+    }
+
+    /// Creates a folder relative to the fixture's root.
+    pub fn dir(&self, relative: &str) -> &Self {
+        std::fs::create_dir_all(self.path(relative)).expect("create folder");
+        self
+    }
+
+    /// Writes `plan.yaml`.
+    pub fn plan(&self, yaml: &str) -> &Self {
+        self.file("plan.yaml", yaml)
+    }
+
+    /// Sets an environment variable for every run.
+    pub fn env(&mut self, name: &str, value: &str) -> &mut Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Runs `ferry ARGS` in the fixture's root with a clean environment.
+    pub fn ferry(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command.args(args).current_dir(self.root()).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("run ferry");
+        Run {
+            code: output.status.code().expect("ferry exited, not killed"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            root: self.root().to_path_buf(),
+        }
+    }
+
+    /// Every path under the root, for checking that a command touched nothing.
+    pub fn listing(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for entry in entries.flatten() {
+                out.push(entry.path());
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&entry.path(), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.root(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+/// What one run of ferry did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    root: PathBuf,
+}
+
+impl Run {
+    fn redact(&self, text: &str) -> String {
+        let root = self.root.display().to_string();
+        let canonical = self.root.canonicalize().map(|p| p.display().to_string()).unwrap_or_default();
+        let mut text = text.replace(&root, "[TEMP]");
+        if !canonical.is_empty() {
+            text = text.replace(&canonical, "[TEMP]");
+        }
+        text
+    }
+
+    /// Exit code, stdout and stderr, temporary paths redacted: what a snapshot holds.
+    pub fn snapshot(&self) -> String {
+        let mut out = format!("exit: {}\n", self.code);
+        if !self.stdout.is_empty() {
+            out.push_str(&format!("--- stdout\n{}", self.redact(&self.stdout)));
+        }
+        if !self.stderr.is_empty() {
+            out.push_str(&format!("--- stderr\n{}", self.redact(&self.stderr)));
+        }
+        out
+    }
+
+    pub fn stdout(&self) -> String {
+        self.redact(&self.stdout)
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.snapshot());
+        self
+    }
+}
+
+/// The repository's root, for tests of its own files.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether a program is on PATH. In CI every tool the tests use must be there.
+pub fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "`{program}` is not installed; .ci/run must install it"
+        );
+        eprintln!("skipped: `{program}` is not installed (CI installs it)");
+    }
+    found
+}
