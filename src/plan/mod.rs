@@ -179,24 +179,36 @@ fn parse_and_validate(
     let secrets = secrets::find(&doc);
     let mut problems = schema::check(&doc);
     // A message about a secret's node could quote the secret: keep only the secret's.
-    problems.retain(|d| {
-        !secrets
-            .iter()
-            .any(|s| d.pointer.starts_with(&s.pointer) && !s.pointer.is_empty())
-    });
+    problems.retain(|d| !secrets.iter().any(|s| is_within(&d.pointer, &s.pointer)));
     problems.extend(secrets);
-    if !problems.is_empty() {
-        mask_secret_lines(&mut problems);
-        return Err(problems);
-    }
-    let raw: raw::RawPlan = serde_json::from_value(doc.value.clone()).map_err(|e| {
-        vec![Diagnostic::new(
-            Place::default(),
-            "",
-            format!("the plan does not fit its schema: {e}"),
-        )]
-    })?;
-    validate::validate(&raw, &doc, file, dir, env)
+    let raw = if problems.is_empty() {
+        match serde_json::from_value::<raw::RawPlan>(doc.value.clone()) {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                let message = format!("the plan does not fit its schema: {e}");
+                problems.push(Diagnostic::new(Place::default(), "", message));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let meaning = match validate::validate(&doc, raw.as_ref(), file, dir, env) {
+        Ok(plan) => return Ok(plan),
+        Err(meaning) => meaning,
+    };
+    // What the schema already said about a node is enough.
+    let said: Vec<String> = problems.iter().map(|d| d.pointer.clone()).collect();
+    problems.extend(meaning.into_iter().filter(|d| !said.contains(&d.pointer)));
+    mask_secret_lines(&mut problems);
+    Err(problems)
+}
+
+/// Whether JSON pointer `inner` is `outer` or names a node inside it.
+fn is_within(inner: &str, outer: &str) -> bool {
+    inner
+        .strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Every snippet that shows a line holding a secret masks it.

@@ -42,7 +42,19 @@ static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
 /// Checks a document against the schema; every violation is one diagnostic.
 pub(crate) fn check(doc: &Document) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for error in VALIDATOR.iter_errors(&doc.value) {
+    let errors: Vec<_> = VALIDATOR.iter_errors(&doc.value).collect();
+    // A value of the wrong type fails its other keywords too; the type error says it all.
+    let mistyped: Vec<String> = errors
+        .iter()
+        .filter(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
+        .map(|e| e.instance_path().as_str().to_string())
+        .collect();
+    for error in &errors {
+        if !matches!(error.kind(), ValidationErrorKind::Type { .. })
+            && mistyped.iter().any(|p| p == error.instance_path().as_str())
+        {
+            continue;
+        }
         let pointer = error.instance_path().as_str().to_string();
         let schema_path = error.schema_path().as_str().to_string();
         let parent = schema_parent(&schema_path);
@@ -72,10 +84,14 @@ pub(crate) fn check(doc: &Document) -> Vec<Diagnostic> {
                         .and_then(|p| p.get("properties"))
                         .and_then(|p| p.get(key)),
                 );
+                let mut message = format!("missing required key `{key}`");
+                if !matches!(what.as_str(), "a string" | "a valid value") {
+                    message.push_str(&format!(": {what}"));
+                }
                 out.push(Diagnostic::new(
                     spans.value(&pointer),
                     pointer.clone(),
-                    format!("missing required key `{key}` ({what})"),
+                    message,
                 ));
             }
             ValidationErrorKind::Constant { expected_value } if pointer == "/version" => {

@@ -54,7 +54,7 @@ fn key_like(text: &str) -> bool {
     let hex = text.len() >= 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
     let body = text.trim_end_matches('=');
     let base64 = text.len() >= 44
-        && text.len() % 4 == 0
+        && text.len().is_multiple_of(4)
         && text.len() - body.len() <= 2
         && !text.starts_with('/')
         && body
@@ -64,44 +64,6 @@ fn key_like(text: &str) -> bool {
         && body.bytes().any(|b| b.is_ascii_uppercase())
         && body.bytes().any(|b| b.is_ascii_lowercase());
     hex || base64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_are_recognised() {
-        for secret in [
-            "https://acct.blob.core.windows.net/c?sv=2022-11-02&sp=rw&sig=abcDEF123%3D",
-            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=Zm9vYmFy==;",
-            "-----BEGIN RSA PRIVATE KEY-----",
-            "smb://admin:hunter2@fileserver/share",
-            "c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0NTY3ODkwMTIzNDU2Nzg5MA==",
-            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-            "https://x/?user=a&password=b",
-        ] {
-            assert!(looks_like_secret(secret).is_some(), "{secret}");
-        }
-    }
-
-    #[test]
-    fn ordinary_plan_values_are_not_secrets() {
-        for plain in [
-            "/mnt/shares/finance/2024",
-            "/srv/sites/finance/Shared Documents/2024",
-            "${SHARE_ROOT}/design",
-            "keep-destination-changes",
-            "**/~$*",
-            "smb://fileserver/share",
-            "https://user@host/path",
-            "/mnt/shares/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/x",
-            "design-signoff",
-            "/data/signature=final",
-        ] {
-            assert_eq!(looks_like_secret(plain), None, "{plain}");
-        }
-    }
 }
 
 /// Every string in the document, key or value, that looks like a secret.
@@ -146,5 +108,43 @@ fn walk(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_recognised() {
+        for secret in [
+            "https://acct.blob.core.windows.net/c?sv=2022-11-02&sp=rw&sig=abcDEF123%3D",
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=Zm9vYmFy==;",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "smb://admin:hunter2@fileserver/share",
+            "c2VjcmV0LWtleS1tYXRlcmlhbC0xMjM0NTY3ODkwMTIzNDU2Nzg5MA==",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            "https://x/?user=a&password=b",
+        ] {
+            assert!(looks_like_secret(secret).is_some(), "{secret}");
+        }
+    }
+
+    #[test]
+    fn ordinary_plan_values_are_not_secrets() {
+        for plain in [
+            "/mnt/shares/finance/2024",
+            "/srv/sites/finance/Shared Documents/2024",
+            "${SHARE_ROOT}/design",
+            "keep-destination-changes",
+            "**/~$*",
+            "smb://fileserver/share",
+            "https://user@host/path",
+            "/mnt/shares/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/x",
+            "design-signoff",
+            "/data/signature=final",
+        ] {
+            assert_eq!(looks_like_secret(plain), None, "{plain}");
+        }
     }
 }

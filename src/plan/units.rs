@@ -70,9 +70,30 @@ impl Size {
     }
 }
 
+/// Exactly, in the unit that gives the smallest whole number: `64MiB`, `250GB`, `1234B`.
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", bytesize::ByteSize(self.0).display().iec_short())
+        const UNITS: [(&str, &str); 6] = [
+            ("KiB", "kB"),
+            ("MiB", "MB"),
+            ("GiB", "GB"),
+            ("TiB", "TB"),
+            ("PiB", "PB"),
+            ("EiB", "EB"),
+        ];
+        let n = self.0;
+        let mut best = (n, "B");
+        for (power, (iec, si)) in UNITS.iter().enumerate() {
+            for (size, unit) in [
+                (1u64 << (10 * (power + 1)), *iec),
+                (1000u64.pow(power as u32 + 1), *si),
+            ] {
+                if n > 0 && n.is_multiple_of(size) && n / size < best.0 {
+                    best = (n / size, unit);
+                }
+            }
+        }
+        write!(f, "{}{}", best.0, best.1)
     }
 }
 
@@ -273,6 +294,16 @@ mod tests {
         ] {
             assert!(Size::parse(bad).is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn sizes_display_exactly() {
+        let shown = |n: u64| Size(n).to_string();
+        assert_eq!(shown(64 << 20), "64MiB");
+        assert_eq!(shown(250_000_000_000), "250GB");
+        assert_eq!(shown(1234), "1234B");
+        assert_eq!(shown(0), "0B");
+        assert_eq!(shown(1536), "1536B");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::expand::{expand_vars, resolve_path};
 use super::raw::{RawPlan, RawSettings, StagingKind};
 use super::schema::closest;
 use super::settings::{MAX_PACKAGE_SIZE, MIN_PACKAGE_SIZE, Settings, overlay};
-use super::units::Duration;
+use super::units::{Date, Duration, Size};
 use super::yaml::Document;
 use super::{EnvLookup, Plan, Staging, Task};
 use crate::graph;
@@ -55,9 +55,12 @@ impl Checker<'_> {
     }
 }
 
+/// Checks the meaning of a parsed plan. Works on the JSON value, tolerating parts
+/// the schema rejected, so that its problems are reported together with the schema's;
+/// the `Plan` is built only when `raw` (the typed plan) is given and all is well.
 pub(crate) fn validate(
-    raw: &RawPlan,
     doc: &Document,
+    raw: Option<&RawPlan>,
     file: &Path,
     dir: &Path,
     env: EnvLookup<'_>,
@@ -68,8 +71,10 @@ pub(crate) fn validate(
         env,
         problems: Vec::new(),
     };
+    let value = &doc.value;
+    let text_at = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
 
-    let working_folder = match &raw.working_folder {
+    let working_folder = match text_at("/working_folder") {
         Some(text) => c.path("/working_folder", text),
         None => match default_working_folder(env) {
             Ok(path) => Some(path),
@@ -79,15 +84,15 @@ pub(crate) fn validate(
             }
         },
     };
-
-    let staging_raw = raw.staging.clone().unwrap_or_default();
-    let staging_path = match (&staging_raw.path, &working_folder) {
+    let staging_path = match (text_at("/staging/path"), &working_folder) {
         (Some(text), _) => c.path("/staging/path", text),
         (None, Some(wf)) => Some(wf.join("staging")),
         (None, None) => None,
     };
-    let key_ttl = staging_raw.key_ttl.unwrap_or(DEFAULT_KEY_TTL);
-    let retention = staging_raw.retention.unwrap_or(DEFAULT_RETENTION);
+    let key_ttl =
+        check_unit(&mut c, "/staging/key_ttl", Duration::parse).unwrap_or(DEFAULT_KEY_TTL);
+    let retention =
+        check_unit(&mut c, "/staging/retention", Duration::parse).unwrap_or(DEFAULT_RETENTION);
     if key_ttl < MIN_KEY_TTL || key_ttl > DEFAULT_RETENTION {
         c.at_value(
             "/staging/key_ttl",
@@ -101,40 +106,62 @@ pub(crate) fn validate(
         );
     }
 
-    let defaults = raw
-        .defaults
-        .clone()
-        .unwrap_or_else(|| Value::Object(Default::default()));
+    let defaults = match value.get("defaults") {
+        Some(d @ Value::Object(_)) => d.clone(),
+        _ => Value::Object(Default::default()),
+    };
     check_settings(&mut c, "/defaults", &defaults);
 
-    // Names, first: later checks refer to tasks by name.
+    // Names first: later checks refer to tasks by name.
+    let tasks_value: &[Value] = value
+        .get("tasks")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let names: Vec<&str> = tasks_value
+        .iter()
+        .map(|t| t.get("name").and_then(Value::as_str).unwrap_or(""))
+        .collect();
     let mut first_use: HashMap<&str, usize> = HashMap::new();
-    for (i, task) in raw.tasks.iter().enumerate() {
-        if let Some(&earlier) = first_use.get(task.name.as_str()) {
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(&earlier) = first_use.get(name) {
             let line = c.doc.spans.value(&format!("/tasks/{earlier}/name")).line;
             c.at_value(
                 &format!("/tasks/{i}/name"),
-                format!("task name `{}` is already used by tasks[{earlier}] (line {line}); task names must be unique", task.name),
+                format!("task name `{name}` is already used by tasks[{earlier}] (line {line}); task names must be unique"),
             );
         } else {
-            first_use.insert(&task.name, i);
+            first_use.insert(name, i);
         }
     }
-    let names: Vec<&str> = raw.tasks.iter().map(|t| t.name.as_str()).collect();
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); raw.tasks.len()];
-    for (i, task) in raw.tasks.iter().enumerate() {
-        for (j, dep) in task.depends_on.iter().enumerate() {
-            let pointer = format!("/tasks/{i}/depends_on/{j}");
-            match first_use.get(dep.as_str()) {
-                Some(&target) => edges[i].push(target),
+    let mut known: Vec<&str> = Vec::new();
+    for name in &names {
+        if !name.is_empty() && !known.contains(name) {
+            known.push(name);
+        }
+    }
+    let depends_on = |i: usize| -> Vec<&str> {
+        tasks_value[i]
+            .get("depends_on")
+            .and_then(Value::as_array)
+            .map(|deps| deps.iter().map(|d| d.as_str().unwrap_or("")).collect())
+            .unwrap_or_default()
+    };
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); tasks_value.len()];
+    for (i, task_edges) in edges.iter_mut().enumerate() {
+        for (j, dep) in depends_on(i).into_iter().enumerate() {
+            match first_use.get(dep) {
+                Some(&target) => task_edges.push(target),
+                None if dep.is_empty() => {}
                 None => {
                     let mut message = format!("no task is named `{dep}`");
-                    if let Some(best) = closest(dep, &names) {
-                        message.push_str(&format!("; did you mean `{best}`?"));
-                    } else {
-                        message.push_str(&format!("; the tasks are: {}", names.join(", ")));
+                    match closest(dep, &known) {
+                        Some(best) => message.push_str(&format!("; did you mean `{best}`?")),
+                        None => message.push_str(&format!("; the tasks are: {}", known.join(", "))),
                     }
-                    c.at_value(&pointer, message);
+                    c.at_value(&format!("/tasks/{i}/depends_on/{j}"), message);
                 }
             }
         }
@@ -142,12 +169,10 @@ pub(crate) fn validate(
     for cycle in graph::find_cycles(&edges) {
         let mut loop_names: Vec<&str> = cycle.iter().map(|&i| names[i]).collect();
         loop_names.push(names[cycle[0]]);
-        let from = cycle[0];
-        let to = cycle[1 % cycle.len()];
-        let j = raw.tasks[from]
-            .depends_on
+        let (from, to) = (cycle[0], cycle[1 % cycle.len()]);
+        let j = depends_on(from)
             .iter()
-            .position(|d| d == names[to])
+            .position(|d| *d == names[to])
             .unwrap_or(0);
         c.at_value(
             &format!("/tasks/{from}/depends_on/{j}"),
@@ -156,28 +181,42 @@ pub(crate) fn validate(
     }
 
     let mut tasks = Vec::new();
-    for (i, task) in raw.tasks.iter().enumerate() {
-        let source = c.path(&format!("/tasks/{i}/source"), &task.source);
-        let destination = c.path(&format!("/tasks/{i}/destination"), &task.destination);
-        let settings_value = match &task.settings {
+    for (i, task) in tasks_value.iter().enumerate() {
+        let mut path_of = |key: &str| {
+            let pointer = format!("/tasks/{i}/{key}");
+            task.get(key)
+                .and_then(Value::as_str)
+                .and_then(|text| c.path(&pointer, text))
+        };
+        let source = path_of("source");
+        let destination = path_of("destination");
+        let own = task.get("settings").filter(|s| s.is_object());
+        let settings_value = match own {
             Some(own) => {
                 check_settings(&mut c, &format!("/tasks/{i}/settings"), own);
                 overlay(&defaults, own)
             }
             None => defaults.clone(),
         };
-        let settings = resolve_settings(&mut c, i, task.settings.is_some(), settings_value);
+        check_size_range(&mut c, i, own, &settings_value);
+        if raw.is_none() || !c.problems.is_empty() {
+            continue;
+        }
+        let settings = resolve_settings(&mut c, i, own.is_some(), settings_value);
         if let (Some(source), Some(destination), Some(settings)) = (source, destination, settings) {
             tasks.push(Task {
-                name: task.name.clone(),
+                name: names[i].to_string(),
                 source,
                 destination,
-                depends_on: task.depends_on.clone(),
+                depends_on: depends_on(i).into_iter().map(str::to_string).collect(),
                 settings,
             });
         }
     }
 
+    let Some(raw) = raw else {
+        return Err(c.problems);
+    };
     if c.problems.is_empty() {
         check_overlaps(
             &mut c,
@@ -185,7 +224,7 @@ pub(crate) fn validate(
             &edges,
             working_folder.as_deref(),
             staging_path.as_deref(),
-            raw,
+            &names,
         );
     }
     match (c.problems.is_empty(), working_folder, staging_path) {
@@ -194,7 +233,11 @@ pub(crate) fn validate(
             file: file.to_path_buf(),
             working_folder,
             staging: Staging {
-                kind: staging_raw.kind.unwrap_or(StagingKind::Local),
+                kind: raw
+                    .staging
+                    .as_ref()
+                    .and_then(|s| s.kind)
+                    .unwrap_or(StagingKind::Local),
                 path,
                 key_ttl,
                 retention,
@@ -202,6 +245,23 @@ pub(crate) fn validate(
             tasks,
         }),
         _ => Err(c.problems),
+    }
+}
+
+/// Parses a unit (size, duration, date) at `pointer` if it is a string there; the
+/// schema has checked its shape, but not, say, that February has no 30th.
+fn check_unit<T>(
+    c: &mut Checker<'_>,
+    pointer: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<T> {
+    let text = c.doc.value.pointer(pointer)?.as_str()?;
+    match parse(text) {
+        Ok(value) => Some(value),
+        Err(message) => {
+            c.at_value(pointer, message);
+            None
+        }
     }
 }
 
@@ -230,28 +290,36 @@ fn default_working_folder(env: EnvLookup<'_>) -> Result<PathBuf, String> {
 
 /// Checks one settings mapping as written (in `defaults` or a task's `settings`).
 fn check_settings(c: &mut Checker<'_>, at: &str, value: &Value) {
-    let Ok(raw) = serde_json::from_value::<RawSettings>(value.clone()) else {
-        return;
-    };
-    if let Some(filters) = &raw.filters {
-        for (key, globs) in [("include", &filters.include), ("exclude", &filters.exclude)] {
-            for (j, glob) in globs.iter().flatten().enumerate() {
-                if let Err(e) = globset::Glob::new(glob) {
-                    c.at_value(
-                        &format!("{at}/filters/{key}/{j}"),
-                        format!("not a valid glob: {}", e.kind()),
-                    );
-                }
+    for key in ["include", "exclude"] {
+        let pointer = format!("{at}/filters/{key}");
+        let Some(globs) = value
+            .pointer(&format!("/filters/{key}"))
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        for (j, glob) in globs.iter().enumerate() {
+            if let Some(Err(e)) = glob.as_str().map(globset::Glob::new) {
+                c.at_value(
+                    &format!("{pointer}/{j}"),
+                    format!("not a valid glob: {}", e.kind()),
+                );
             }
         }
-        if filters.include.as_ref().is_some_and(Vec::is_empty) {
+        if key == "include" && globs.is_empty() {
             c.at_value(
-                &format!("{at}/filters/include"),
+                &pointer,
                 "an empty include list would migrate nothing; leave `include` out to include everything",
             );
         }
     }
-    if let Some(size) = raw.package.as_ref().and_then(|p| p.max_size)
+    for key in ["modified_after", "created_after"] {
+        check_unit(c, &format!("{at}/filters/{key}"), Date::parse);
+    }
+    for key in ["filters/min_size", "filters/max_size"] {
+        check_unit(c, &format!("{at}/{key}"), Size::parse);
+    }
+    if let Some(size) = check_unit(c, &format!("{at}/package/max_size"), Size::parse)
         && !(MIN_PACKAGE_SIZE..=MAX_PACKAGE_SIZE).contains(&size)
     {
         c.at_value(
@@ -259,7 +327,7 @@ fn check_settings(c: &mut Checker<'_>, at: &str, value: &Value) {
             format!("a package must be from 1MiB to 4GiB; {size} is out of range"),
         );
     }
-    if let Some(backoff) = raw.retries.as_ref().and_then(|r| r.backoff)
+    if let Some(backoff) = check_unit(c, &format!("{at}/retries/backoff"), Duration::parse)
         && backoff > MAX_BACKOFF
     {
         c.at_value(
@@ -286,21 +354,39 @@ fn resolve_settings(c: &mut Checker<'_>, i: usize, own: bool, value: Value) -> O
             return None;
         }
     };
-    let settings = Settings::from_raw(raw);
-    if let (Some(min), Some(max)) = (settings.filters.min_size, settings.filters.max_size)
-        && min > max
-    {
-        let at = if own {
-            format!("/tasks/{i}/settings/filters")
-        } else {
-            "/defaults/filters".to_string()
-        };
-        c.at_value(
-            &at,
-            format!("min_size ({min}) is larger than max_size ({max}): no file could migrate"),
-        );
+    Some(Settings::from_raw(raw))
+}
+
+/// `min_size` above `max_size` once a task's settings are laid over the defaults,
+/// reported where the later of the two is written.
+fn check_size_range(c: &mut Checker<'_>, i: usize, own: Option<&Value>, merged: &Value) {
+    let size = |key: &str| {
+        merged
+            .pointer(&format!("/filters/{key}"))
+            .and_then(Value::as_str)
+            .and_then(|t| Size::parse(t).ok())
+    };
+    let (Some(min), Some(max)) = (size("min_size"), size("max_size")) else {
+        return;
+    };
+    if min <= max {
+        return;
     }
-    Some(settings)
+    let in_task = |key: &str| {
+        own.and_then(|o| o.pointer(&format!("/filters/{key}")))
+            .is_some()
+    };
+    let at = if in_task("max_size") {
+        format!("/tasks/{i}/settings/filters/max_size")
+    } else if in_task("min_size") {
+        format!("/tasks/{i}/settings/filters/min_size")
+    } else {
+        "/defaults/filters/max_size".to_string()
+    };
+    c.at_value(
+        &at,
+        format!("min_size ({min}) is larger than max_size ({max}): no file could migrate"),
+    );
 }
 
 /// Folders that must not lie inside one another: a task's source and destination,
@@ -312,7 +398,7 @@ fn check_overlaps(
     edges: &[Vec<usize>],
     working_folder: Option<&Path>,
     staging: Option<&Path>,
-    raw: &RawPlan,
+    names: &[&str],
 ) {
     let resolved: Vec<(Located, Located)> = tasks
         .iter()
@@ -356,10 +442,10 @@ fn check_overlaps(
                         "the destination {} is inside the source of task `{}`, which does not depend on `{}`: \
                          it would read files while they are written; add `depends_on: [{}]` to `{}` or choose another folder",
                         destination.shown(),
-                        raw.tasks[k].name,
-                        raw.tasks[i].name,
-                        raw.tasks[i].name,
-                        raw.tasks[k].name
+                        names[k],
+                        names[i],
+                        names[i],
+                        names[k]
                     ),
                 );
             }
@@ -406,7 +492,7 @@ fn check_overlaps(
                         format!(
                             "the {what} {}{hint} is inside the {role} of task `{}` ({}): ferry would {} {consequence}",
                             folder.shown(),
-                            raw.tasks[i].name,
+                            names[i],
                             root.shown(),
                             if role == "source" { "migrate" } else { "write over" },
                         ),

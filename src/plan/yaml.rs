@@ -175,7 +175,31 @@ fn syntax_error(text: &str, error: &serde_saphyr::Error) -> Diagnostic {
         format!("invalid YAML: {message}")
     };
     let place = if place.line == 0 { end_of(text) } else { place };
+    // A tab in indentation often surfaces as some other complaint a line away.
+    if let Some(tab) = indentation_tab(text, place.line) {
+        return Diagnostic::new(
+            tab,
+            "",
+            "a tab is used for indentation: YAML allows only spaces there",
+        );
+    }
     Diagnostic::new(place, "", message)
+}
+
+/// A tab in the leading whitespace of the lines around `line`.
+fn indentation_tab(text: &str, line: usize) -> Option<Place> {
+    text.lines()
+        .enumerate()
+        .skip(line.saturating_sub(2))
+        .take(3)
+        .find_map(|(i, l)| {
+            let lead = l.len() - l.trim_start_matches([' ', '\t']).len();
+            l[..lead].find('\t').map(|at| Place {
+                line: i + 1,
+                column: at + 1,
+                width: 1,
+            })
+        })
 }
 
 fn end_of(text: &str) -> Place {

@@ -10,7 +10,11 @@ fn every_command_has_help_with_an_example() {
     for command in ["validate", "schema", "graph", "run"] {
         let run = f.ferry(&[command, "--help"]);
         run.assert_code(0);
-        assert!(run.stdout.contains("Example"), "`ferry {command} --help` has no example:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains("Example"),
+            "`ferry {command} --help` has no example:\n{}",
+            run.stdout
+        );
     }
     let run = f.ferry(&["--help"]);
     run.assert_code(0);
@@ -22,7 +26,8 @@ fn usage_errors_exit_2() {
     let f = Fixture::new();
     f.ferry(&[]).assert_code(2);
     f.ferry(&["frobnicate"]).assert_code(2);
-    f.ferry(&["graph", "plan.yaml", "--format", "png"]).assert_code(2);
+    f.ferry(&["graph", "plan.yaml", "--format", "png"])
+        .assert_code(2);
     f.ferry(&["validate"]).assert_code(2);
 }
 
@@ -53,6 +58,9 @@ fn readme_lists_the_exit_codes() {
 fn readme_opens_with_the_demo_and_test_commands() {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
     let head: String = readme.lines().take(20).collect::<Vec<_>>().join("\n");
-    assert!(head.contains("cargo run --release -- run plans/demo.yaml"), "{head}");
+    assert!(
+        head.contains("cargo run --release -- run plans/demo.yaml"),
+        "{head}"
+    );
     assert!(head.contains("cargo test"), "{head}");
 }

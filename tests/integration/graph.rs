@@ -71,12 +71,22 @@ fn dot_output_renders_with_graphviz() {
         .current_dir(f.root())
         .output()
         .expect("run dot");
-    assert!(out.status.success(), "dot failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let svg = String::from_utf8_lossy(&out.stdout);
     for task in ["report", "left", "right", "base", "lone"] {
-        assert!(svg.contains(&format!("<title>{task}</title>")), "{task} missing from the SVG");
+        assert!(
+            svg.contains(&format!("<title>{task}</title>")),
+            "{task} missing from the SVG"
+        );
     }
-    assert!(svg.contains("<title>base&#45;&gt;left</title>"), "edge missing:\n{svg}");
+    assert!(
+        svg.contains("<title>base&#45;&gt;left</title>"),
+        "edge missing:\n{svg}"
+    );
 }
 
 #[test]

@@ -13,9 +13,15 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
-        let dir = tempfile::Builder::new().prefix("ferry-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-test-")
+            .tempdir()
+            .expect("temp dir");
         let home = dir.path().join("home");
-        Fixture { dir, env: vec![("HOME".into(), home.display().to_string())] }
+        Fixture {
+            dir,
+            env: vec![("HOME".into(), home.display().to_string())],
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -75,7 +81,9 @@ impl Fixture {
     /// Every path under the root, for checking that a command touched nothing.
     pub fn listing(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
             for entry in entries.flatten() {
                 out.push(entry.path());
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -102,7 +110,11 @@ pub struct Run {
 impl Run {
     fn redact(&self, text: &str) -> String {
         let root = self.root.display().to_string();
-        let canonical = self.root.canonicalize().map(|p| p.display().to_string()).unwrap_or_default();
+        let canonical = self
+            .root
+            .canonicalize()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let mut text = text.replace(&root, "[TEMP]");
         if !canonical.is_empty() {
             text = text.replace(&canonical, "[TEMP]");

@@ -52,7 +52,10 @@ fn example_full_uses_every_key() {
             missing.push(path.join("."));
         }
     });
-    assert!(missing.is_empty(), "example-full.yaml does not use: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "example-full.yaml does not use: {missing:?}"
+    );
 }
 
 fn collect_keys(
@@ -62,7 +65,9 @@ fn collect_keys(
     visit: &mut dyn FnMut(&[String]),
 ) {
     let node = match node.get("$ref").and_then(|r| r.as_str()) {
-        Some(r) => root.pointer(r.trim_start_matches('#')).expect("ref resolves"),
+        Some(r) => root
+            .pointer(r.trim_start_matches('#'))
+            .expect("ref resolves"),
         None => node,
     };
     if let Some(props) = node.get("properties").and_then(|p| p.as_object()) {
@@ -91,7 +96,11 @@ fn demo_stays_inside_the_checkout() {
     let target = repo().join("target");
     for task in json["tasks"].as_array().expect("tasks") {
         let destination = std::path::PathBuf::from(task["destination"].as_str().expect("path"));
-        assert!(destination.starts_with(&target), "{}", destination.display());
+        assert!(
+            destination.starts_with(&target),
+            "{}",
+            destination.display()
+        );
     }
 }
 
@@ -113,7 +122,14 @@ fn demo_share_has_files_that_sharepoint_flags() {
         }
     }
     assert!((24..=100).contains(&files), "{files} files");
-    for flagged in ["desktop.ini", "_vti_cnf", "forms", "~drafts", ".lock", "empty.txt"] {
+    for flagged in [
+        "desktop.ini",
+        "_vti_cnf",
+        "forms",
+        "~drafts",
+        ".lock",
+        "empty.txt",
+    ] {
         assert!(names.iter().any(|n| n == flagged), "{flagged} missing");
     }
     assert!(names.iter().any(|n| n.starts_with("~$")));

@@ -16,10 +16,14 @@ fn checked_in_schema_is_current() {
 
 #[test]
 fn schema_is_valid_draft_2020_12() {
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("schemas/plan.schema.json")).expect("read"))
-            .expect("the schema is JSON");
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/plan.schema.json")).expect("read"),
+    )
+    .expect("the schema is JSON");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
     jsonschema::meta::validate(&schema).expect("the schema follows the 2020-12 meta-schema");
 }
 
@@ -55,6 +59,12 @@ fn plans_validate_with_an_independent_validator() {
         String::from_utf8_lossy(&out.stderr)
     );
     let f = Fixture::new();
-    f.file("bad.yaml", "version: 1\nname: x\ntasks:\n  - name: a\n    sourc: /x\n    destination: /y\n");
-    assert!(!check(&[f.path("bad.yaml")]).status.success(), "a broken plan passed check-jsonschema");
+    f.file(
+        "bad.yaml",
+        "version: 1\nname: x\ntasks:\n  - name: a\n    sourc: /x\n    destination: /y\n",
+    );
+    assert!(
+        !check(&[f.path("bad.yaml")]).status.success(),
+        "a broken plan passed check-jsonschema"
+    );
 }

@@ -60,12 +60,16 @@ fn syntax_error() {
 
 #[test]
 fn tab_indentation() {
-    assert_snapshot!(broken(&GOOD.replace("  - name: archive", "\t- name: archive")));
+    assert_snapshot!(broken(
+        &GOOD.replace("  - name: archive", "\t- name: archive")
+    ));
 }
 
 #[test]
 fn unknown_key_with_suggestion() {
-    assert_snapshot!(broken(&GOOD.replace("    source: shares/archive", "    sourc: shares/archive")));
+    assert_snapshot!(broken(
+        &GOOD.replace("    source: shares/archive", "    sourc: shares/archive")
+    ));
 }
 
 #[test]
@@ -79,12 +83,18 @@ fn wrong_types() {
 
 #[test]
 fn duplicate_key() {
-    assert_snapshot!(broken(&GOOD.replace("name: finance\n", "name: finance\nname: payroll\n")));
+    assert_snapshot!(broken(
+        &GOOD.replace("name: finance\n", "name: finance\nname: payroll\n")
+    ));
 }
 
 #[test]
 fn duplicate_task_name() {
-    assert_snapshot!(broken(&GOOD.replace("name: archive", "name: current").replace("[current]", "[]")));
+    assert_snapshot!(broken(
+        &GOOD
+            .replace("name: archive", "name: current")
+            .replace("[current]", "[]")
+    ));
 }
 
 #[test]
@@ -117,7 +127,10 @@ tasks:
 
 #[test]
 fn destination_inside_source() {
-    assert_snapshot!(broken(&GOOD.replace("destination: site/current", "destination: shares/current/migrated")));
+    assert_snapshot!(broken(&GOOD.replace(
+        "destination: site/current",
+        "destination: shares/current/migrated"
+    )));
 }
 
 #[test]
@@ -125,26 +138,37 @@ fn source_inside_destination_through_a_symlink() {
     let f = fixture();
     f.dir("site");
     std::os::unix::fs::symlink(f.path("site"), f.path("link-to-site")).expect("symlink");
-    f.dir("site/inner");
-    let yaml = GOOD.replace("source: shares/current", "source: link-to-site/inner");
+    f.dir("site/current/inner");
+    let yaml = GOOD.replace(
+        "source: shares/current",
+        "source: link-to-site/current/inner",
+    );
     assert_snapshot!(broken_in(&f, &yaml));
 }
 
 #[test]
 fn destination_is_the_source() {
-    assert_snapshot!(broken(&GOOD.replace("destination: site/current", "destination: ./shares/../shares/current")));
+    assert_snapshot!(broken(&GOOD.replace(
+        "destination: site/current",
+        "destination: ./shares/../shares/current"
+    )));
 }
 
 #[test]
 fn staging_and_working_folder_inside_a_source() {
-    let yaml = GOOD
-        .replace("working_folder: state", "working_folder: shares/archive/.ferry\nstaging:\n  path: shares/current/staging");
+    let yaml = GOOD.replace(
+        "working_folder: state",
+        "working_folder: shares/archive/.ferry\nstaging:\n  path: shares/current/staging",
+    );
     assert_snapshot!(broken(&yaml));
 }
 
 #[test]
 fn destination_inside_another_tasks_source_unless_it_waits() {
-    let yaml = GOOD.replace("destination: site/current", "destination: shares/archive/from-current");
+    let yaml = GOOD.replace(
+        "destination: site/current",
+        "destination: shares/archive/from-current",
+    );
     // `archive` depends on `current`, so it reads only after `current` has written.
     let f = fixture();
     f.plan(&yaml);
@@ -154,7 +178,9 @@ fn destination_inside_another_tasks_source_unless_it_waits() {
 
 #[test]
 fn unset_variable() {
-    assert_snapshot!(broken(&GOOD.replace("source: shares/current", "source: ${SHARE_ROOT}/current")));
+    assert_snapshot!(broken(
+        &GOOD.replace("source: shares/current", "source: ${SHARE_ROOT}/current")
+    ));
 }
 
 #[test]
@@ -164,20 +190,31 @@ fn variables_expand_from_the_environment() {
     f.plan(&GOOD.replace("source: shares/current", "source: ${SHARE_ROOT}/current"));
     let run = f.ferry(&["graph", "plan.yaml", "--format", "json"]);
     run.assert_code(0);
-    assert!(run.stdout().contains("\"source\": \"[TEMP]/shares/current\""), "{}", run.stdout());
+    assert!(
+        run.stdout()
+            .contains("\"source\": \"[TEMP]/shares/current\""),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[test]
 fn literal_secret_is_refused_and_never_echoed() {
     let sas = "https://acct.blob.core.windows.net/stage?sv=2022-11-02&sp=rw&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D";
-    let out = broken(&GOOD.replace("working_folder: state", &format!("working_folder: \"{sas}\"")));
+    let out = broken(&GOOD.replace(
+        "working_folder: state",
+        &format!("working_folder: \"{sas}\""),
+    ));
     assert!(!out.contains("c2VjcmV0"), "the secret leaked:\n{out}");
     assert_snapshot!(out);
 }
 
 #[test]
 fn secret_in_an_unknown_key_is_masked_too() {
-    let out = broken(&GOOD.replace("name: finance\n", "name: finance\naccount_key: \"AccountKey=Zm9vYmFyYmF6cXV4;\"\n"));
+    let out = broken(&GOOD.replace(
+        "name: finance\n",
+        "name: finance\naccount_key: \"AccountKey=Zm9vYmFyYmF6cXV4;\"\n",
+    ));
     assert!(!out.contains("Zm9v"), "the secret leaked:\n{out}");
     assert_snapshot!(out);
 }
@@ -218,7 +255,9 @@ fn enum_typo_gets_a_suggestion() {
 
 #[test]
 fn missing_required_keys() {
-    assert_snapshot!(broken("version: 1\ntasks:\n  - name: a\n    source: shares/current\n"));
+    assert_snapshot!(broken(
+        "version: 1\ntasks:\n  - name: a\n    source: shares/current\n"
+    ));
 }
 
 #[test]
@@ -259,7 +298,8 @@ fn missing_plan_file() {
 #[test]
 fn several_plans_report_each_and_fail_if_any_fails() {
     let f = fixture();
-    f.file("good.yaml", GOOD).file("bad.yaml", GOOD.replace("version: 1", "version: one"));
+    f.file("good.yaml", GOOD)
+        .file("bad.yaml", GOOD.replace("version: 1", "version: one"));
     let run = f.ferry(&["validate", "good.yaml", "bad.yaml"]);
     run.assert_code(2);
     assert_snapshot!(run.snapshot());

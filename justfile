@@ -1,0 +1,24 @@
+# List the recipes.
+default:
+    @just --list
+
+# Run the test suite.
+test:
+    cargo test
+
+# Check formatting and lints, warnings as errors.
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# Regenerate schemas/plan.schema.json from the plan types.
+schema:
+    cargo run --quiet -- schema > schemas/plan.schema.json
+
+# Run a benchmark under benches/ (none yet: they arrive with the pipeline).
+bench name="":
+    @if [ -z "{{name}}" ]; then ls benches 2>/dev/null || echo "no benchmarks yet"; else bash benches/{{name}}.sh; fi
+
+# Run exactly what CI runs.
+ci:
+    bash .ci/run
