@@ -51,6 +51,27 @@ pub(crate) fn describe_pattern(pattern: &str) -> Option<&'static str> {
         .map(|(_, words)| *words)
 }
 
+/// Units travel as the strings a plan writes: parsed on the way in, shown on the way
+/// out (in `ferry graph --format json`, say).
+macro_rules! text_serde {
+    ($($unit:ident),+) => {$(
+        impl serde::Serialize for $unit {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $unit {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = Cow::<str>::deserialize(deserializer)?;
+                $unit::parse(&text).map_err(de::Error::custom)
+            }
+        }
+    )+};
+}
+
+text_serde!(Size, Duration, Date);
+
 /// A number of bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Size(pub u64);
@@ -94,19 +115,6 @@ impl fmt::Display for Size {
             }
         }
         write!(f, "{}{}", best.0, best.1)
-    }
-}
-
-impl serde::Serialize for Size {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = Cow::<str>::deserialize(deserializer)?;
-        Size::parse(&text).map_err(de::Error::custom)
     }
 }
 
@@ -174,19 +182,6 @@ impl fmt::Display for Duration {
     }
 }
 
-impl serde::Serialize for Duration {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = Cow::<str>::deserialize(deserializer)?;
-        Duration::parse(&text).map_err(de::Error::custom)
-    }
-}
-
 impl JsonSchema for Duration {
     fn schema_name() -> Cow<'static, str> {
         "Duration".into()
@@ -226,19 +221,6 @@ impl Date {
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
-    }
-}
-
-impl serde::Serialize for Date {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Date {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = Cow::<str>::deserialize(deserializer)?;
-        Date::parse(&text).map_err(de::Error::custom)
     }
 }
 

@@ -165,3 +165,15 @@ pub fn have(program: &str) -> bool {
     }
     found
 }
+
+/// The example plans in `plans/`, sorted.
+pub fn example_plans() -> Vec<PathBuf> {
+    let mut plans: Vec<_> = std::fs::read_dir(repo().join("plans"))
+        .expect("plans/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    plans.sort();
+    plans
+}

@@ -1,17 +1,6 @@
 //! The example plans in `plans/` validate, and each points editors at the schema.
 
-use crate::harness::{Fixture, repo};
-
-fn example_plans() -> Vec<std::path::PathBuf> {
-    let mut plans: Vec<_> = std::fs::read_dir(repo().join("plans"))
-        .expect("plans/")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    plans.sort();
-    plans
-}
+use crate::harness::{Fixture, example_plans, repo};
 
 #[test]
 fn every_example_plan_validates() {
