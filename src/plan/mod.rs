@@ -225,3 +225,60 @@ fn mask_secret_lines(problems: &mut [Diagnostic]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = include_str!("../../plans/example-full.yaml");
+
+    fn load(text: &str) -> Result<Plan, Vec<Diagnostic>> {
+        parse_and_validate(
+            text,
+            Path::new("plan.yaml"),
+            Path::new("/nonexistent/plans"),
+            &|name| match name {
+                "HOME" => Ok("/nonexistent/home".into()),
+                _ => Err(std::env::VarError::NotPresent),
+            },
+        )
+    }
+
+    #[test]
+    fn example_full_loads() {
+        let plan = load(FULL).expect("example-full.yaml is valid");
+        assert_eq!(plan.tasks.len(), 2);
+        assert_eq!(plan.staging.path, PathBuf::from("/var/lib/ferry/staging"));
+    }
+
+    /// Damaged plans never panic, and every problem points inside the text: delete,
+    /// duplicate or replace each byte of a real plan in turn.
+    #[test]
+    fn damaged_plans_fail_cleanly_with_places_inside_the_text() {
+        let lines = FULL.lines().count() + 1;
+        let bytes = FULL.as_bytes();
+        for at in (0..bytes.len()).step_by(7) {
+            for edit in 0..4 {
+                let mut damaged = bytes.to_vec();
+                match edit {
+                    0 => {
+                        damaged.remove(at);
+                    }
+                    1 => damaged.insert(at, bytes[at]),
+                    2 => damaged[at] = b'\t',
+                    _ => damaged[at] = b':',
+                }
+                let Ok(text) = String::from_utf8(damaged) else {
+                    continue;
+                };
+                if let Err(problems) = load(&text) {
+                    assert!(!problems.is_empty());
+                    for p in problems {
+                        assert!(p.place.line >= 1 && p.place.line <= lines, "{p} in {text}");
+                        assert!(p.place.column >= 1, "{p}");
+                    }
+                }
+            }
+        }
+    }
+}
