@@ -136,10 +136,6 @@ impl Plan {
             }
         }
     }
-
-    pub fn task(&self, name: &str) -> Option<&Task> {
-        self.tasks.iter().find(|t| t.name == name)
-    }
 }
 
 /// The absolute folder that holds the plan file: the base of its relative paths.

@@ -509,7 +509,10 @@ fn check_overlaps(
 struct Located {
     given: PathBuf,
     real: PathBuf,
-    ids: Vec<(u64, u64)>,
+    /// (device, inode) of the folder itself, if it exists.
+    own_id: Option<(u64, u64)>,
+    /// (device, inode) of each existing ancestor.
+    ancestor_ids: Vec<(u64, u64)>,
 }
 
 impl Located {
@@ -536,41 +539,32 @@ impl Located {
                 },
             }
         };
-        // Identities of the deepest existing folder (only when it is the path itself)
-        // and of each ancestor.
-        let mut ids = Vec::new();
-        let mut at = Some(existing.as_path());
-        while let Some(p) = at {
-            if let Some(id) = identity(p) {
-                ids.push(id);
-            }
-            at = p.parent();
-        }
-        if !rest.is_empty() {
-            ids.insert(0, (u64::MAX, u64::MAX));
-        }
+        // The deepest existing folder is the path itself only when nothing was left over.
+        let own_id = if rest.is_empty() {
+            identity(&existing)
+        } else {
+            None
+        };
+        let first_ancestor = if rest.is_empty() {
+            existing.parent()
+        } else {
+            Some(existing.as_path())
+        };
+        let ancestor_ids = first_ancestor
+            .into_iter()
+            .flat_map(Path::ancestors)
+            .filter_map(identity)
+            .collect();
         Located {
             given: path.to_path_buf(),
             real,
-            ids,
+            own_id,
+            ancestor_ids,
         }
     }
 
     fn shown(&self) -> String {
         self.given.display().to_string()
-    }
-
-    /// The identities of the folder's existing ancestors.
-    fn ancestor_ids(&self) -> &[(u64, u64)] {
-        self.ids.get(1..).unwrap_or(&[])
-    }
-
-    /// The identity of the folder itself, if it exists.
-    fn own_id(&self) -> Option<(u64, u64)> {
-        self.ids
-            .first()
-            .copied()
-            .filter(|id| *id != (u64::MAX, u64::MAX))
     }
 }
 
@@ -595,13 +589,13 @@ enum Relation {
 }
 
 fn relation(a: &Located, b: &Located) -> Option<Relation> {
-    if a.real == b.real || (a.own_id().is_some() && a.own_id() == b.own_id()) {
+    if a.real == b.real || (a.own_id.is_some() && a.own_id == b.own_id) {
         return Some(Relation::Same);
     }
-    if a.real.starts_with(&b.real) || b.own_id().is_some_and(|id| a.ancestor_ids().contains(&id)) {
+    if a.real.starts_with(&b.real) || b.own_id.is_some_and(|id| a.ancestor_ids.contains(&id)) {
         return Some(Relation::Inside);
     }
-    if b.real.starts_with(&a.real) || a.own_id().is_some_and(|id| b.ancestor_ids().contains(&id)) {
+    if b.real.starts_with(&a.real) || a.own_id.is_some_and(|id| b.ancestor_ids.contains(&id)) {
         return Some(Relation::Contains);
     }
     None
