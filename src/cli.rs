@@ -57,14 +57,41 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
         format: GraphFormat,
     },
+    /// Scan: check access to every task's source, destination and staging, find the
+    /// items that would fail, and write the readiness reports. Migrates nothing.
+    ///
+    /// Exit 0: ready; 1: some items will not migrate (see the reports); 2: plan error;
+    /// 5: a source, destination or staging folder cannot be used.
+    #[command(
+        after_help = "Examples:\n  ferry scan plans/demo.yaml\n  ferry scan plans/demo.yaml --task documents"
+    )]
+    Scan {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// Scan only this task (by default: every task, in dependency order).
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+        /// Threads that walk each source (default: one per CPU).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: Option<u16>,
+    },
     /// Migrate: scan, package, upload and import every task of the plan.
     ///
-    /// Not available yet in this version: it validates the plan and stops.
+    /// In this version only tasks with `mode: scan-only` run (they scan and report);
+    /// migrating is not available yet, and a plan with a task to migrate is refused
+    /// before anything is touched.
     #[command(after_help = "Example:\n  ferry run plans/demo.yaml")]
     Run {
         /// The plan file.
         #[arg(value_name = "PLAN")]
         plan: PathBuf,
+        /// Run only this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+        /// Threads that walk each source (default: one per CPU).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: Option<u16>,
     },
 }
 

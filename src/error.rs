@@ -15,10 +15,13 @@ pub enum Error {
         known: String,
     },
     #[error(
-        "`ferry {command}` is not available yet: this version validates plans and compiles their job \
-         graph (`ferry validate`, `ferry graph`), but does not migrate; nothing was touched"
+        "migrating is not available yet: this version validates plans and scans them (`ferry scan`, \
+         or `mode: scan-only` with `ferry run`), but does not move data; {tasks} would migrate; \
+         nothing was touched"
     )]
-    NotYet { command: &'static str },
+    NotYet { tasks: String },
+    #[error(transparent)]
+    Scan(#[from] crate::pipeline::scan::ScanError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
 }
@@ -27,7 +30,7 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Plan(_) | Error::UnknownTask { .. } | Error::NotYet { .. } => Exit::Usage,
-            Error::Output(_) => Exit::Fatal,
+            Error::Output(_) | Error::Scan(_) => Exit::Fatal,
         }
     }
 }

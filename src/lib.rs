@@ -8,7 +8,9 @@ pub mod cli;
 pub mod error;
 pub mod exit;
 pub mod graph;
+pub mod pipeline;
 pub mod plan;
+pub mod report;
 
 use std::io::Write as _;
 
@@ -34,11 +36,81 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 GraphFormat::Json => graph.to_json(),
             })
         }
-        Command::Run { plan } => {
-            Plan::load(&plan)?;
-            Err(Error::NotYet { command: "run" })
+        Command::Scan {
+            plan,
+            task,
+            workers,
+        } => scan(&plan, task.as_deref(), workers, false),
+        Command::Run {
+            plan,
+            task,
+            workers,
+        } => scan(&plan, task.as_deref(), workers, true),
+    }
+}
+
+/// Scans the chosen tasks of a plan in dependency order, after checking every task's
+/// roots; for `run`, only when every chosen task is `scan-only`.
+fn scan(
+    path: &std::path::Path,
+    only: Option<&str>,
+    workers: Option<u16>,
+    run: bool,
+) -> Result<Exit, Error> {
+    let plan = Plan::load(path)?;
+    let graph = JobGraph::compile(&plan);
+    let tasks: Vec<&plan::Task> = match only {
+        Some(name) => match plan.tasks.iter().find(|t| t.name == name) {
+            Some(task) => vec![task],
+            None => {
+                return Err(Error::UnknownTask {
+                    plan: path.display().to_string(),
+                    task: name.to_string(),
+                    known: plan
+                        .tasks
+                        .iter()
+                        .map(|t| format!("`{}`", t.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        },
+        None => graph.order().collect(),
+    };
+    if run {
+        let migrating: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.settings.mode == plan::raw::Mode::Migrate)
+            .map(|t| format!("`{}`", t.name))
+            .collect();
+        if !migrating.is_empty() {
+            return Err(Error::NotYet {
+                tasks: format!(
+                    "task{} {}",
+                    if migrating.len() == 1 { "" } else { "s" },
+                    migrating.join(", ")
+                ),
+            });
         }
     }
+    // Every root is checked before any task is scanned: a broken mount found late
+    // would leave half a plan's reports behind.
+    for task in &tasks {
+        pipeline::scan::check_access(&plan, task)?;
+    }
+    let threads = workers.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        usize::from,
+    );
+    let mut exit = Exit::Success;
+    for task in tasks {
+        let scanned = pipeline::scan_task(&plan, task, threads)?;
+        eprint!("{}", scanned.text);
+        if scanned.readiness == report::scan::Readiness::NotReady {
+            exit = Exit::Partial;
+        }
+    }
+    Ok(exit)
 }
 
 fn validate(plans: &[std::path::PathBuf]) -> Exit {

@@ -299,7 +299,7 @@ fn check_settings(c: &mut Checker<'_>, at: &str, value: &Value) {
             continue;
         };
         for (j, glob) in globs.iter().enumerate() {
-            if let Some(Err(e)) = glob.as_str().map(globset::Glob::new) {
+            if let Some(Err(e)) = glob.as_str().map(crate::pipeline::filters::glob) {
                 c.at_value(
                     &format!("{pointer}/{j}"),
                     format!("not a valid glob: {}", e.kind()),

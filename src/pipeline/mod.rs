@@ -1,0 +1,51 @@
+//! The stages every file goes through: scan → package → upload → import. Only the scan
+//! exists so far.
+//!
+//! `rules` and `filters` are pure (they judge names and metadata, never the
+//! filesystem); `scan` does the walking and owns every filesystem access of the stage.
+
+pub mod filters;
+pub mod rules;
+pub mod scan;
+
+use crate::plan::{Plan, Task};
+use crate::report::scan::{Readiness, ScanReport, round_folder};
+use scan::{ScanError, ScanTotals};
+
+/// The round a scan reports on. Rounds come with sessions; until then every scan is
+/// round 0 and replaces the previous round-0 reports.
+pub const ROUND: u32 = 0;
+
+/// What scanning one task found.
+#[derive(Debug)]
+pub struct TaskScan {
+    pub totals: ScanTotals,
+    pub readiness: Readiness,
+    /// The summary a person reads.
+    pub text: String,
+}
+
+/// Scans one task (its roots already checked with [`scan::check_access`]) and writes its
+/// readiness reports.
+pub fn scan_task(plan: &Plan, task: &Task, threads: usize) -> Result<TaskScan, ScanError> {
+    let folder = round_folder(&plan.working_folder, &plan.name, &task.name, ROUND);
+    let mut report = ScanReport::create(folder, ROUND, task)?;
+    let now = jiff::Timestamp::now().as_nanosecond();
+    let totals = scan::scan(task, threads, now, &mut |entry| {
+        report.entry(entry).map_err(ScanError::from)
+    })?;
+    let text = report.finish(task, &totals, &device_name())?;
+    Ok(TaskScan {
+        readiness: Readiness::of(&totals),
+        totals,
+        text,
+    })
+}
+
+/// This machine's name, for the reports' "Device name" column.
+pub fn device_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
