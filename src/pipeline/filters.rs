@@ -49,7 +49,8 @@ impl Filtered {
 /// A task's filters, compiled.
 #[derive(Debug)]
 pub struct Filter {
-    include: GlobSet,
+    /// `None` when the include globs match every path (the default `**`).
+    include: Option<GlobSet>,
     exclude: GlobSet,
     skip_hidden: bool,
     extensions: Vec<Vec<u8>>,
@@ -97,7 +98,11 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
 impl Filter {
     pub fn new(filters: &Filters) -> Result<Filter, globset::Error> {
         Ok(Filter {
-            include: glob_set(&filters.include)?,
+            include: if filters.include.iter().any(|g| g == "**") {
+                None
+            } else {
+                Some(glob_set(&filters.include)?)
+            },
             exclude: glob_set(&filters.exclude)?,
             skip_hidden: filters.hidden == Hidden::Skip,
             extensions: filters
@@ -122,7 +127,7 @@ impl Filter {
     pub fn other(&self, rel: &Path, name: &OsStr) -> Option<Filtered> {
         if self.skip_hidden && is_hidden(name) {
             Some(Filtered::Hidden)
-        } else if self.exclude.is_match(rel) {
+        } else if !self.exclude.is_empty() && self.exclude.is_match(rel) {
             Some(Filtered::Excluded)
         } else {
             None
@@ -135,7 +140,7 @@ impl Filter {
         if let Some(reason) = self.other(rel, name) {
             return Decision::Drop(reason);
         }
-        if !self.include.is_match(rel) {
+        if self.include.as_ref().is_some_and(|set| !set.is_match(rel)) {
             return Decision::Drop(Filtered::NotIncluded);
         }
         let ext = extension(name);

@@ -286,7 +286,7 @@ impl Rules {
         if !sharepoint {
             return;
         }
-        if name.to_ascii_lowercase().contains("_vti_") {
+        if contains_ignore_ascii_case(name.as_bytes(), b"_vti_") {
             let what = "`_vti_` may not appear in a SharePoint name".to_string();
             self.name_finding(out, item, Code::VtiName, what);
         }
@@ -460,18 +460,25 @@ pub fn collisions(names: &[&OsStr], rules: &Rules) -> Vec<(usize, Finding)> {
         .collect()
 }
 
+fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 fn is_reserved(name: &str, sharepoint: bool) -> bool {
-    let lower = name.to_ascii_lowercase();
-    if sharepoint && (lower == ".lock" || lower == "desktop.ini") {
+    if sharepoint && (name.eq_ignore_ascii_case(".lock") || name.eq_ignore_ascii_case("desktop.ini")) {
         return true;
     }
     // CON, CON.txt, com1, LPT9.tar.gz: the part before the first dot counts.
-    let stem = lower.split('.').next().unwrap_or("");
-    let stem = stem.trim_end_matches(' ');
-    matches!(stem, "con" | "prn" | "aux" | "nul")
-        || (stem.len() == 4
-            && (stem.starts_with("com") || stem.starts_with("lpt"))
-            && stem.as_bytes()[3].is_ascii_digit())
+    let stem = name.split('.').next().unwrap_or("").trim_end_matches(' ');
+    let is = |word: &str| stem.eq_ignore_ascii_case(word);
+    let numbered = |prefix: &str| {
+        stem.len() == 4
+            && stem.as_bytes()[..3].eq_ignore_ascii_case(prefix.as_bytes())
+            && stem.as_bytes()[3].is_ascii_digit()
+    };
+    is("con") || is("prn") || is("aux") || is("nul") || numbered("com") || numbered("lpt")
 }
 
 fn is_shortcut(name: &OsStr) -> bool {

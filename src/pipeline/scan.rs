@@ -77,6 +77,23 @@ pub struct Meta {
 }
 
 impl Meta {
+    fn from_statx(x: &rustix::fs::Statx) -> Meta {
+        let birth = x.stx_mask & rustix::fs::StatxFlags::BTIME.bits() != 0;
+        let ns = |t: &rustix::fs::StatxTimestamp| {
+            i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+        };
+        Meta {
+            size: x.stx_size,
+            mtime_ns: ns(&x.stx_mtime),
+            birth_ns: birth.then(|| ns(&x.stx_btime)),
+            mode: u32::from(x.stx_mode),
+            dev: rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor),
+            ino: x.stx_ino,
+            nlink: u64::from(x.stx_nlink),
+            allocated: x.stx_blocks * 512,
+        }
+    }
+
     fn of(m: &Metadata, birth: bool) -> Meta {
         Meta {
             size: m.len(),
@@ -130,8 +147,9 @@ pub enum Status {
 pub struct ScanEntry {
     /// The path below the source root, as it will be below the destination root.
     pub rel: PathBuf,
-    /// Where to read it: under the source root, or under a followed symlink's target.
-    pub source: PathBuf,
+    /// The real folder that lists it (under the source root, or under a followed
+    /// symlink's target); it is read as `folder/<its name>`.
+    pub folder: Arc<Path>,
     pub kind: EntryKind,
     pub meta: Meta,
     pub status: Status,
@@ -141,6 +159,11 @@ pub struct ScanEntry {
 }
 
 impl ScanEntry {
+    /// Where to read the item.
+    pub fn source(&self) -> PathBuf {
+        self.folder.join(self.rel.file_name().unwrap_or_default())
+    }
+
     /// The worst finding's severity.
     pub fn severity(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
@@ -499,7 +522,7 @@ fn unlisted(walk: &Follow, error: jwalk::Error) -> ScanEntry {
     ScanEntry {
         path_chars: chars(rel.as_os_str()),
         rel,
-        source: path,
+        folder: Arc::from(path.parent().unwrap_or(&path)),
         kind: EntryKind::Unknown,
         meta: Meta::default(),
         status: Status::Skipped,
@@ -535,27 +558,35 @@ fn judge_children(
     children: &mut [Result<DirEntry<Walk>, jwalk::Error>],
 ) {
     let depth = state.depth() + 1;
+    // Children are stat-ed relative to their folder: no path is resolved again from
+    // the root for every item.
+    let handle = rustix::fs::open(
+        folder,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok();
     let mut findings = Vec::new();
     for child in children.iter_mut() {
         let Ok(child) = child else { continue };
-        let name = child.file_name.clone();
+        let name = child.file_name.as_os_str();
         let rel: PathBuf = match &state.rel {
-            Some(base) => base.join(&name),
-            None => PathBuf::from(&name),
+            Some(base) => base.join(name),
+            None => PathBuf::from(name),
         };
-        let path = folder.join(&name);
         let path_chars = if depth == 1 {
-            chars(&name)
+            chars(name)
         } else {
-            state.chars + 1 + chars(&name)
+            state.chars + 1 + chars(name)
         };
         let (entry, follow) = judge(
             context,
             &mut findings,
             Seen {
-                name: &name,
+                name,
                 rel,
-                path,
+                folder: &child.parent_path,
+                handle: handle.as_ref(),
                 depth,
                 path_chars,
                 parent: state,
@@ -599,10 +630,34 @@ fn judge_children(
 struct Seen<'a> {
     name: &'a OsStr,
     rel: PathBuf,
-    path: PathBuf,
+    folder: &'a Arc<Path>,
+    /// The folder, open, when it could be opened.
+    handle: Option<&'a rustix::fd::OwnedFd>,
     depth: usize,
     path_chars: usize,
     parent: &'a FolderState,
+}
+
+/// The item's own metadata (`lstat`), and its owner.
+fn lstat(seen: &Seen<'_>, birth: bool) -> io::Result<(Meta, rustix::fs::FileType, (u32, u32))> {
+    use rustix::fs::{AtFlags, FileType, StatxFlags};
+    let Some(handle) = seen.handle else {
+        let m = fs::symlink_metadata(seen.folder.join(seen.name))?;
+        let kind = FileType::from_raw_mode(m.mode());
+        return Ok((Meta::of(&m, birth), kind, (m.uid(), m.gid())));
+    };
+    let mask = if birth {
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME
+    } else {
+        StatxFlags::BASIC_STATS
+    };
+    let x = rustix::fs::statx(handle, seen.name, AtFlags::SYMLINK_NOFOLLOW, mask)?;
+    let kind = FileType::from_raw_mode(u32::from(x.stx_mode));
+    let mut meta = Meta::from_statx(&x);
+    if !birth {
+        meta.birth_ns = None;
+    }
+    Ok((meta, kind, (x.stx_uid, x.stx_gid)))
 }
 
 fn judge(
@@ -610,18 +665,20 @@ fn judge(
     scratch: &mut Vec<Finding>,
     seen: Seen<'_>,
 ) -> (ScanEntry, Option<Follow>) {
+    use rustix::fs::FileType;
     let birth = context.filter.needs_birth_time();
+    let stat = lstat(&seen, birth);
     let mut entry = ScanEntry {
         rel: seen.rel,
-        source: seen.path,
+        folder: Arc::clone(seen.folder),
         kind: EntryKind::Unknown,
         meta: Meta::default(),
         status: Status::Migrate,
         findings: Vec::new(),
         path_chars: seen.path_chars,
     };
-    let lstat = match fs::symlink_metadata(&entry.source) {
-        Ok(m) => m,
+    let (mut meta, file_type, mut owner) = match stat {
+        Ok(stat) => stat,
         Err(e) => {
             let code = if e.kind() == io::ErrorKind::PermissionDenied {
                 Code::PermissionDenied
@@ -637,19 +694,15 @@ fn judge(
             return (entry, None);
         }
     };
-    let mut meta = Meta::of(&lstat, birth);
-    let file_type = lstat.file_type();
     let mut follow = None;
-    let mut owner = (lstat.uid(), lstat.gid());
-    entry.kind = if file_type.is_dir() {
-        EntryKind::Folder
-    } else if file_type.is_file() {
-        EntryKind::File
-    } else if file_type.is_symlink() {
-        let target = fs::read_link(&entry.source).unwrap_or_default();
-        EntryKind::Symlink { target }
-    } else {
-        EntryKind::Special
+    entry.kind = match file_type {
+        FileType::Directory => EntryKind::Folder,
+        FileType::RegularFile => EntryKind::File,
+        FileType::Symlink => {
+            let target = fs::read_link(entry.source()).unwrap_or_default();
+            EntryKind::Symlink { target }
+        }
+        _ => EntryKind::Special,
     };
     // Filters come first: an item the plan does not want is not judged further.
     let decision = match entry.kind {
@@ -673,7 +726,7 @@ fn judge(
         return (entry, None);
     }
     if let EntryKind::Symlink { target } = &entry.kind {
-        match symlink(context, &entry.source, target, seen.parent) {
+        match symlink(context, &entry.source(), target, seen.parent) {
             Link::Skip(finding) => {
                 entry.findings.push(finding);
             }
@@ -850,7 +903,11 @@ fn symlink(context: &Context, path: &Path, target: &Path, parent: &FolderState) 
 /// Siblings that would land on one name at a case-insensitive, normalising
 /// destination: all but the first in byte order get a finding.
 fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jwalk::Error>]) {
-    let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::with_capacity(children.len());
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // Most folders have no collision: hash every folded name without allocating, and
+    // fold names for real only where two hashes meet.
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut hashed: Vec<(u64, usize, Option<OsString>)> = Vec::with_capacity(children.len());
     for (i, child) in children.iter().enumerate() {
         let Ok(child) = child else { continue };
         let Some(entry) = &child.client_state.entry else {
@@ -875,10 +932,32 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
             .map(OsString::from),
             crate::plan::raw::InvalidNames::Skip => None,
         };
-        groups
-            .entry(rules::fold(mapped.as_deref().unwrap_or(name)))
-            .or_default()
-            .push(i);
+        let shown = mapped.as_deref().unwrap_or(name);
+        let mut h = hasher.build_hasher();
+        match shown.to_str() {
+            Some(ascii) if ascii.is_ascii() => {
+                for b in ascii.bytes() {
+                    h.write_u8(b.to_ascii_lowercase());
+                }
+            }
+            _ => h.write(&rules::fold(shown)),
+        }
+        hashed.push((h.finish(), i, mapped));
+    }
+    hashed.sort_unstable_by_key(|(h, i, _)| (*h, *i));
+    let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    for run in hashed.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+        for (_, i, mapped) in run {
+            let Ok(child) = &children[*i] else { continue };
+            let Some(entry) = &child.client_state.entry else {
+                continue;
+            };
+            let name = entry.rel.file_name().unwrap_or_default();
+            groups
+                .entry(rules::fold(mapped.as_deref().unwrap_or(name)))
+                .or_default()
+                .push(*i);
+        }
     }
     for members in groups.into_values().filter(|m| m.len() > 1) {
         let names: Vec<OsString> = members

@@ -121,12 +121,17 @@ impl CsvFile {
 
     /// One row; every cell is neutralised with [`csv_cell`].
     pub fn row<S: AsRef<str>>(&mut self, cells: &[S]) -> Result<(), ReportError> {
-        self.writer
-            .write_record(cells.iter().map(|c| csv_cell(c.as_ref()).into_owned()))
-            .map_err(|e| ReportError {
-                path: self.path.clone(),
-                source: e.into(),
-            })
+        let fail = |e: csv::Error| ReportError {
+            path: self.path.clone(),
+            source: e.into(),
+        };
+        for cell in cells {
+            self.writer
+                .write_field(csv_cell(cell.as_ref()).as_bytes())
+                .map_err(fail)?;
+        }
+        // An empty record after fields ends the row.
+        self.writer.write_record(None::<&[u8]>).map_err(fail)
     }
 
     /// Flushes, syncs and renames the report into place; returns its path.
