@@ -15,9 +15,9 @@ lint:
 schema:
     cargo run --quiet -- schema > schemas/plan.schema.json
 
-# Run a benchmark under benches/ (none yet: they arrive with the pipeline).
-bench name="":
-    @if [ -z "{{name}}" ]; then ls benches 2>/dev/null || echo "no benchmarks yet"; else bash benches/{{name}}.sh; fi
+# Run a benchmark under benches/ (`just bench scan`); without a name, list them.
+bench name="" *args="":
+    @if [ -z "{{name}}" ]; then ls benches | sed 's/\.sh$//'; else bash benches/{{name}}.sh {{args}}; fi
 
 # Run exactly what CI runs.
 ci:

@@ -72,7 +72,8 @@ pub enum Command {
         /// Scan only this task (by default: every task, in dependency order).
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
-        /// Threads that walk each source (default: one per CPU).
+        /// Threads that walk each source (default: one per CPU, plus one; more help on
+        /// network shares, where each stat waits on the server).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
     },
@@ -89,7 +90,8 @@ pub enum Command {
         /// Run only this task.
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
-        /// Threads that walk each source (default: one per CPU).
+        /// Threads that walk each source (default: one per CPU, plus one; more help on
+        /// network shares, where each stat waits on the server).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
     },

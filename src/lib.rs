@@ -98,10 +98,7 @@ fn scan(
     for task in &tasks {
         pipeline::scan::check_access(&plan, task)?;
     }
-    let threads = workers.map_or_else(
-        || std::thread::available_parallelism().map_or(2, usize::from),
-        usize::from,
-    );
+    let threads = workers.map_or_else(pipeline::default_walk_threads, usize::from);
     let mut exit = Exit::Success;
     for task in tasks {
         let scanned = pipeline::scan_task(&plan, task, threads)?;

@@ -42,6 +42,13 @@ pub fn scan_task(plan: &Plan, task: &Task, threads: usize) -> Result<TaskScan, S
     })
 }
 
+/// Threads that walk a source unless `--workers` says otherwise: one per CPU, and one
+/// more, because the thread that takes the walk's results in order spins while it waits
+/// (measured in BENCHMARKS.md). Shares with slow metadata (NFS, SMB) gain from more.
+pub fn default_walk_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from) + 1
+}
+
 /// This machine's name, for the reports' "Device name" column.
 pub fn device_name() -> String {
     rustix::system::uname()
