@@ -63,15 +63,19 @@ fn scan(
         Some(name) => match plan.tasks.iter().find(|t| t.name == name) {
             Some(task) => vec![task],
             None => {
+                let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+                let mut known = names
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Some(close) = plan::closest(name, &names) {
+                    known.push_str(&format!(" (did you mean `{close}`?)"));
+                }
                 return Err(Error::UnknownTask {
                     plan: path.display().to_string(),
                     task: name.to_string(),
-                    known: plan
-                        .tasks
-                        .iter()
-                        .map(|t| format!("`{}`", t.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known,
                 });
             }
         },

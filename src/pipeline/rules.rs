@@ -259,7 +259,12 @@ impl Rules {
             .filter(|c| SHAREPOINT_CHARS.contains(c))
             .collect();
         if !bad.is_empty() {
-            bad.dedup();
+            let mut seen = Vec::new();
+            bad.retain(|c| {
+                let first = !seen.contains(c);
+                seen.push(*c);
+                first
+            });
             let list: Vec<String> = bad.iter().map(|c| format!("`{c}`")).collect();
             let what = format!(
                 "the name contains {} that {destination} does not allow",
@@ -431,11 +436,20 @@ pub fn collisions(names: &[&OsStr], rules: &Rules) -> Vec<(usize, Finding)> {
     let mut order: Vec<usize> = (0..names.len()).collect();
     order.sort_by(|&a, &b| names[a].as_bytes().cmp(names[b].as_bytes()));
     let winner = order[0];
+    let nfc = |n: &OsStr| n.to_str().map(|s| s.nfc().collect::<String>());
+    // Twins look alike on screen: say which one is decomposed.
     let group: Vec<String> = order
         .iter()
-        .map(|&i| format!("\"{}\"", crate::report::escape(names[i])))
+        .map(|&i| {
+            let shown = crate::report::escape(names[i]);
+            match nfc(names[i]) {
+                Some(composed) if composed.as_bytes() != names[i].as_bytes() => {
+                    format!("\"{shown}\" (decomposed, NFD)")
+                }
+                _ => format!("\"{shown}\""),
+            }
+        })
         .collect();
-    let nfc = |n: &OsStr| n.to_str().map(|s| s.nfc().collect::<String>());
     let severity = rules.collision_severity();
     let outcome = match (rules.set, rules.case_collisions) {
         (RuleSet::Posix, _) => "both migrate, but they cannot coexist on a case-insensitive system",
@@ -467,7 +481,9 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn is_reserved(name: &str, sharepoint: bool) -> bool {
-    if sharepoint && (name.eq_ignore_ascii_case(".lock") || name.eq_ignore_ascii_case("desktop.ini")) {
+    if sharepoint
+        && (name.eq_ignore_ascii_case(".lock") || name.eq_ignore_ascii_case("desktop.ini"))
+    {
         return true;
     }
     // CON, CON.txt, com1, LPT9.tar.gz: the part before the first dot counts.
@@ -612,7 +628,11 @@ mod tests {
         ] {
             assert_eq!(file_codes(sp, reserved), ["reserved-name"], "{reserved}");
         }
-        for fine in ["CONSOLE", "com10", "lpt", "nul_", "lock", "x.lock"] {
+        // Regression: a stem of four bytes with a multi-byte character must not be cut
+        // inside that character.
+        for fine in [
+            "CONSOLE", "com10", "lpt", "nul_", "lock", "x.lock", "coé", "éom1",
+        ] {
             assert_eq!(file_codes(sp, fine), Vec::<&str>::new(), "{fine}");
         }
         assert_eq!(file_codes(sp, "a_VTI_b"), ["vti-name"]);

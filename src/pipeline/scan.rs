@@ -280,13 +280,23 @@ fn probe(folder: &Path) -> Result<(), (PathBuf, io::Error)> {
         match fs::metadata(at) {
             Ok(m) if m.is_dir() => break at,
             Ok(_) => {
-                let e = io::Error::new(io::ErrorKind::NotADirectory, "it is not a folder");
+                let e = io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is a file, not a folder", at.display()),
+                );
                 return Err((at.to_path_buf(), e));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match at.parent() {
-                Some(parent) => at = parent,
-                None => return Err((at.to_path_buf(), e)),
-            },
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match at.parent() {
+                    Some(parent) => at = parent,
+                    None => return Err((at.to_path_buf(), e)),
+                }
+            }
             Err(e) => return Err((at.to_path_buf(), e)),
         }
     };
@@ -946,7 +956,10 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
     }
     hashed.sort_unstable_by_key(|(h, i, _)| (*h, *i));
     let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-    for run in hashed.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() > 1) {
+    for run in hashed
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+    {
         for (_, i, mapped) in run {
             let Ok(child) = &children[*i] else { continue };
             let Some(entry) = &child.client_state.entry else {

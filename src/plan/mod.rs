@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Place};
 pub use raw::StagingKind;
+pub(crate) use schema::closest;
 pub use schema::schema_json;
 pub use settings::{Filters, PackageSettings, Preserve, Retries, Settings};
 pub use units::{Date, Duration, Size};

@@ -66,6 +66,9 @@ impl Readiness {
     }
 }
 
+/// Items per (severity, code), with the first few paths as examples.
+type ByCode = BTreeMap<(Severity, Code), Tally>;
+
 #[derive(Debug, Default)]
 struct Tally {
     items: u64,
@@ -79,7 +82,7 @@ pub struct ScanReport {
     folder: PathBuf,
     round: u32,
     source: PathBuf,
-    by_code: BTreeMap<(Severity, Code), Tally>,
+    by_code: ByCode,
     filtered: BTreeMap<Filtered, u64>,
 }
 
@@ -133,7 +136,7 @@ impl ScanReport {
                 .or_default();
             tally.items += 1;
             if tally.examples.len() < EXAMPLES {
-                tally.examples.push(escape_path(&entry.rel).into_owned());
+                tally.examples.push(shorten(&escape_path(&entry.rel)));
             }
         }
         Ok(())
@@ -214,7 +217,7 @@ impl ScanReport {
 fn human(
     task: &Task,
     totals: &ScanTotals,
-    (by_code, filtered): (&BTreeMap<(Severity, Code), Tally>, &BTreeMap<Filtered, u64>),
+    (by_code, filtered): (&ByCode, &BTreeMap<Filtered, u64>),
     readiness: Readiness,
     (summary, report): (&Path, &Path),
 ) -> String {
@@ -282,6 +285,19 @@ fn human(
     let _ = writeln!(out, "  reports: {}", summary.display());
     let _ = writeln!(out, "           {}", report.display());
     out
+}
+
+/// A path cut in the middle to fit a line of the summary.
+fn shorten(text: &str) -> String {
+    const HEAD: usize = 24;
+    const TAIL: usize = 32;
+    let count = text.chars().count();
+    if count <= HEAD + TAIL + 1 {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(HEAD).collect();
+    let tail: String = text.chars().skip(count - TAIL).collect();
+    format!("{head}…{tail}")
 }
 
 fn kind(kind: &EntryKind) -> &'static str {

@@ -61,7 +61,26 @@ impl Fixture {
 
     /// Runs `ferry ARGS` in the fixture's root with a clean environment.
     pub fn ferry(&self, args: &[&str]) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        self.run_as(None, args)
+    }
+
+    /// Runs `ferry ARGS` as another account (`setpriv`, as root), or as this one.
+    pub fn run_as(&self, uid: Option<u32>, args: &[&str]) -> Run {
+        let ferry = env!("CARGO_BIN_EXE_ferry");
+        let mut command = match uid {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "--",
+                    ferry,
+                ]);
+                c
+            }
+            None => Command::new(ferry),
+        };
         command.args(args).current_dir(self.root()).env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -69,7 +88,7 @@ impl Fixture {
         for (name, value) in &self.env {
             command.env(name, value);
         }
-        let output = command.output().expect("run ferry");
+        let output = output_within(command, std::time::Duration::from_secs(120));
         Run {
             code: output.status.code().expect("ferry exited, not killed"),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -98,6 +117,30 @@ impl Fixture {
     }
 }
 
+/// Runs a command, and fails the test instead of hanging when it does not end in time
+/// (a scan that opened a FIFO would wait forever).
+fn output_within(mut command: Command, limit: std::time::Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ferry");
+    let pid = child.id();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(limit) {
+        Ok(output) => output.expect("ferry's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("ferry did not finish within {limit:?}");
+        }
+    }
+}
+
 /// What one run of ferry did.
 #[derive(Debug)]
 pub struct Run {
@@ -119,7 +162,7 @@ impl Run {
         if !canonical.is_empty() {
             text = text.replace(&canonical, "[TEMP]");
         }
-        text
+        redact_host(&text)
     }
 
     /// Exit code, stdout and stderr, temporary paths redacted: what a snapshot holds.
@@ -142,6 +185,15 @@ impl Run {
     pub fn assert_code(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "unexpected exit code\n{}", self.snapshot());
         self
+    }
+}
+
+/// Replaces this machine's name (the reports' "Device name") with `[HOST]`.
+pub fn redact_host(text: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => text.to_string(),
+        host => text.replace(&format!(",{host}\r\n"), ",[HOST]\r\n"),
     }
 }
 

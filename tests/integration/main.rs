@@ -4,5 +4,6 @@ mod cli;
 mod graph;
 mod harness;
 mod plans;
+mod scan;
 mod schema;
 mod validate;
