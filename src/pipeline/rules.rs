@@ -798,6 +798,18 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_documented() {
+        let docs = include_str!("../../docs/scan.md");
+        for code in Code::ALL {
+            assert!(
+                docs.contains(&format!("| `{}` |", code.as_str())),
+                "docs/scan.md does not list `{}`",
+                code.as_str()
+            );
+        }
+    }
+
+    #[test]
     fn codes_are_unique_kebab_case() {
         let mut seen = std::collections::HashSet::new();
         for code in Code::ALL {

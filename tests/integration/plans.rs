@@ -125,3 +125,32 @@ fn demo_share_has_files_that_sharepoint_flags() {
     assert!(names.iter().any(|n| n.ends_with(".lnk")));
     assert!(names.iter().any(|n| n.ends_with(".url")));
 }
+
+/// The demo share breaks SharePoint's rules on purpose: its scan shows them.
+#[test]
+fn demo_plan_scans() {
+    let f = Fixture::new();
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("cp");
+        assert!(status.success());
+    };
+    f.dir("plans");
+    copy(&repo().join("plans/demo.yaml"), &f.path("plans/demo.yaml"));
+    copy(
+        &repo().join("plans/demo-share"),
+        &f.path("plans/demo-share"),
+    );
+    let run = f.ferry(&["scan", "plans/demo.yaml"]);
+    insta::assert_snapshot!(run.snapshot());
+    assert!(
+        f.path("target/ferry-demo/state/demo/archive/reports/R0/ScanReport_R0.csv")
+            .exists()
+    );
+    // The scan wrote nothing to the destination.
+    assert!(!f.path("target/ferry-demo/destination").exists());
+}
