@@ -497,7 +497,15 @@ pub fn scan(
                     }
                 }
                 Ok(_) => continue,
-                Err(error) => unlisted(&walk, error),
+                Err(error) => {
+                    // The folder itself was listed (and counted) by its parent; only its
+                    // contents are unknown.
+                    let entry = unlisted(&walk, error);
+                    totals.items_with_issues += 1;
+                    totals.errors += 1;
+                    sink(&entry)?;
+                    continue;
+                }
             };
             if entry.meta.birth_ns.is_none()
                 && entry.kind == EntryKind::File
