@@ -5,6 +5,7 @@
 //! be tested in-process and as a binary.
 
 pub mod cli;
+pub mod crypto;
 pub mod error;
 pub mod exit;
 pub mod graph;
