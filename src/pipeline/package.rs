@@ -1,0 +1,551 @@
+//! Packages: the byte stream that carries items from the source to the importer, and
+//! how a package is built from files. The stream layout is in docs/FORMAT.md.
+//!
+//! A package is a stream of records — header, data, trailer — so that it is written
+//! while files are read and read while files are written, never held twice in memory.
+//! The trailer comes after the data because only then is it known whether the file held
+//! still while it was read: a file that changed is marked void and retried, and the
+//! importer discards a void record, so old and new bytes are never mixed. The whole
+//! stream is zstd-compressed (zstd stores incompressible blocks raw, so incompressible
+//! data costs at most a few bytes per 128 KiB more than storing it) and then sealed.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::path::Path;
+
+use super::packer::{Item, ItemKind};
+
+pub const MAGIC: &[u8; 8] = b"FERRYPKG";
+pub const VERSION: u8 = 1;
+const RECORD: u8 = 1;
+const END: u8 = 0;
+pub const KIND_FILE: u8 = 1;
+pub const KIND_FOLDER: u8 = 2;
+pub const KIND_SYMLINK: u8 = 3;
+const STATUS_OK: u8 = 1;
+const STATUS_VOID: u8 = 0;
+/// The longest path a record may carry (bytes); longer is refused as hostile.
+pub const MAX_PATH: usize = 64 * 1024;
+
+/// The header of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub kind: u8,
+    /// Relative, `/`-separated, as bytes.
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    /// The whole file's size.
+    pub size: u64,
+    /// This record's part of the file: index, count, offset and length of its data.
+    pub part: u32,
+    pub parts: u32,
+    pub offset: u64,
+    pub len: u64,
+    /// A symlink's target, as bytes.
+    pub target: Vec<u8>,
+}
+
+/// What follows a record's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailer {
+    /// False when the file changed while it was read: discard the record.
+    pub ok: bool,
+    /// BLAKE3 of this record's data.
+    pub part_hash: [u8; 32],
+    /// BLAKE3 of the whole file: in the last part (or the only one), else zero.
+    pub file_hash: [u8; 32],
+}
+
+impl Record {
+    fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        out.write_all(&[RECORD, self.kind])?;
+        out.write_all(&(self.path.len() as u32).to_le_bytes())?;
+        out.write_all(&self.path)?;
+        out.write_all(&self.mode.to_le_bytes())?;
+        out.write_all(&self.mtime_sec.to_le_bytes())?;
+        out.write_all(&self.mtime_nsec.to_le_bytes())?;
+        out.write_all(&self.size.to_le_bytes())?;
+        out.write_all(&self.part.to_le_bytes())?;
+        out.write_all(&self.parts.to_le_bytes())?;
+        out.write_all(&self.offset.to_le_bytes())?;
+        out.write_all(&self.len.to_le_bytes())?;
+        out.write_all(&(self.target.len() as u32).to_le_bytes())?;
+        out.write_all(&self.target)
+    }
+}
+
+impl Trailer {
+    fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        out.write_all(&[if self.ok { STATUS_OK } else { STATUS_VOID }])?;
+        out.write_all(&self.part_hash)?;
+        out.write_all(&self.file_hash)
+    }
+}
+
+/// Writes the stream's start.
+pub fn begin<W: Write>(out: &mut W) -> io::Result<()> {
+    out.write_all(MAGIC)?;
+    out.write_all(&[VERSION])
+}
+
+/// Writes the stream's end: the number of records, checked by the reader.
+pub fn end<W: Write>(out: &mut W, records: u32) -> io::Result<()> {
+    out.write_all(&[END])?;
+    out.write_all(&records.to_le_bytes())
+}
+
+/// What happened to one item while its package was built.
+#[derive(Debug)]
+pub enum Packed {
+    /// In the package.
+    Ok,
+    /// Not in it (or only as a void record): why.
+    Failed { code: &'static str, message: String },
+}
+
+fn mtime_parts(ns: i128) -> (i64, u32) {
+    let sec = ns.div_euclid(1_000_000_000);
+    (sec as i64, ns.rem_euclid(1_000_000_000) as u32)
+}
+
+/// Opens a file to read it: never following a symlink, never blocking on a FIFO that
+/// took the place of a file, and only when it is still the file the scan saw.
+pub fn open_checked(item: &Item) -> Result<(fs::File, fs::Metadata), Packed> {
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(&item.source)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Packed::Failed {
+                code: "vanished",
+                message: "the file was deleted after the scan".into(),
+            },
+            io::ErrorKind::PermissionDenied => Packed::Failed {
+                code: "permission-denied",
+                message: format!("cannot open the file: {e}"),
+            },
+            _ => Packed::Failed {
+                code: "read-failed",
+                message: format!("cannot open the file: {e}"),
+            },
+        })?;
+    let meta = file.metadata().map_err(|e| Packed::Failed {
+        code: "read-failed",
+        message: format!("cannot read the file's metadata: {e}"),
+    })?;
+    if !meta.is_file() || meta.dev() != item.meta.dev || meta.ino() != item.meta.ino {
+        return Err(Packed::Failed {
+            code: "changed-type",
+            message: "the path is no longer the file the scan saw; not read".into(),
+        });
+    }
+    Ok((file, meta))
+}
+
+/// Whether the file still has the size and time it had when it was opened.
+fn still(file: &fs::File, at_open: &fs::Metadata) -> bool {
+    file.metadata().is_ok_and(|now| {
+        now.len() == at_open.len()
+            && now.mtime() == at_open.mtime()
+            && now.mtime_nsec() == at_open.mtime_nsec()
+            && now.ctime() == at_open.ctime()
+            && now.ctime_nsec() == at_open.ctime_nsec()
+    })
+}
+
+/// Copies exactly `len` bytes of `file` from `offset` into `out`, hashing them into
+/// each hasher; a file that ends early is padded with zeros and reported short.
+fn copy_range<W: Write>(
+    file: &fs::File,
+    offset: u64,
+    len: u64,
+    out: &mut W,
+    hashers: &mut [&mut blake3::Hasher],
+    buf: &mut [u8],
+) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt as _;
+    let mut done = 0u64;
+    let mut short = false;
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let n = if short {
+            0
+        } else {
+            match file.read_at(&mut buf[..want], offset + done) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let n = if n == 0 {
+            short = true;
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        for h in hashers.iter_mut() {
+            h.update(&buf[..n]);
+        }
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+    }
+    Ok(!short)
+}
+
+/// Appends whole items to a package stream; `attempts` reads of a file that keeps
+/// changing before it is given up. Returns one outcome per item; the number of records
+/// written is added to `records`.
+pub fn add_items<W: Write>(
+    out: &mut W,
+    items: &[std::sync::Arc<Item>],
+    attempts: u32,
+    records: &mut u32,
+) -> io::Result<Vec<Packed>> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let (mtime_sec, mtime_nsec) = mtime_parts(item.meta.mtime_ns);
+        let mut record = Record {
+            kind: KIND_FOLDER,
+            path: item.rel.as_os_str().as_bytes().to_vec(),
+            mode: item.meta.mode & 0o7777,
+            mtime_sec,
+            mtime_nsec,
+            size: 0,
+            part: 0,
+            parts: 1,
+            offset: 0,
+            len: 0,
+            target: Vec::new(),
+        };
+        let zero = Trailer {
+            ok: true,
+            part_hash: [0; 32],
+            file_hash: [0; 32],
+        };
+        match &item.kind {
+            ItemKind::Folder => {
+                record.write_to(out)?;
+                zero.write_to(out)?;
+                *records += 1;
+                outcomes.push(Packed::Ok);
+            }
+            ItemKind::Symlink { target } => {
+                record.kind = KIND_SYMLINK;
+                record.target = target.as_bytes().to_vec();
+                record.write_to(out)?;
+                zero.write_to(out)?;
+                *records += 1;
+                outcomes.push(Packed::Ok);
+            }
+            ItemKind::File => {
+                record.kind = KIND_FILE;
+                let mut outcome = Packed::Failed {
+                    code: "changed-during-read",
+                    message: format!(
+                        "the file changed while it was read, {attempts} times; it was not migrated and the next round will try again"
+                    ),
+                };
+                for _ in 0..attempts.max(1) {
+                    let (file, at_open) = match open_checked(item) {
+                        Ok(opened) => opened,
+                        Err(failed) => {
+                            outcome = failed;
+                            break;
+                        }
+                    };
+                    let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
+                    record.size = at_open.len();
+                    record.len = at_open.len();
+                    record.mtime_sec = sec;
+                    record.mtime_nsec = nsec;
+                    record.mode = at_open.mode() & 0o7777;
+                    record.write_to(out)?;
+                    let mut hasher = blake3::Hasher::new();
+                    let whole = copy_range(&file, 0, record.len, out, &mut [&mut hasher], &mut buf)
+                        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", item.source.display())))?;
+                    let ok = whole && still(&file, &at_open);
+                    let hash = *hasher.finalize().as_bytes();
+                    Trailer {
+                        ok,
+                        part_hash: hash,
+                        file_hash: if ok { hash } else { [0; 32] },
+                    }
+                    .write_to(out)?;
+                    *records += 1;
+                    if ok {
+                        outcome = Packed::Ok;
+                        break;
+                    }
+                }
+                outcomes.push(outcome);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Appends part `part` of a large file, reading it from the open `file`; `whole` hashes
+/// the file across its parts, and the last part carries its result. A file that changed
+/// since `at_open` makes the part void (and so the file): `Ok(false)`.
+#[expect(clippy::too_many_arguments, reason = "one record's every fact")]
+pub fn add_part<W: Write>(
+    out: &mut W,
+    item: &Item,
+    file: &fs::File,
+    at_open: &fs::Metadata,
+    part: u32,
+    parts: u32,
+    part_size: u64,
+    whole: &mut blake3::Hasher,
+) -> io::Result<bool> {
+    let size = at_open.len();
+    let offset = u64::from(part) * part_size;
+    let len = size.saturating_sub(offset).min(part_size);
+    let record = Record {
+        kind: KIND_FILE,
+        path: item.rel.as_os_str().as_bytes().to_vec(),
+        mode: at_open.mode() & 0o7777,
+        mtime_sec: at_open.mtime(),
+        mtime_nsec: at_open.mtime_nsec() as u32,
+        size,
+        part,
+        parts,
+        offset,
+        len,
+        target: Vec::new(),
+    };
+    record.write_to(out)?;
+    let mut part_hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let full = copy_range(file, offset, len, out, &mut [&mut part_hasher, whole], &mut buf)?;
+    let ok = full && still(file, at_open) && (part + 1 < parts || size == offset + len);
+    let last = part + 1 == parts;
+    Trailer {
+        ok,
+        part_hash: *part_hasher.finalize().as_bytes(),
+        file_hash: if ok && last {
+            *whole.finalize().as_bytes()
+        } else {
+            [0; 32]
+        },
+    }
+    .write_to(out)?;
+    Ok(ok)
+}
+
+/// Why a package stream is refused. The importer reports every one of them as the
+/// package's integrity failure; this says which rule broke, for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("not a ferry package stream")]
+    Magic,
+    #[error("malformed record: {0}")]
+    Malformed(&'static str),
+    #[error("the stream ends early")]
+    Truncated,
+    #[error("record count {found} does not match {declared}")]
+    Count { found: u32, declared: u32 },
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+fn read_array<R: Read, const N: usize>(r: &mut R) -> Result<[u8; N], StreamError> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => StreamError::Truncated,
+        _ => StreamError::Io(e),
+    })?;
+    Ok(b)
+}
+
+fn read_bytes<R: Read>(r: &mut R, len: usize) -> Result<Vec<u8>, StreamError> {
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => StreamError::Truncated,
+        _ => StreamError::Io(e),
+    })?;
+    Ok(b)
+}
+
+/// Reads the stream's start.
+pub fn read_begin<R: Read>(r: &mut R) -> Result<(), StreamError> {
+    if &read_array::<_, 8>(r)? != MAGIC || read_array::<_, 1>(r)?[0] != VERSION {
+        return Err(StreamError::Magic);
+    }
+    Ok(())
+}
+
+/// The next record's header, or `None` at the end (after checking the count).
+pub fn read_record<R: Read>(r: &mut R, seen: u32) -> Result<Option<Record>, StreamError> {
+    let [tag] = read_array::<_, 1>(r)?;
+    if tag == END {
+        let declared = u32::from_le_bytes(read_array(r)?);
+        if declared != seen {
+            return Err(StreamError::Count {
+                found: seen,
+                declared,
+            });
+        }
+        return Ok(None);
+    }
+    if tag != RECORD {
+        return Err(StreamError::Malformed("unknown record tag"));
+    }
+    let [kind] = read_array::<_, 1>(r)?;
+    if !matches!(kind, KIND_FILE | KIND_FOLDER | KIND_SYMLINK) {
+        return Err(StreamError::Malformed("unknown kind"));
+    }
+    let path_len = u32::from_le_bytes(read_array(r)?) as usize;
+    if path_len == 0 || path_len > MAX_PATH {
+        return Err(StreamError::Malformed("path length"));
+    }
+    let path = read_bytes(r, path_len)?;
+    let mode = u32::from_le_bytes(read_array(r)?);
+    let mtime_sec = i64::from_le_bytes(read_array(r)?);
+    let mtime_nsec = u32::from_le_bytes(read_array(r)?);
+    let size = u64::from_le_bytes(read_array(r)?);
+    let part = u32::from_le_bytes(read_array(r)?);
+    let parts = u32::from_le_bytes(read_array(r)?);
+    let offset = u64::from_le_bytes(read_array(r)?);
+    let len = u64::from_le_bytes(read_array(r)?);
+    let target_len = u32::from_le_bytes(read_array(r)?) as usize;
+    if target_len > MAX_PATH {
+        return Err(StreamError::Malformed("link target length"));
+    }
+    let target = read_bytes(r, target_len)?;
+    let consistent = mtime_nsec < 1_000_000_000
+        && parts >= 1
+        && part < parts
+        && offset.checked_add(len).is_some_and(|end| end <= size)
+        && (kind == KIND_FILE || (size == 0 && len == 0 && parts == 1))
+        && (kind == KIND_SYMLINK) == (target_len > 0);
+    if !consistent {
+        return Err(StreamError::Malformed("inconsistent lengths"));
+    }
+    Ok(Some(Record {
+        kind,
+        path,
+        mode,
+        mtime_sec,
+        mtime_nsec,
+        size,
+        part,
+        parts,
+        offset,
+        len,
+        target,
+    }))
+}
+
+/// The trailer after a record's data.
+pub fn read_trailer<R: Read>(r: &mut R) -> Result<Trailer, StreamError> {
+    let [status] = read_array::<_, 1>(r)?;
+    if status != STATUS_OK && status != STATUS_VOID {
+        return Err(StreamError::Malformed("status"));
+    }
+    Ok(Trailer {
+        ok: status == STATUS_OK,
+        part_hash: read_array(r)?,
+        file_hash: read_array(r)?,
+    })
+}
+
+/// The zstd-compressed stream of a whole-items package, in memory.
+pub fn compress(level: u8) -> io::Result<zstd::stream::Encoder<'static, Vec<u8>>> {
+    let mut encoder = zstd::stream::Encoder::new(Vec::new(), i32::from(level))?;
+    encoder.include_checksum(false)?;
+    Ok(encoder)
+}
+
+/// Where a package's items are read from, for the error messages of a failed read.
+pub fn describe(path: &Path) -> String {
+    crate::report::escape_path(path).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let record = Record {
+            kind: KIND_FILE,
+            path: b"a/b\xff/c".to_vec(),
+            mode: 0o644,
+            mtime_sec: -5,
+            mtime_nsec: 7,
+            size: 10,
+            part: 1,
+            parts: 2,
+            offset: 5,
+            len: 5,
+            target: Vec::new(),
+        };
+        let mut bytes = Vec::new();
+        begin(&mut bytes).unwrap();
+        record.write_to(&mut bytes).unwrap();
+        bytes.extend_from_slice(b"12345");
+        let trailer = Trailer {
+            ok: true,
+            part_hash: [1; 32],
+            file_hash: [2; 32],
+        };
+        trailer.write_to(&mut bytes).unwrap();
+        end(&mut bytes, 1).unwrap();
+        let mut r = bytes.as_slice();
+        read_begin(&mut r).unwrap();
+        assert_eq!(read_record(&mut r, 0).unwrap(), Some(record));
+        assert_eq!(read_bytes(&mut r, 5).unwrap(), b"12345");
+        assert_eq!(read_trailer(&mut r).unwrap(), trailer);
+        assert!(read_record(&mut r, 1).unwrap().is_none());
+        // Every shorter stream is refused, never accepted or panicking.
+        for cut in 0..bytes.len() {
+            let mut r = &bytes[..cut];
+            let result = read_begin(&mut r)
+                .and_then(|()| read_record(&mut r, 0))
+                .and_then(|_| read_bytes(&mut r, 5))
+                .and_then(|_| read_trailer(&mut r))
+                .and_then(|_| read_record(&mut r, 1));
+            assert!(result.is_err(), "cut at {cut} accepted");
+        }
+    }
+
+    #[test]
+    fn inconsistent_records_are_refused() {
+        let mut bad = Record {
+            kind: KIND_FOLDER,
+            path: b"x".to_vec(),
+            mode: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            size: 5,
+            part: 0,
+            parts: 1,
+            offset: 0,
+            len: 0,
+            target: Vec::new(),
+        };
+        let refused = |r: &Record| {
+            let mut bytes = Vec::new();
+            r.write_to(&mut bytes).unwrap();
+            read_record(&mut bytes.as_slice(), 0).is_err()
+        };
+        assert!(refused(&bad), "a folder with a size");
+        bad.kind = KIND_FILE;
+        bad.offset = 4;
+        bad.len = 2;
+        assert!(refused(&bad), "a part past the end");
+        bad.offset = u64::MAX;
+        assert!(refused(&bad), "an overflowing offset");
+        bad.offset = 0;
+        bad.part = 1;
+        assert!(refused(&bad), "part index beyond the count");
+    }
+}
