@@ -12,6 +12,7 @@ pub mod graph;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod staging;
 
 use std::io::Write as _;
 

@@ -13,7 +13,6 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-use std::path::Path;
 
 use super::packer::{Item, ItemKind};
 
@@ -36,6 +35,8 @@ pub struct Record {
     /// Relative, `/`-separated, as bytes.
     pub path: Vec<u8>,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
     /// The whole file's size.
@@ -66,6 +67,8 @@ impl Record {
         out.write_all(&(self.path.len() as u32).to_le_bytes())?;
         out.write_all(&self.path)?;
         out.write_all(&self.mode.to_le_bytes())?;
+        out.write_all(&self.uid.to_le_bytes())?;
+        out.write_all(&self.gid.to_le_bytes())?;
         out.write_all(&self.mtime_sec.to_le_bytes())?;
         out.write_all(&self.mtime_nsec.to_le_bytes())?;
         out.write_all(&self.size.to_le_bytes())?;
@@ -215,6 +218,8 @@ pub fn add_items<W: Write>(
             kind: KIND_FOLDER,
             path: item.rel.as_os_str().as_bytes().to_vec(),
             mode: item.meta.mode & 0o7777,
+            uid: item.meta.uid,
+            gid: item.meta.gid,
             mtime_sec,
             mtime_nsec,
             size: 0,
@@ -266,10 +271,17 @@ pub fn add_items<W: Write>(
                     record.mtime_sec = sec;
                     record.mtime_nsec = nsec;
                     record.mode = at_open.mode() & 0o7777;
+                    record.uid = at_open.uid();
+                    record.gid = at_open.gid();
                     record.write_to(out)?;
                     let mut hasher = blake3::Hasher::new();
                     let whole = copy_range(&file, 0, record.len, out, &mut [&mut hasher], &mut buf)
-                        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", item.source.display())))?;
+                        .map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!("reading {}: {e}", item.source.display()),
+                            )
+                        })?;
                     let ok = whole && still(&file, &at_open);
                     let hash = *hasher.finalize().as_bytes();
                     Trailer {
@@ -312,6 +324,8 @@ pub fn add_part<W: Write>(
         kind: KIND_FILE,
         path: item.rel.as_os_str().as_bytes().to_vec(),
         mode: at_open.mode() & 0o7777,
+        uid: at_open.uid(),
+        gid: at_open.gid(),
         mtime_sec: at_open.mtime(),
         mtime_nsec: at_open.mtime_nsec() as u32,
         size,
@@ -324,7 +338,14 @@ pub fn add_part<W: Write>(
     record.write_to(out)?;
     let mut part_hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let full = copy_range(file, offset, len, out, &mut [&mut part_hasher, whole], &mut buf)?;
+    let full = copy_range(
+        file,
+        offset,
+        len,
+        out,
+        &mut [&mut part_hasher, whole],
+        &mut buf,
+    )?;
     let ok = full && still(file, at_open) && (part + 1 < parts || size == offset + len);
     let last = part + 1 == parts;
     Trailer {
@@ -408,6 +429,8 @@ pub fn read_record<R: Read>(r: &mut R, seen: u32) -> Result<Option<Record>, Stre
     }
     let path = read_bytes(r, path_len)?;
     let mode = u32::from_le_bytes(read_array(r)?);
+    let uid = u32::from_le_bytes(read_array(r)?);
+    let gid = u32::from_le_bytes(read_array(r)?);
     let mtime_sec = i64::from_le_bytes(read_array(r)?);
     let mtime_nsec = u32::from_le_bytes(read_array(r)?);
     let size = u64::from_le_bytes(read_array(r)?);
@@ -433,6 +456,8 @@ pub fn read_record<R: Read>(r: &mut R, seen: u32) -> Result<Option<Record>, Stre
         kind,
         path,
         mode,
+        uid,
+        gid,
         mtime_sec,
         mtime_nsec,
         size,
@@ -464,11 +489,6 @@ pub fn compress(level: u8) -> io::Result<zstd::stream::Encoder<'static, Vec<u8>>
     Ok(encoder)
 }
 
-/// Where a package's items are read from, for the error messages of a failed read.
-pub fn describe(path: &Path) -> String {
-    crate::report::escape_path(path).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +499,8 @@ mod tests {
             kind: KIND_FILE,
             path: b"a/b\xff/c".to_vec(),
             mode: 0o644,
+            uid: 1000,
+            gid: 100,
             mtime_sec: -5,
             mtime_nsec: 7,
             size: 10,
@@ -523,6 +545,8 @@ mod tests {
             kind: KIND_FOLDER,
             path: b"x".to_vec(),
             mode: 0,
+            uid: 0,
+            gid: 0,
             mtime_sec: 0,
             mtime_nsec: 0,
             size: 5,

@@ -186,7 +186,10 @@ mod tests {
                         .join(" ")
                 ),
                 Work::Parts {
-                    first_id, count, item, ..
+                    first_id,
+                    count,
+                    item,
+                    ..
                 } => format!("{first_id}+{count}:{}", item.rel.display()),
             })
             .collect()

@@ -69,6 +69,8 @@ pub struct Meta {
     /// Creation time, where the filesystem records it and `created_after` asked for it.
     pub birth_ns: Option<i128>,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
@@ -87,6 +89,8 @@ impl Meta {
             mtime_ns: ns(&x.stx_mtime),
             birth_ns: birth.then(|| ns(&x.stx_btime)),
             mode: u32::from(x.stx_mode),
+            uid: x.stx_uid,
+            gid: x.stx_gid,
             dev: rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor),
             ino: x.stx_ino,
             nlink: u64::from(x.stx_nlink),
@@ -106,6 +110,8 @@ impl Meta {
                 None
             },
             mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
             dev: m.dev(),
             ino: m.ino(),
             nlink: m.nlink(),

@@ -1,0 +1,174 @@
+//! Local staging: a container is a folder of mode 0300 under `staging.path` — the
+//! owner can create and open objects by name, nobody can list it.
+//!
+//! The folder is opened once while it is still listable, and every operation goes
+//! through that handle (`openat`, `renameat`, `unlinkat`, `fsync`), so that the mode
+//! can stay 0300 and no path is resolved twice. Writes go to a temporary name, are
+//! synced, renamed into place, and the folder is synced: an object is either whole and
+//! durable or absent.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+use super::Container;
+
+/// A container folder under the staging path.
+#[derive(Debug)]
+pub struct LocalContainer {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+const TEMP_PREFIX: &str = ".partial-";
+
+impl LocalContainer {
+    /// Creates (or reopens) the container `name` under `staging`, which is created with
+    /// mode 0700 when missing.
+    pub fn open(staging: &Path, name: &str) -> io::Result<LocalContainer> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(staging)?;
+        let path = staging.join(name);
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
+            }
+            Err(e) => return Err(e),
+        }
+        let dir = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // From here on only by name: write and search, no read.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o300))?;
+        Ok(LocalContainer { path, dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the container, which must be empty but for temporary objects.
+    pub fn remove(self) -> io::Result<()> {
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))?;
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        fs::remove_dir(&self.path)
+    }
+}
+
+fn check_name(name: &str) -> io::Result<()> {
+    let fine = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fine {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "staged object names are short ASCII words",
+        ))
+    }
+}
+
+impl Container for LocalContainer {
+    fn put(
+        &self,
+        name: &str,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        check_name(name)?;
+        let temp = format!("{TEMP_PREFIX}{name}");
+        let _ = rustix::fs::unlinkat(&self.dir, temp.as_str(), AtFlags::empty());
+        let fd = rustix::fs::openat(
+            &self.dir,
+            temp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let file = fs::File::from(fd);
+        let mut out = io::BufWriter::with_capacity(1 << 20, file);
+        let written = (|| {
+            write(&mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            file.metadata().map(|m| m.len())
+        })();
+        let size = match written {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&self.dir, temp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+        };
+        rustix::fs::renameat(&self.dir, temp.as_str(), &self.dir, name)?;
+        rustix::fs::fsync(&self.dir)?;
+        Ok(size)
+    }
+
+    fn get(&self, name: &str) -> io::Result<Box<dyn Read + Send>> {
+        check_name(name)?;
+        let fd = rustix::fs::openat(
+            &self.dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Box::new(io::BufReader::with_capacity(
+            1 << 20,
+            fs::File::from(fd),
+        )))
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        match rustix::fs::unlinkat(&self.dir, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    #[test]
+    fn objects_by_name_in_an_unlistable_folder() {
+        let staging = tempfile::tempdir().unwrap();
+        let c = LocalContainer::open(&staging.path().join("s"), "c1").unwrap();
+        assert_eq!(fs::metadata(c.path()).unwrap().mode() & 0o777, 0o300);
+        c.put("obj", &mut |w| w.write_all(b"hello")).unwrap();
+        let mut back = String::new();
+        c.get("obj").unwrap().read_to_string(&mut back).unwrap();
+        assert_eq!(back, "hello");
+        // A failed write leaves nothing behind.
+        let failed = c.put("bad", &mut |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert!(c.get("bad").is_err());
+        assert!(c.put("../escape", &mut |_| Ok(())).is_err());
+        c.delete("obj").unwrap();
+        c.delete("obj").unwrap();
+        let path = c.path().to_path_buf();
+        c.remove().unwrap();
+        assert!(!path.exists());
+    }
+}
