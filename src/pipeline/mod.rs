@@ -5,6 +5,7 @@
 //! filesystem); `scan` does the walking and owns every filesystem access of the stage.
 
 pub mod filters;
+pub mod import;
 pub mod package;
 pub mod packer;
 pub mod rules;

@@ -1,0 +1,744 @@
+//! Import: staged packages into the destination. A staged package is hostile input.
+//!
+//! Every record's path is checked component by component (no empty, `.` or `..`
+//! component, no NUL, not absolute) before anything is created for it, and the
+//! destination is walked from its root one folder at a time with `openat(O_NOFOLLOW)`,
+//! so a symlink inside the destination is never written through. Each file is written
+//! to a short temporary name beside its final one, synced and hashed; only when the
+//! whole package has been read — every segment authenticated, the record count
+//! matched — are the files renamed into place. A package that breaks any rule is
+//! refused whole: its temporary files are removed and nothing of it is committed. A
+//! file in parts is assembled in a temporary file and committed with its last part,
+//! after the whole file's hash has been checked from disk.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+use super::package::{self, KIND_FILE, KIND_FOLDER, KIND_SYMLINK, Record, StreamError};
+use crate::plan::Preserve;
+use crate::plan::raw::Conflicts;
+
+/// Why a whole package was refused. The reason is for the log; the report says
+/// "integrity check failed".
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("unsafe path in the manifest: {0}")]
+    Path(String),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("data does not match its hash: {0}")]
+    Hash(String),
+}
+
+/// What happened to one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed: the file (or its last part), folder or link is in place.
+    Imported { path: PathBuf, bytes: u64 },
+    /// A part was written; the file is committed with its last part.
+    PartWritten { path: PathBuf, bytes: u64 },
+    /// The destination already had it, unchanged (same size and time).
+    Unchanged { path: PathBuf },
+    /// Not imported, with a stable code.
+    Failed {
+        path: PathBuf,
+        code: &'static str,
+        message: String,
+    },
+}
+
+/// The split of a record's path into safe components, or why it is unsafe.
+pub fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let shown = || crate::report::escape(OsStr::from_bytes(path)).into_owned();
+    if path.is_empty() || path.len() > package::MAX_PATH {
+        return Err(format!("empty or oversized path \"{}\"", shown()));
+    }
+    if path[0] == b'/' {
+        return Err(format!("absolute path \"{}\"", shown()));
+    }
+    if path.contains(&0) {
+        return Err(format!("NUL byte in \"{}\"", shown()));
+    }
+    let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+    for part in &parts {
+        if part.is_empty() || *part == b"." || *part == b".." {
+            return Err(format!(
+                "\"{}\" has an empty, `.` or `..` component",
+                shown()
+            ));
+        }
+        if part.len() > 255 {
+            return Err(format!("a component of \"{}\" is over 255 bytes", shown()));
+        }
+    }
+    Ok(parts)
+}
+
+/// A destination folder, open, that records are written into.
+#[derive(Debug)]
+pub struct Destination {
+    root: PathBuf,
+    fd: OwnedFd,
+    preserve: Preserve,
+    conflicts: Conflicts,
+    /// Folders' modes and times, applied when the task ends (a read-only folder would
+    /// refuse its own contents, and writing contents changes a folder's time).
+    folders: Mutex<Vec<(PathBuf, u32, Timespec)>>,
+}
+
+fn temp_name(kind: &str) -> String {
+    let mut random = [0u8; 8];
+    let _ = crate::crypto::random(&mut random);
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    format!(".ferry-{kind}-{hex}")
+}
+
+/// The fixed temporary name of a file being assembled from parts.
+fn part_name(path: &Path) -> String {
+    let hash = blake3::hash(path.as_os_str().as_bytes());
+    format!(".ferry-part-{}", &hash.to_hex()[..24])
+}
+
+fn errno(e: rustix::io::Errno) -> io::Error {
+    e.into()
+}
+
+impl Destination {
+    /// Opens (creating it if needed) the destination root.
+    pub fn open(root: &Path, preserve: Preserve, conflicts: Conflicts) -> io::Result<Destination> {
+        fs::create_dir_all(root)?;
+        let fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Destination {
+            root: root.to_path_buf(),
+            fd,
+            preserve,
+            conflicts,
+            folders: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens the folder that holds `parts`' last component, creating missing folders
+    /// (mode 0700 until the task ends), never following a symlink.
+    fn parent(&self, parts: &[&[u8]], created: &mut Vec<PathBuf>) -> io::Result<OwnedFd> {
+        let mut dir = rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        let mut at = PathBuf::new();
+        for part in &parts[..parts.len() - 1] {
+            let name = OsStr::from_bytes(part);
+            at.push(name);
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => created.push(at.clone()),
+                Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(errno(e)),
+            }
+            dir = rustix::fs::openat(
+                &dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} in the destination is a symlink or a file, not a folder; not written through",
+                            crate::report::escape_path(&at)
+                        ),
+                    )
+                } else {
+                    errno(e)
+                }
+            })?;
+        }
+        Ok(dir)
+    }
+
+    fn apply_metadata(&self, fd: impl AsFd, record: &Record) -> io::Result<()> {
+        if self.preserve.owner {
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(record.uid)),
+                Some(rustix::fs::Gid::from_raw(record.gid)),
+            )
+            .map_err(errno)?;
+        }
+        if self.preserve.mode {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(record.mode & 0o7777)).map_err(errno)?;
+        }
+        if self.preserve.mtime {
+            let time = Timespec {
+                tv_sec: record.mtime_sec,
+                tv_nsec: i64::from(record.mtime_nsec),
+            };
+            rustix::fs::futimens(
+                &fd,
+                &Timestamps {
+                    last_access: time,
+                    last_modification: time,
+                },
+            )
+            .map_err(errno)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the folders' modes and times, deepest first. Call when the task's imports
+    /// are done.
+    pub fn finish(&self) -> Vec<Outcome> {
+        let mut folders =
+            std::mem::take(&mut *self.folders.lock().unwrap_or_else(|e| e.into_inner()));
+        folders.sort_by_key(|f| std::cmp::Reverse(f.0.components().count()));
+        let mut out = Vec::new();
+        for (path, mode, time) in folders {
+            let result = (|| -> io::Result<()> {
+                let bytes = path.as_os_str().as_bytes().to_vec();
+                let parts = safe_components(&bytes).map_err(io::Error::other)?;
+                let parent = self.parent(&parts, &mut Vec::new())?;
+                let fd = rustix::fs::openat(
+                    &parent,
+                    OsStr::from_bytes(parts[parts.len() - 1]),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(errno)?;
+                if self.preserve.mode {
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno)?;
+                }
+                if self.preserve.mtime {
+                    rustix::fs::futimens(
+                        &fd,
+                        &Timestamps {
+                            last_access: time,
+                            last_modification: time,
+                        },
+                    )
+                    .map_err(errno)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                out.push(Outcome::Failed {
+                    path,
+                    code: "metadata-failed",
+                    message: format!("cannot set the folder's mode or time: {e}"),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A file of this package written to its temporary name, waiting for the package's end.
+struct Pending {
+    dir: OwnedFd,
+    temp: String,
+    name: Vec<u8>,
+    path: PathBuf,
+    bytes: u64,
+}
+
+/// Imports one package stream (already authenticated segment by segment and
+/// decompressed). Returns an outcome per record, or refuses the package whole.
+pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<Outcome>, Refused> {
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut created: Vec<PathBuf> = Vec::new();
+    let mut parts_touched: Vec<(OwnedFd, String)> = Vec::new();
+    let result = read_all(
+        dest,
+        &mut stream,
+        &mut pending,
+        &mut created,
+        &mut parts_touched,
+    );
+    match result {
+        Ok(mut outcomes) => {
+            for file in pending {
+                let committed = rustix::fs::renameat(
+                    &file.dir,
+                    file.temp.as_str(),
+                    &file.dir,
+                    OsStr::from_bytes(&file.name),
+                )
+                .and_then(|()| rustix::fs::fsync(&file.dir));
+                outcomes.push(match committed {
+                    Ok(()) => Outcome::Imported {
+                        path: file.path,
+                        bytes: file.bytes,
+                    },
+                    Err(e) => {
+                        let _ =
+                            rustix::fs::unlinkat(&file.dir, file.temp.as_str(), AtFlags::empty());
+                        Outcome::Failed {
+                            path: file.path,
+                            code: "write-failed",
+                            message: format!("cannot put the file in place: {}", errno(e)),
+                        }
+                    }
+                });
+            }
+            Ok(outcomes)
+        }
+        Err(refused) => {
+            for file in pending {
+                let _ = rustix::fs::unlinkat(&file.dir, file.temp.as_str(), AtFlags::empty());
+            }
+            for (dir, name) in parts_touched {
+                let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty());
+            }
+            for folder in created.iter().rev() {
+                let _ = rustix::fs::unlinkat(&dest.fd, folder.as_path(), AtFlags::REMOVEDIR);
+            }
+            Err(refused)
+        }
+    }
+}
+
+fn read_all<R: Read>(
+    dest: &Destination,
+    stream: &mut R,
+    pending: &mut Vec<Pending>,
+    created: &mut Vec<PathBuf>,
+    parts_touched: &mut Vec<(OwnedFd, String)>,
+) -> Result<Vec<Outcome>, Refused> {
+    package::read_begin(stream)?;
+    let mut outcomes = Vec::new();
+    let mut seen = 0u32;
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Some(record) = package::read_record(stream, seen)? {
+        seen += 1;
+        let parts = safe_components(&record.path).map_err(Refused::Path)?;
+        let path = PathBuf::from(OsStr::from_bytes(&record.path));
+        let name = parts[parts.len() - 1].to_vec();
+        let dir = match dest.parent(&parts, created) {
+            Ok(dir) => Some(dir),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(Refused::Path(e.to_string()));
+            }
+            Err(e) => {
+                outcomes.push(Outcome::Failed {
+                    path: path.clone(),
+                    code: "write-failed",
+                    message: format!("cannot create its folder: {e}"),
+                });
+                None
+            }
+        };
+        match record.kind {
+            KIND_FOLDER => {
+                let trailer = package::read_trailer(stream)?;
+                let Some(dir) = dir else { continue };
+                let _ = trailer;
+                let made =
+                    rustix::fs::mkdirat(&dir, OsStr::from_bytes(&name), Mode::from_raw_mode(0o700));
+                match made {
+                    Ok(()) => created.push(path.clone()),
+                    Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => {
+                        outcomes.push(Outcome::Failed {
+                            path,
+                            code: "write-failed",
+                            message: format!("cannot create the folder: {}", errno(e)),
+                        });
+                        continue;
+                    }
+                }
+                dest.folders
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((
+                        path.clone(),
+                        record.mode & 0o7777,
+                        Timespec {
+                            tv_sec: record.mtime_sec,
+                            tv_nsec: i64::from(record.mtime_nsec),
+                        },
+                    ));
+                outcomes.push(Outcome::Imported { path, bytes: 0 });
+            }
+            KIND_SYMLINK => {
+                package::read_trailer(stream)?;
+                let Some(dir) = dir else { continue };
+                let temp = temp_name("link");
+                let made =
+                    rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str());
+                match made {
+                    Ok(()) => pending.push(Pending {
+                        dir,
+                        temp,
+                        name,
+                        path,
+                        bytes: 0,
+                    }),
+                    Err(e) => outcomes.push(Outcome::Failed {
+                        path,
+                        code: "write-failed",
+                        message: format!("cannot create the link: {}", errno(e)),
+                    }),
+                }
+            }
+            KIND_FILE if record.parts > 1 => {
+                let outcome = write_part(
+                    dest,
+                    stream,
+                    dir,
+                    &record,
+                    &name,
+                    &path,
+                    &mut buf,
+                    parts_touched,
+                )?;
+                outcomes.extend(outcome);
+            }
+            _ => {
+                let outcome = write_file(dest, stream, dir, &record, name, path, &mut buf)?;
+                match outcome {
+                    Written::Pending(p) => pending.push(p),
+                    Written::Done(o) => outcomes.push(o),
+                }
+            }
+        }
+    }
+    // Nothing may follow the end of the stream.
+    let mut extra = [0u8; 1];
+    if stream
+        .read(&mut extra)
+        .map_err(|e| Refused::Stream(StreamError::Io(e)))?
+        != 0
+    {
+        return Err(Refused::Stream(StreamError::Malformed(
+            "data after the end",
+        )));
+    }
+    Ok(outcomes)
+}
+
+enum Written {
+    Pending(Pending),
+    Done(Outcome),
+}
+
+/// Copies `len` bytes of the stream to `out` (if any) at `offset`, returning their hash.
+fn copy_data<R: Read>(
+    stream: &mut R,
+    len: u64,
+    mut out: Option<(&fs::File, u64)>,
+    buf: &mut [u8],
+    write_error: &mut Option<io::Error>,
+) -> Result<blake3::Hash, Refused> {
+    let mut hasher = blake3::Hasher::new();
+    let mut left = len;
+    let mut at = 0u64;
+    while left > 0 {
+        let want = (left as usize).min(buf.len());
+        stream.read_exact(&mut buf[..want]).map_err(|e| {
+            Refused::Stream(if e.kind() == io::ErrorKind::UnexpectedEof {
+                StreamError::Truncated
+            } else {
+                StreamError::Io(e)
+            })
+        })?;
+        hasher.update(&buf[..want]);
+        if let Some((file, offset)) = out.as_mut()
+            && write_error.is_none()
+            && let Err(e) = file.write_all_at(&buf[..want], *offset + at)
+        {
+            *write_error = Some(e);
+        }
+        at += want as u64;
+        left -= want as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+fn write_file<R: Read>(
+    dest: &Destination,
+    stream: &mut R,
+    dir: Option<OwnedFd>,
+    record: &Record,
+    name: Vec<u8>,
+    path: PathBuf,
+    buf: &mut [u8],
+) -> Result<Written, Refused> {
+    let existing = dir.as_ref().and_then(|d| {
+        rustix::fs::statat(d, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW).ok()
+    });
+    let unchanged = existing.as_ref().is_some_and(|st| {
+        st.st_size as u64 == record.size
+            && st.st_mtime == record.mtime_sec
+            && st.st_mtime_nsec as u32 == record.mtime_nsec
+    });
+    let skip = match (&existing, dest.conflicts) {
+        (None, _) => None,
+        (Some(_), _) if unchanged => Some(Outcome::Unchanged { path: path.clone() }),
+        (Some(_), Conflicts::Overwrite) => None,
+        (Some(_), Conflicts::SkipExisting) => Some(Outcome::Failed {
+            path: path.clone(),
+            code: "skipped-existing",
+            message: "the destination already has this file (`conflicts: skip-existing`)".into(),
+        }),
+        (Some(_), Conflicts::KeepDestinationChanges) => Some(Outcome::Failed {
+            path: path.clone(),
+            code: "destination-changed",
+            message: "the destination has a different file here; it was kept (`conflicts: keep-destination-changes`)".into(),
+        }),
+    };
+    let target = match (&dir, &skip) {
+        (Some(dir), None) => {
+            let temp = temp_name("tmp");
+            match rustix::fs::openat(
+                dir,
+                temp.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => Some((fs::File::from(fd), temp)),
+                Err(e) => {
+                    let mut sink = None;
+                    copy_data(stream, record.len, None, buf, &mut sink)?;
+                    package::read_trailer(stream)?;
+                    return Ok(Written::Done(Outcome::Failed {
+                        path,
+                        code: "write-failed",
+                        message: format!("cannot create a temporary file: {}", errno(e)),
+                    }));
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut write_error = None;
+    let hash = copy_data(
+        stream,
+        record.len,
+        target.as_ref().map(|(f, _)| (f, 0)),
+        buf,
+        &mut write_error,
+    )?;
+    let trailer = package::read_trailer(stream)?;
+    let discard = |target: &Option<(fs::File, String)>| {
+        if let (Some(dir), Some((_, temp))) = (&dir, target) {
+            let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+        }
+    };
+    if !trailer.ok {
+        discard(&target);
+        return Ok(Written::Done(Outcome::Failed {
+            path,
+            code: "changed-during-read",
+            message: "the file changed while it was read; this copy was discarded".into(),
+        }));
+    }
+    if hash.as_bytes() != &trailer.part_hash || trailer.part_hash != trailer.file_hash {
+        discard(&target);
+        return Err(Refused::Hash(
+            crate::report::escape_path(&path).into_owned(),
+        ));
+    }
+    if let Some(outcome) = skip {
+        return Ok(Written::Done(outcome));
+    }
+    let (Some(dir), Some((file, temp))) = (dir, target) else {
+        // The folder could not be created; already reported.
+        return Ok(Written::Done(Outcome::Failed {
+            path,
+            code: "write-failed",
+            message: "its folder could not be created".into(),
+        }));
+    };
+    let finished = match write_error {
+        Some(e) => Err(e),
+        None => file
+            .sync_all()
+            .and_then(|()| dest.apply_metadata(&file, record))
+            .and_then(|()| file.sync_all()),
+    };
+    if let Err(e) = finished {
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        return Ok(Written::Done(Outcome::Failed {
+            path,
+            code: "write-failed",
+            message: format!("cannot write the file: {e}"),
+        }));
+    }
+    Ok(Written::Pending(Pending {
+        dir,
+        temp,
+        name,
+        path,
+        bytes: record.size,
+    }))
+}
+
+#[expect(clippy::too_many_arguments, reason = "one part's every fact")]
+fn write_part<R: Read>(
+    dest: &Destination,
+    stream: &mut R,
+    dir: Option<OwnedFd>,
+    record: &Record,
+    name: &[u8],
+    path: &Path,
+    buf: &mut [u8],
+    parts_touched: &mut Vec<(OwnedFd, String)>,
+) -> Result<Vec<Outcome>, Refused> {
+    let temp = part_name(path);
+    let file = dir.as_ref().and_then(|d| {
+        let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if record.part == 0 {
+            flags |= OFlags::TRUNC;
+        }
+        rustix::fs::openat(d, temp.as_str(), flags, Mode::from_raw_mode(0o600))
+            .ok()
+            .map(fs::File::from)
+    });
+    let mut write_error = None;
+    let hash = copy_data(
+        stream,
+        record.len,
+        file.as_ref().map(|f| (f, record.offset)),
+        buf,
+        &mut write_error,
+    )?;
+    let trailer = package::read_trailer(stream)?;
+    let (Some(dir), Some(file)) = (dir, file) else {
+        return Ok(vec![Outcome::Failed {
+            path: path.to_path_buf(),
+            code: "write-failed",
+            message: "cannot create the file's temporary copy".into(),
+        }]);
+    };
+    if hash.as_bytes() != &trailer.part_hash {
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        return Err(Refused::Hash(crate::report::escape_path(path).into_owned()));
+    }
+    let dup = rustix::fs::openat(
+        &dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
+    if let Ok(dup) = dup {
+        parts_touched.push((dup, temp.clone()));
+    }
+    let fail = |code: &'static str, message: String| {
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        Ok(vec![Outcome::Failed {
+            path: path.to_path_buf(),
+            code,
+            message,
+        }])
+    };
+    if !trailer.ok {
+        return fail(
+            "changed-during-read",
+            "the file changed while it was read; its parts were discarded and the next round will try again".into(),
+        );
+    }
+    if let Some(e) = write_error {
+        return fail("write-failed", format!("cannot write the file: {e}"));
+    }
+    if record.part + 1 < record.parts {
+        if let Err(e) = file.sync_data() {
+            return fail("write-failed", format!("cannot write the file: {e}"));
+        }
+        // A later refusal of this package must not remove what earlier packages wrote.
+        parts_touched.pop();
+        return Ok(vec![Outcome::PartWritten {
+            path: path.to_path_buf(),
+            bytes: record.len,
+        }]);
+    }
+    // The last part: the whole file, read back from disk, must match.
+    let whole = (|| -> io::Result<blake3::Hash> {
+        file.set_len(record.size)?;
+        file.sync_all()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut at = 0u64;
+        while at < record.size {
+            let n = file.read_at(buf, at)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(hasher.finalize())
+    })();
+    match whole {
+        Ok(h) if h.as_bytes() == &trailer.file_hash => {}
+        Ok(_) => {
+            return fail(
+                "verify-failed",
+                "the assembled file does not match the source's hash (a part is missing or damaged); not committed".into(),
+            );
+        }
+        Err(e) => return fail("write-failed", format!("cannot read back the file: {e}")),
+    }
+    if let Err(e) = dest
+        .apply_metadata(&file, record)
+        .and_then(|()| file.sync_all())
+    {
+        return fail(
+            "write-failed",
+            format!("cannot set the file's metadata: {e}"),
+        );
+    }
+    parts_touched.pop();
+    match rustix::fs::renameat(&dir, temp.as_str(), &dir, OsStr::from_bytes(name))
+        .and_then(|()| rustix::fs::fsync(&dir))
+    {
+        Ok(()) => Ok(vec![Outcome::Imported {
+            path: path.to_path_buf(),
+            bytes: record.size,
+        }]),
+        Err(e) => fail(
+            "write-failed",
+            format!("cannot put the file in place: {}", errno(e)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for bad in [
+            &b""[..],
+            b"/etc/passwd",
+            b"../x",
+            b"a/../../x",
+            b"a//b",
+            b"./a",
+            b"a/.",
+            b"a\0b",
+            b"a/",
+        ] {
+            assert!(safe_components(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(safe_components(b"a/b c/\xff").unwrap().len(), 3);
+        assert!(safe_components(&[b'x'; 256]).is_err());
+    }
+}
