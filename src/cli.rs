@@ -79,10 +79,13 @@ pub enum Command {
     },
     /// Migrate: scan, package, upload and import every task of the plan.
     ///
-    /// In this version only tasks with `mode: scan-only` run (they scan and report);
-    /// migrating is not available yet, and a plan with a task to migrate is refused
-    /// before anything is touched.
-    #[command(after_help = "Example:\n  ferry run plans/demo.yaml")]
+    /// Tasks run in dependency order; inside a task every file goes through the stages
+    /// in parallel. Tasks with `mode: scan-only` only scan. `--stages` splits the roles
+    /// between two machines: one stages (the key file in the task's state is the
+    /// hand-over), the other imports.
+    #[command(
+        after_help = "Examples:\n  ferry run plans/demo.yaml\n  ferry run plans/demo.yaml --stages scan,package,upload   # at the source\n  ferry run plans/demo.yaml --stages import                # at the destination"
+    )]
     Run {
         /// The plan file.
         #[arg(value_name = "PLAN")]
@@ -90,11 +93,36 @@ pub enum Command {
         /// Run only this task.
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
-        /// Threads that walk each source (default: one per CPU, plus one; more help on
-        /// network shares, where each stat waits on the server).
+        /// Threads that package and import (default: one per CPU), and that walk each
+        /// source.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
+        /// `scan,package,upload` stops once the round is staged; `import` imports a
+        /// staged round; default: all of them.
+        #[arg(long, value_enum, default_value_t = StageSet::All)]
+        stages: StageSet,
     },
+}
+
+/// Which stages `ferry run` performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StageSet {
+    /// Scan, package, upload and import.
+    All,
+    /// Scan, package and upload; the key file is the hand-over.
+    #[value(name = "scan,package,upload")]
+    Stage,
+    /// Import a staged round.
+    Import,
+}
+
+impl From<StageSet> for crate::pipeline::run::Stages {
+    fn from(set: StageSet) -> Self {
+        crate::pipeline::run::Stages {
+            stage: set != StageSet::Import,
+            import: set != StageSet::Stage,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

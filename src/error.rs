@@ -14,12 +14,8 @@ pub enum Error {
         task: String,
         known: String,
     },
-    #[error(
-        "migrating is not available yet: this version validates plans and scans them (`ferry scan`, \
-         or `mode: scan-only` with `ferry run`), but does not move data; {tasks} would migrate; \
-         nothing was touched"
-    )]
-    NotYet { tasks: String },
+    #[error(transparent)]
+    Run(#[from] crate::pipeline::run::RunError),
     #[error(transparent)]
     Scan(#[from] crate::pipeline::scan::ScanError),
     #[error("cannot write output: {0}")]
@@ -29,8 +25,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Plan(_) | Error::UnknownTask { .. } | Error::NotYet { .. } => Exit::Usage,
-            Error::Output(_) | Error::Scan(_) => Exit::Fatal,
+            Error::Plan(_) | Error::UnknownTask { .. } => Exit::Usage,
+            Error::Output(_) | Error::Scan(_) | Error::Run(_) => Exit::Fatal,
         }
     }
 }

@@ -42,22 +42,25 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             plan,
             task,
             workers,
-        } => scan(&plan, task.as_deref(), workers, false),
+        } => scan(&plan, task.as_deref(), workers, None),
         Command::Run {
             plan,
             task,
             workers,
-        } => scan(&plan, task.as_deref(), workers, true),
+            stages,
+        } => scan(&plan, task.as_deref(), workers, Some(stages.into())),
     }
 }
 
 /// Scans the chosen tasks of a plan in dependency order, after checking every task's
 /// roots; for `run`, only when every chosen task is `scan-only`.
+/// Scans (`run` is `None`) or runs the chosen tasks of a plan in dependency order,
+/// after checking every task's roots.
 fn scan(
     path: &std::path::Path,
     only: Option<&str>,
     workers: Option<u16>,
-    run: bool,
+    run: Option<pipeline::run::Stages>,
 ) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
     let graph = JobGraph::compile(&plan);
@@ -83,33 +86,47 @@ fn scan(
         },
         None => graph.order().collect(),
     };
-    if run {
-        let migrating: Vec<String> = tasks
-            .iter()
-            .filter(|t| t.settings.mode == plan::raw::Mode::Migrate)
-            .map(|t| format!("`{}`", t.name))
-            .collect();
-        if !migrating.is_empty() {
-            return Err(Error::NotYet {
-                tasks: format!(
-                    "task{} {}",
-                    if migrating.len() == 1 { "" } else { "s" },
-                    migrating.join(", ")
-                ),
-            });
+    let migrate = |t: &plan::Task| t.settings.mode == plan::raw::Mode::Migrate;
+    // Every root is checked before any task starts: a broken mount found late would
+    // leave half a plan done.
+    for task in &tasks {
+        match run {
+            Some(stages) if !stages.stage => pipeline::scan::check_import_access(&plan, task)?,
+            _ => pipeline::scan::check_access(&plan, task)?,
         }
     }
-    // Every root is checked before any task is scanned: a broken mount found late
-    // would leave half a plan's reports behind.
-    for task in &tasks {
-        pipeline::scan::check_access(&plan, task)?;
-    }
-    let threads = workers.map_or_else(pipeline::default_walk_threads, usize::from);
+    let walk_threads = workers.map_or_else(pipeline::default_walk_threads, usize::from);
+    let workers = workers.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        usize::from,
+    );
     let mut exit = Exit::Success;
     for task in tasks {
-        let scanned = pipeline::scan_task(&plan, task, threads)?;
-        eprint!("{}", scanned.text);
-        if scanned.readiness == report::scan::Readiness::NotReady {
+        let stages = match run {
+            Some(stages) if migrate(task) => stages,
+            // Scanning, or a scan-only task of a run (an import-only run skips it).
+            Some(stages) if !stages.stage => continue,
+            _ => {
+                let scanned = pipeline::scan_task(&plan, task, walk_threads)?;
+                eprint!("{}", scanned.text);
+                if scanned.readiness == report::scan::Readiness::NotReady {
+                    exit = Exit::Partial;
+                }
+                continue;
+            }
+        };
+        let reporter = pipeline::progress::Reporter::start(task.name.clone());
+        let result = pipeline::run::run_task(&plan, task, stages, workers, walk_threads, &reporter);
+        reporter.finish();
+        let done = result?;
+        if let Some(scanned) = &done.scan {
+            eprint!("{}", scanned.text);
+            if scanned.readiness == report::scan::Readiness::NotReady {
+                exit = Exit::Partial;
+            }
+        }
+        eprint!("{}", pipeline::run::summary(task, &done));
+        if done.failed() > 0 {
             exit = Exit::Partial;
         }
     }

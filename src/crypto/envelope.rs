@@ -176,7 +176,7 @@ fn tampered() -> io::Error {
 }
 
 /// Seals `payload` into `out` with fresh random salt and IVs.
-pub fn seal<W: Write>(
+pub fn seal<W: Write + ?Sized>(
     key: &ContainerKey,
     seal: &Seal,
     payload: &[u8],
@@ -188,7 +188,7 @@ pub fn seal<W: Write>(
 }
 
 /// [`seal`] with the salt and IVs given: for the frozen test vector only.
-fn seal_with<W: Write>(
+fn seal_with<W: Write + ?Sized>(
     key: &ContainerKey,
     seal: &Seal,
     salt: [u8; 32],

@@ -352,9 +352,12 @@ fn read_all<R: Read>(
                 let _ = trailer;
                 let made =
                     rustix::fs::mkdirat(&dir, OsStr::from_bytes(&name), Mode::from_raw_mode(0o700));
-                match made {
-                    Ok(()) => created.push(path.clone()),
-                    Err(rustix::io::Errno::EXIST) => {}
+                let existed = match made {
+                    Ok(()) => {
+                        created.push(path.clone());
+                        false
+                    }
+                    Err(rustix::io::Errno::EXIST) => true,
                     Err(e) => {
                         outcomes.push(Outcome::Failed {
                             path,
@@ -363,7 +366,7 @@ fn read_all<R: Read>(
                         });
                         continue;
                     }
-                }
+                };
                 dest.folders
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -375,7 +378,11 @@ fn read_all<R: Read>(
                             tv_nsec: i64::from(record.mtime_nsec),
                         },
                     ));
-                outcomes.push(Outcome::Imported { path, bytes: 0 });
+                outcomes.push(if existed {
+                    Outcome::Unchanged { path }
+                } else {
+                    Outcome::Imported { path, bytes: 0 }
+                });
             }
             KIND_SYMLINK => {
                 package::read_trailer(stream)?;

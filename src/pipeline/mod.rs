@@ -6,9 +6,12 @@
 
 pub mod filters;
 pub mod import;
+pub mod items;
 pub mod package;
 pub mod packer;
+pub mod progress;
 pub mod rules;
+pub mod run;
 pub mod scan;
 
 use crate::plan::{Plan, Task};
@@ -31,11 +34,22 @@ pub struct TaskScan {
 /// Scans one task (its roots already checked with [`scan::check_access`]) and writes its
 /// readiness reports.
 pub fn scan_task(plan: &Plan, task: &Task, threads: usize) -> Result<TaskScan, ScanError> {
+    scan_task_with(plan, task, threads, &mut |_| Ok(()))
+}
+
+/// [`scan_task`], also handing every scanned entry to `also` (the run's item list).
+pub fn scan_task_with(
+    plan: &Plan,
+    task: &Task,
+    threads: usize,
+    also: &mut dyn FnMut(&scan::ScanEntry) -> Result<(), ScanError>,
+) -> Result<TaskScan, ScanError> {
     let folder = round_folder(&plan.working_folder, &plan.name, &task.name, ROUND);
     let mut report = ScanReport::create(folder, ROUND, task)?;
     let now = jiff::Timestamp::now().as_nanosecond();
     let totals = scan::scan(task, threads, now, &mut |entry| {
-        report.entry(entry).map_err(ScanError::from)
+        report.entry(entry).map_err(ScanError::from)?;
+        also(entry)
     })?;
     let text = report.finish(task, &totals, &device_name())?;
     Ok(TaskScan {

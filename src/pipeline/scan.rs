@@ -279,6 +279,21 @@ pub fn check_access(plan: &Plan, task: &Task) -> Result<(), ScanError> {
     })
 }
 
+/// For a run that only imports: the destination and the staging folder must be
+/// writable; the source may well be on another machine.
+pub fn check_import_access(plan: &Plan, task: &Task) -> Result<(), ScanError> {
+    probe(&task.destination).map_err(|(probed, e)| ScanError::DestinationUnwritable {
+        path: task.destination.clone(),
+        probed,
+        source: e,
+    })?;
+    probe(&plan.staging.path).map_err(|(probed, e)| ScanError::StagingUnwritable {
+        path: plan.staging.path.clone(),
+        probed,
+        source: e,
+    })
+}
+
 /// Creates and removes a probe file in `folder`, or in its nearest existing ancestor.
 fn probe(folder: &Path) -> Result<(), (PathBuf, io::Error)> {
     let mut at = folder;

@@ -32,10 +32,10 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn run_says_not_yet_and_touches_nothing() {
+fn a_plan_error_stops_run_before_anything_is_touched() {
     let f = Fixture::new();
     f.dir("share").file("share/a.txt", "a");
-    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: share\n    destination: site\n");
+    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: share\n    destination: site\n    settings: { verify: sometimes }\n");
     let before = f.listing();
     let run = f.ferry(&["run", "plan.yaml"]);
     run.assert_code(2);

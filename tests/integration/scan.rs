@@ -445,7 +445,7 @@ fn an_unusable_root_is_fatal_and_says_what_to_fix() {
 }
 
 #[test]
-fn run_scans_scan_only_plans_and_refuses_to_migrate_yet() {
+fn run_only_scans_scan_only_tasks() {
     let f = Fixture::new();
     f.file("src/a.txt", "a");
     f.plan(&plan(

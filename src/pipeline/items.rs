@@ -1,0 +1,198 @@
+//! The round's item list: every item the scan found to migrate, written to a file in
+//! the task's state as the scan goes and read back by the packer.
+//!
+//! The scan is fast and packaging is slow; between them this file keeps memory flat
+//! however large the share (30 million items are a few gigabytes of paths, which must
+//! not sit in memory), and fixes the order — and so the package numbers — of the round.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::path::{Path, PathBuf};
+
+use super::packer::{Item, ItemKind};
+use super::scan::Meta;
+
+const MAGIC: &[u8; 8] = b"FERRYITM";
+
+/// Writes the item list.
+#[derive(Debug)]
+pub struct ItemWriter {
+    out: BufWriter<fs::File>,
+    path: PathBuf,
+    count: u64,
+}
+
+fn put_bytes<W: Write>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+impl ItemWriter {
+    pub fn create(path: &Path) -> io::Result<ItemWriter> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+        out.write_all(MAGIC)?;
+        Ok(ItemWriter {
+            out,
+            path: path.to_path_buf(),
+            count: 0,
+        })
+    }
+
+    pub fn push(&mut self, item: &Item) -> io::Result<()> {
+        let (kind, target): (u8, &[u8]) = match &item.kind {
+            ItemKind::File => (1, &[]),
+            ItemKind::Folder => (2, &[]),
+            ItemKind::Symlink { target } => (3, target.as_bytes()),
+        };
+        let m = &item.meta;
+        let out = &mut self.out;
+        out.write_all(&[kind])?;
+        put_bytes(out, item.rel.as_os_str().as_bytes())?;
+        put_bytes(out, item.source.as_os_str().as_bytes())?;
+        put_bytes(out, target)?;
+        out.write_all(&m.size.to_le_bytes())?;
+        out.write_all(&m.mtime_ns.to_le_bytes())?;
+        out.write_all(&m.mode.to_le_bytes())?;
+        out.write_all(&m.uid.to_le_bytes())?;
+        out.write_all(&m.gid.to_le_bytes())?;
+        out.write_all(&m.dev.to_le_bytes())?;
+        out.write_all(&m.ino.to_le_bytes())?;
+        out.write_all(&m.nlink.to_le_bytes())?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Syncs the list; returns how many items it holds.
+    pub fn finish(self) -> io::Result<u64> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(self.count)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads the item list back, in order.
+#[derive(Debug)]
+pub struct ItemReader {
+    input: BufReader<fs::File>,
+}
+
+fn get<R: Read, const N: usize>(r: &mut R) -> io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+fn get_bytes<R: Read>(r: &mut R) -> io::Result<Vec<u8>> {
+    let len = u32::from_le_bytes(get(r)?) as usize;
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+impl ItemReader {
+    pub fn open(path: &Path) -> io::Result<ItemReader> {
+        let mut input = BufReader::with_capacity(1 << 20, fs::File::open(path)?);
+        if &get::<_, 8>(&mut input)? != MAGIC {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a ferry item list", path.display()),
+            ));
+        }
+        Ok(ItemReader { input })
+    }
+
+    fn read_one(&mut self, kind: u8) -> io::Result<Item> {
+        let r = &mut self.input;
+        let rel = PathBuf::from(OsString::from_vec(get_bytes(r)?));
+        let source = PathBuf::from(OsString::from_vec(get_bytes(r)?));
+        let target = OsString::from_vec(get_bytes(r)?);
+        let meta = Meta {
+            size: u64::from_le_bytes(get(r)?),
+            mtime_ns: i128::from_le_bytes(get(r)?),
+            birth_ns: None,
+            mode: u32::from_le_bytes(get(r)?),
+            uid: u32::from_le_bytes(get(r)?),
+            gid: u32::from_le_bytes(get(r)?),
+            dev: u64::from_le_bytes(get(r)?),
+            ino: u64::from_le_bytes(get(r)?),
+            nlink: u64::from_le_bytes(get(r)?),
+            allocated: 0,
+        };
+        let kind = match kind {
+            1 => ItemKind::File,
+            2 => ItemKind::Folder,
+            3 => ItemKind::Symlink { target },
+            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "bad item kind")),
+        };
+        Ok(Item {
+            rel,
+            source,
+            kind,
+            meta,
+        })
+    }
+}
+
+impl Iterator for ItemReader {
+    type Item = io::Result<Item>;
+
+    fn next(&mut self) -> Option<io::Result<Item>> {
+        let mut kind = [0u8; 1];
+        match self.input.read(&mut kind) {
+            Ok(0) => None,
+            Ok(_) => Some(self.read_one(kind[0])),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_with_byte_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r/items");
+        let items = vec![
+            Item {
+                rel: PathBuf::from(OsString::from_vec(b"a/\xff\n".to_vec())),
+                source: PathBuf::from("/src/a/x"),
+                kind: ItemKind::File,
+                meta: Meta {
+                    size: 5,
+                    mtime_ns: -3,
+                    mode: 0o100644,
+                    ..Meta::default()
+                },
+            },
+            Item {
+                rel: PathBuf::from("l"),
+                source: PathBuf::from("/src/l"),
+                kind: ItemKind::Symlink {
+                    target: OsString::from("../t"),
+                },
+                meta: Meta::default(),
+            },
+        ];
+        let mut w = ItemWriter::create(&path).unwrap();
+        for item in &items {
+            w.push(item).unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), 2);
+        let back: Vec<Item> = ItemReader::open(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(back, items);
+    }
+}
