@@ -92,6 +92,21 @@ pub struct Destination {
     /// Folders' modes and times, applied when the task ends (a read-only folder would
     /// refuse its own contents, and writing contents changes a folder's time).
     folders: Mutex<Vec<(PathBuf, u32, Timespec)>>,
+    /// Files in parts: which parts are in. Parts may arrive in any order (an import-only
+    /// run imports packages in parallel); the file is checked and committed by whoever
+    /// brings the last missing part.
+    assembling: Mutex<std::collections::HashMap<PathBuf, Assembly>>,
+}
+
+/// The parts of one file seen so far.
+#[derive(Debug, Default)]
+struct Assembly {
+    received: u32,
+    file_hash: Option<[u8; 32]>,
+    /// The destination already has this file, unchanged.
+    unchanged: bool,
+    /// A part failed: the rest are ignored.
+    failed: bool,
 }
 
 fn temp_name(kind: &str) -> String {
@@ -126,6 +141,7 @@ impl Destination {
             preserve,
             conflicts,
             folders: Mutex::new(Vec::new()),
+            assembling: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -387,6 +403,11 @@ fn read_all<R: Read>(
             KIND_SYMLINK => {
                 package::read_trailer(stream)?;
                 let Some(dir) = dir else { continue };
+                let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
+                if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
+                    outcomes.push(Outcome::Unchanged { path });
+                    continue;
+                }
                 let temp = temp_name("link");
                 let made =
                     rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str());
@@ -610,15 +631,26 @@ fn write_part<R: Read>(
     parts_touched: &mut Vec<(OwnedFd, String)>,
 ) -> Result<Vec<Outcome>, Refused> {
     let temp = part_name(path);
-    let file = dir.as_ref().and_then(|d| {
-        let mut flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        if record.part == 0 {
-            flags |= OFlags::TRUNC;
-        }
-        rustix::fs::openat(d, temp.as_str(), flags, Mode::from_raw_mode(0o600))
-            .ok()
-            .map(fs::File::from)
+    let lock = || dest.assembling.lock().unwrap_or_else(|e| e.into_inner());
+    let skip = lock().get(path).is_some_and(|a| a.failed);
+    let unchanged = dir.as_ref().is_some_and(|d| {
+        rustix::fs::statat(d, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            st.st_size as u64 == record.size
+                && st.st_mtime == record.mtime_sec
+                && st.st_mtime_nsec as u32 == record.mtime_nsec
+        })
     });
+    let file = match (&dir, skip || unchanged) {
+        (Some(d), false) => rustix::fs::openat(
+            d,
+            temp.as_str(),
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .ok()
+        .map(fs::File::from),
+        _ => None,
+    };
     let mut write_error = None;
     let hash = copy_data(
         stream,
@@ -628,28 +660,50 @@ fn write_part<R: Read>(
         &mut write_error,
     )?;
     let trailer = package::read_trailer(stream)?;
+    if hash.as_bytes() != &trailer.part_hash {
+        if let Some(d) = &dir {
+            let _ = rustix::fs::unlinkat(d, temp.as_str(), AtFlags::empty());
+        }
+        lock().entry(path.to_path_buf()).or_default().failed = true;
+        return Err(Refused::Hash(crate::report::escape_path(path).into_owned()));
+    }
+    if skip {
+        return Ok(Vec::new());
+    }
+    let last = record.part + 1 == record.parts;
+    if unchanged && trailer.ok {
+        let mut table = lock();
+        let entry = table.entry(path.to_path_buf()).or_default();
+        entry.received += 1;
+        entry.unchanged = true;
+        let done = entry.received == record.parts;
+        return Ok(if done {
+            vec![Outcome::Unchanged {
+                path: path.to_path_buf(),
+            }]
+        } else {
+            Vec::new()
+        });
+    }
     let (Some(dir), Some(file)) = (dir, file) else {
+        lock().entry(path.to_path_buf()).or_default().failed = true;
         return Ok(vec![Outcome::Failed {
             path: path.to_path_buf(),
             code: "write-failed",
             message: "cannot create the file's temporary copy".into(),
         }]);
     };
-    if hash.as_bytes() != &trailer.part_hash {
-        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
-        return Err(Refused::Hash(crate::report::escape_path(path).into_owned()));
-    }
-    let dup = rustix::fs::openat(
+    if let Ok(dup) = rustix::fs::openat(
         &dir,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    );
-    if let Ok(dup) = dup {
+    ) {
         parts_touched.push((dup, temp.clone()));
     }
     let fail = |code: &'static str, message: String| {
         let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        lock().entry(path.to_path_buf()).or_default().failed = true;
         Ok(vec![Outcome::Failed {
             path: path.to_path_buf(),
             code,
@@ -665,18 +719,28 @@ fn write_part<R: Read>(
     if let Some(e) = write_error {
         return fail("write-failed", format!("cannot write the file: {e}"));
     }
-    if record.part + 1 < record.parts {
-        if let Err(e) = file.sync_data() {
-            return fail("write-failed", format!("cannot write the file: {e}"));
+    if let Err(e) = file.sync_data() {
+        return fail("write-failed", format!("cannot write the file: {e}"));
+    }
+    let (complete, file_hash) = {
+        let mut table = lock();
+        let entry = table.entry(path.to_path_buf()).or_default();
+        entry.received += 1;
+        if last {
+            entry.file_hash = Some(trailer.file_hash);
         }
-        // A later refusal of this package must not remove what earlier packages wrote.
-        parts_touched.pop();
+        (entry.received == record.parts, entry.file_hash)
+    };
+    // A later refusal of this package must not remove what is already in.
+    parts_touched.pop();
+    let bytes = record.len;
+    let Some(file_hash) = file_hash.filter(|_| complete) else {
         return Ok(vec![Outcome::PartWritten {
             path: path.to_path_buf(),
-            bytes: record.len,
+            bytes,
         }]);
-    }
-    // The last part: the whole file, read back from disk, must match.
+    };
+    // Every part is in: the whole file, read back from disk, must match.
     let whole = (|| -> io::Result<blake3::Hash> {
         file.set_len(record.size)?;
         file.sync_all()?;
@@ -693,7 +757,7 @@ fn write_part<R: Read>(
         Ok(hasher.finalize())
     })();
     match whole {
-        Ok(h) if h.as_bytes() == &trailer.file_hash => {}
+        Ok(h) if h.as_bytes() == &file_hash => {}
         Ok(_) => {
             return fail(
                 "verify-failed",
@@ -711,14 +775,19 @@ fn write_part<R: Read>(
             format!("cannot set the file's metadata: {e}"),
         );
     }
-    parts_touched.pop();
     match rustix::fs::renameat(&dir, temp.as_str(), &dir, OsStr::from_bytes(name))
         .and_then(|()| rustix::fs::fsync(&dir))
     {
-        Ok(()) => Ok(vec![Outcome::Imported {
-            path: path.to_path_buf(),
-            bytes: record.size,
-        }]),
+        Ok(()) => Ok(vec![
+            Outcome::PartWritten {
+                path: path.to_path_buf(),
+                bytes,
+            },
+            Outcome::Imported {
+                path: path.to_path_buf(),
+                bytes: 0,
+            },
+        ]),
         Err(e) => fail(
             "write-failed",
             format!("cannot put the file in place: {}", errno(e)),
@@ -729,6 +798,107 @@ fn write_part<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::package::Trailer;
+
+    fn record(path: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Record {
+            kind: KIND_FILE,
+            path: path.to_vec(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_sec: 1,
+            mtime_nsec: 0,
+            size: data.len() as u64,
+            part: 0,
+            parts: 1,
+            offset: 0,
+            len: data.len() as u64,
+            target: Vec::new(),
+        }
+        .write_to(&mut out)
+        .unwrap();
+        out.extend_from_slice(data);
+        let hash = *blake3::hash(data).as_bytes();
+        Trailer {
+            ok: true,
+            part_hash: hash,
+            file_hash: hash,
+        }
+        .write_to(&mut out)
+        .unwrap();
+        out
+    }
+
+    fn stream(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        package::begin(&mut out).unwrap();
+        for r in records {
+            out.extend_from_slice(r);
+        }
+        package::end(&mut out, records.len() as u32).unwrap();
+        out
+    }
+
+    fn listing(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                }
+                out.push(e.path());
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn crafted_manifests_are_refused_before_anything_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let dest_path = root.path().join("dest");
+        let outside = root.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::create_dir_all(&dest_path).unwrap();
+        std::os::unix::fs::symlink(&outside, dest_path.join("link")).unwrap();
+        let preserve = Preserve {
+            mtime: true,
+            mode: true,
+            owner: false,
+        };
+        let dest = Destination::open(&dest_path, preserve, Conflicts::Overwrite).unwrap();
+        let before = listing(root.path());
+        for bad in [&b"../x"[..], b"/etc/x", b"link/x", b"a/../../x"] {
+            // A good record first: it must not be committed either.
+            let bytes = stream(&[record(b"good/first.txt", b"fine"), record(bad, b"evil")]);
+            let result = import_stream(&dest, bytes.as_slice());
+            assert!(
+                result.is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(bad)
+            );
+            assert_eq!(
+                listing(root.path()),
+                before,
+                "{:?} left traces",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // A record whose data does not match its hash refuses the package too.
+        let mut tampered = record(b"t.txt", b"data");
+        let at = tampered.len() - 66; // the last byte of the data
+        tampered[at] ^= 1;
+        assert!(import_stream(&dest, stream(&[tampered]).as_slice()).is_err());
+        assert_eq!(listing(root.path()), before);
+        // And a good package goes in.
+        let outcomes =
+            import_stream(&dest, stream(&[record(b"ok/a.txt", b"yes")]).as_slice()).unwrap();
+        assert!(matches!(outcomes[..], [Outcome::Imported { .. }]));
+        assert_eq!(fs::read(dest_path.join("ok/a.txt")).unwrap(), b"yes");
+    }
 
     #[test]
     fn unsafe_paths_are_refused() {

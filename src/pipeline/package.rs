@@ -62,7 +62,7 @@ pub struct Trailer {
 }
 
 impl Record {
-    fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
+    pub(crate) fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
         out.write_all(&[RECORD, self.kind])?;
         out.write_all(&(self.path.len() as u32).to_le_bytes())?;
         out.write_all(&self.path)?;
@@ -82,7 +82,7 @@ impl Record {
 }
 
 impl Trailer {
-    fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
+    pub(crate) fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
         out.write_all(&[if self.ok { STATUS_OK } else { STATUS_VOID }])?;
         out.write_all(&self.part_hash)?;
         out.write_all(&self.file_hash)

@@ -365,6 +365,7 @@ impl Tally {
                 let _ = events.send(Event::Done { bytes });
             }
             Outcome::PartWritten { bytes, .. } => {
+                self.bytes += bytes;
                 let _ = events.send(Event::Bytes(bytes));
             }
             Outcome::Unchanged { .. } => {
