@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
@@ -268,7 +268,7 @@ impl Destination {
 
 /// A file of this package written to its temporary name, waiting for the package's end.
 struct Pending {
-    dir: OwnedFd,
+    dir: Arc<OwnedFd>,
     temp: String,
     name: Vec<u8>,
     path: PathBuf,
@@ -290,14 +290,23 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
     );
     match result {
         Ok(mut outcomes) => {
+            let mut synced: Vec<Arc<OwnedFd>> = Vec::new();
             for file in pending {
                 let committed = rustix::fs::renameat(
-                    &file.dir,
+                    &*file.dir,
                     file.temp.as_str(),
-                    &file.dir,
+                    &*file.dir,
                     OsStr::from_bytes(&file.name),
                 )
-                .and_then(|()| rustix::fs::fsync(&file.dir));
+                .and_then(|()| {
+                    // Each folder once per package: its renames are durable together.
+                    if synced.iter().any(|d| Arc::ptr_eq(d, &file.dir)) {
+                        Ok(())
+                    } else {
+                        synced.push(Arc::clone(&file.dir));
+                        rustix::fs::fsync(&*file.dir)
+                    }
+                });
                 outcomes.push(match committed {
                     Ok(()) => Outcome::Imported {
                         path: file.path,
@@ -318,7 +327,7 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
         }
         Err(refused) => {
             for file in pending {
-                let _ = rustix::fs::unlinkat(&file.dir, file.temp.as_str(), AtFlags::empty());
+                let _ = rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
             }
             for (dir, name) in parts_touched {
                 let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty());
@@ -342,13 +351,27 @@ fn read_all<R: Read>(
     let mut outcomes = Vec::new();
     let mut seen = 0u32;
     let mut buf = vec![0u8; 256 * 1024];
+    // The folder of the last record: most records of a package share it.
+    let mut last_parent: Option<(Vec<u8>, Arc<OwnedFd>)> = None;
     while let Some(record) = package::read_record(stream, seen)? {
         seen += 1;
         let parts = safe_components(&record.path).map_err(Refused::Path)?;
         let path = PathBuf::from(OsStr::from_bytes(&record.path));
         let name = parts[parts.len() - 1].to_vec();
-        let dir = match dest.parent(&parts, created) {
-            Ok(dir) => Some(dir),
+        let parent_bytes = &record.path[..record.path.len() - name.len()];
+        let cached = last_parent
+            .as_ref()
+            .filter(|(p, _)| p.as_slice() == parent_bytes)
+            .map(|(_, fd)| Arc::clone(fd));
+        let opened = match cached {
+            Some(fd) => Ok(fd),
+            None => dest.parent(&parts, created).map(Arc::new),
+        };
+        let dir = match opened {
+            Ok(dir) => {
+                last_parent = Some((parent_bytes.to_vec(), Arc::clone(&dir)));
+                Some(dir)
+            }
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                 return Err(Refused::Path(e.to_string()));
             }
@@ -503,7 +526,7 @@ fn copy_data<R: Read>(
 fn write_file<R: Read>(
     dest: &Destination,
     stream: &mut R,
-    dir: Option<OwnedFd>,
+    dir: Option<Arc<OwnedFd>>,
     record: &Record,
     name: Vec<u8>,
     path: PathBuf,
@@ -597,9 +620,8 @@ fn write_file<R: Read>(
     };
     let finished = match write_error {
         Some(e) => Err(e),
-        None => file
-            .sync_all()
-            .and_then(|()| dest.apply_metadata(&file, record))
+        None => dest
+            .apply_metadata(&file, record)
             .and_then(|()| file.sync_all()),
     };
     if let Err(e) = finished {
@@ -623,7 +645,7 @@ fn write_file<R: Read>(
 fn write_part<R: Read>(
     dest: &Destination,
     stream: &mut R,
-    dir: Option<OwnedFd>,
+    dir: Option<Arc<OwnedFd>>,
     record: &Record,
     name: &[u8],
     path: &Path,

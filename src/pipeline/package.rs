@@ -482,9 +482,11 @@ pub fn read_trailer<R: Read>(r: &mut R) -> Result<Trailer, StreamError> {
     })
 }
 
-/// The zstd-compressed stream of a whole-items package, in memory.
-pub fn compress(level: u8) -> io::Result<zstd::stream::Encoder<'static, Vec<u8>>> {
-    let mut encoder = zstd::stream::Encoder::new(Vec::new(), i32::from(level))?;
+/// The zstd-compressed stream of a package, in memory; `expected` bytes of data are
+/// coming (room is made for them at once, so the buffer is not copied as it grows).
+pub fn compress(level: u8, expected: u64) -> io::Result<zstd::stream::Encoder<'static, Vec<u8>>> {
+    let room = usize::try_from(expected.saturating_add(64 * 1024)).unwrap_or(usize::MAX);
+    let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(room), i32::from(level))?;
     encoder.include_checksum(false)?;
     Ok(encoder)
 }

@@ -404,7 +404,8 @@ impl Shared<'_> {
         match work {
             Work::Package { id, items } => {
                 if self.stage {
-                    let failed = match self.build_and_put(id, &mut |out, records| {
+                    let expected: u64 = items.iter().map(|i| i.meta.size).sum();
+                    let failed = match self.build_and_put(id, expected, &mut |out, records| {
                         package::add_items(
                             out,
                             &items,
@@ -471,7 +472,7 @@ impl Shared<'_> {
                 for part in 0..parts {
                     let id = first_id + u64::from(part);
                     let mut ok = true;
-                    let built = self.build_and_put(id, &mut |out, records| {
+                    let built = self.build_and_put(id, part_size, &mut |out, records| {
                         *records += 1;
                         ok = package::add_part(
                             out, &item, &file, &at_open, part, parts, part_size, &mut whole,
@@ -501,8 +502,14 @@ impl Shared<'_> {
     }
 
     /// Builds package `id` with `fill`, seals it and puts it into the container.
-    fn build_and_put(&self, id: u64, fill: &mut Fill<'_>) -> io::Result<Vec<Packed>> {
-        let mut encoder = package::compress(self.task.settings.package.compression_level)?;
+    fn build_and_put(
+        &self,
+        id: u64,
+        expected: u64,
+        fill: &mut Fill<'_>,
+    ) -> io::Result<Vec<Packed>> {
+        let mut encoder =
+            package::compress(self.task.settings.package.compression_level, expected)?;
         package::begin(&mut encoder)?;
         let mut records = 0u32;
         let packed = fill(&mut encoder, &mut records)?;
