@@ -260,44 +260,38 @@ fn cbc_encrypt_side_by_side(
 ) {
     use aes::cipher::BlockCipherEncrypt as _;
     let lanes = plains.len();
-    let mut prev: Vec<[u8; BLOCK]> = ivs.to_vec();
-    let blocks: Vec<usize> = plains.iter().map(|p| p.len() / BLOCK + 1).collect();
-    for (lane, out) in outs.iter_mut().enumerate() {
+    // Plaintext and PKCS#7 padding (a whole block of 16s when the plaintext ends on a
+    // block boundary) go into the output first; the chains then run in place.
+    for (out, plain) in outs.iter_mut().zip(plains) {
+        let pad = BLOCK - plain.len() % BLOCK;
         out.clear();
-        out.resize(blocks[lane] * BLOCK, 0);
+        out.reserve(plain.len() + pad);
+        out.extend_from_slice(plain);
+        out.resize(plain.len() + pad, pad as u8);
     }
-    let most = blocks.iter().copied().max().unwrap_or(0);
+    let mut prev: Vec<u128> = ivs.iter().map(|iv| u128::from_ne_bytes(*iv)).collect();
+    let most = outs.iter().map(|o| o.len() / BLOCK).max().unwrap_or(0);
     let mut batch: Vec<aes::Block> = vec![aes::Block::default(); lanes];
-    let mut active: Vec<usize> = Vec::with_capacity(lanes);
+    let mut active = vec![0usize; lanes];
     for k in 0..most {
-        active.clear();
+        let at = k * BLOCK;
+        let mut n = 0;
         for lane in 0..lanes {
-            if k >= blocks[lane] {
+            let Some(chunk) = outs[lane].get(at..at + BLOCK) else {
                 continue;
-            }
-            let plain = plains[lane];
+            };
             let mut block = [0u8; BLOCK];
-            let start = k * BLOCK;
-            if start + BLOCK <= plain.len() {
-                block.copy_from_slice(&plain[start..start + BLOCK]);
-            } else {
-                // The last block: what is left, then PKCS#7 padding (a whole block of
-                // 16s when the plaintext ends on a block boundary).
-                let rest = plain.len() - start;
-                block[..rest].copy_from_slice(&plain[start..]);
-                block[rest..].fill((BLOCK - rest) as u8);
-            }
-            for (b, p) in block.iter_mut().zip(prev[lane].iter()) {
-                *b ^= p;
-            }
-            batch[active.len()].copy_from_slice(&block);
-            active.push(lane);
+            block.copy_from_slice(chunk);
+            let mixed = u128::from_ne_bytes(block) ^ prev[lane];
+            batch[n] = mixed.to_ne_bytes().into();
+            active[n] = lane;
+            n += 1;
         }
-        cipher.encrypt_blocks(&mut batch[..active.len()]);
-        for (slot, &lane) in active.iter().enumerate() {
+        cipher.encrypt_blocks(&mut batch[..n]);
+        for (slot, &lane) in active[..n].iter().enumerate() {
             let ct: [u8; BLOCK] = batch[slot].into();
-            outs[lane][k * BLOCK..(k + 1) * BLOCK].copy_from_slice(&ct);
-            prev[lane] = ct;
+            outs[lane][at..at + BLOCK].copy_from_slice(&ct);
+            prev[lane] = u128::from_ne_bytes(ct);
         }
     }
 }
