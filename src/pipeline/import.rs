@@ -24,7 +24,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 use super::package::{self, KIND_FILE, KIND_FOLDER, KIND_SYMLINK, Record, StreamError};
 use crate::plan::Preserve;
-use crate::plan::raw::Conflicts;
+use crate::plan::raw::{Conflicts, Verify};
 
 /// Why a whole package was refused. The reason is for the log; the report says
 /// "integrity check failed".
@@ -89,6 +89,7 @@ pub struct Destination {
     fd: OwnedFd,
     preserve: Preserve,
     conflicts: Conflicts,
+    verify: Verify,
     /// Folders' modes and times, applied when the task ends (a read-only folder would
     /// refuse its own contents, and writing contents changes a folder's time).
     folders: Mutex<Vec<(PathBuf, u32, Timespec)>>,
@@ -107,6 +108,11 @@ struct Assembly {
     unchanged: bool,
     /// A part failed: the rest are ignored.
     failed: bool,
+    /// While parts arrive in order (always, when this run staged them), the whole
+    /// file's hash is taken as they are written, and the file need not be read back.
+    running: Option<blake3::Hasher>,
+    next: u32,
+    out_of_order: bool,
 }
 
 fn temp_name(kind: &str) -> String {
@@ -128,7 +134,12 @@ fn errno(e: rustix::io::Errno) -> io::Error {
 
 impl Destination {
     /// Opens (creating it if needed) the destination root.
-    pub fn open(root: &Path, preserve: Preserve, conflicts: Conflicts) -> io::Result<Destination> {
+    pub fn open(
+        root: &Path,
+        preserve: Preserve,
+        conflicts: Conflicts,
+        verify: Verify,
+    ) -> io::Result<Destination> {
         fs::create_dir_all(root)?;
         let fd = rustix::fs::open(
             root,
@@ -140,6 +151,7 @@ impl Destination {
             fd,
             preserve,
             conflicts,
+            verify,
             folders: Mutex::new(Vec::new()),
             assembling: Mutex::new(std::collections::HashMap::new()),
         })
@@ -497,8 +509,10 @@ fn copy_data<R: Read>(
     mut out: Option<(&fs::File, u64)>,
     buf: &mut [u8],
     write_error: &mut Option<io::Error>,
-) -> Result<blake3::Hash, Refused> {
-    let mut hasher = blake3::Hasher::new();
+    hash: bool,
+    mut also: Option<&mut blake3::Hasher>,
+) -> Result<Option<blake3::Hash>, Refused> {
+    let mut hasher = hash.then(blake3::Hasher::new);
     let mut left = len;
     let mut at = 0u64;
     while left > 0 {
@@ -510,7 +524,12 @@ fn copy_data<R: Read>(
                 StreamError::Io(e)
             })
         })?;
-        hasher.update(&buf[..want]);
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&buf[..want]);
+        }
+        if let Some(also) = also.as_mut() {
+            also.update(&buf[..want]);
+        }
         if let Some((file, offset)) = out.as_mut()
             && write_error.is_none()
             && let Err(e) = file.write_all_at(&buf[..want], *offset + at)
@@ -520,7 +539,57 @@ fn copy_data<R: Read>(
         at += want as u64;
         left -= want as u64;
     }
-    Ok(hasher.finalize())
+    Ok(hasher.map(|h| h.finalize()))
+}
+
+/// What the conflicts setting says about a destination file that differs from the
+/// source's: `None` to replace it.
+fn conflict(dest: &Destination, path: &Path, why: &str) -> Option<Outcome> {
+    match dest.conflicts {
+        Conflicts::Overwrite => None,
+        Conflicts::SkipExisting => Some(Outcome::Failed {
+            path: path.to_path_buf(),
+            code: "skipped-existing",
+            message: "the destination already has this file (`conflicts: skip-existing`)".into(),
+        }),
+        Conflicts::KeepDestinationChanges => Some(Outcome::Failed {
+            path: path.to_path_buf(),
+            code: "destination-changed",
+            message: format!(
+                "the destination has a different file here ({why}); it was kept (`conflicts: keep-destination-changes`)"
+            ),
+        }),
+    }
+}
+
+/// Whether the destination's file at `name` has the given size and time.
+fn same_metadata(dir: &OwnedFd, name: &[u8], record: &Record) -> Option<bool> {
+    let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(
+        st.st_size as u64 == record.size
+            && st.st_mtime == record.mtime_sec
+            && st.st_mtime_nsec as u32 == record.mtime_nsec,
+    )
+}
+
+/// BLAKE3 of the destination's file at `name` (`verify: all`).
+fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 32]> {
+    let fd = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut file = fs::File::from(fd);
+    let mut hasher = blake3::Hasher::new();
+    loop {
+        let n = file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(*hasher.finalize().as_bytes())
 }
 
 fn write_file<R: Read>(
@@ -532,28 +601,15 @@ fn write_file<R: Read>(
     path: PathBuf,
     buf: &mut [u8],
 ) -> Result<Written, Refused> {
-    let existing = dir.as_ref().and_then(|d| {
-        rustix::fs::statat(d, OsStr::from_bytes(&name), AtFlags::SYMLINK_NOFOLLOW).ok()
-    });
-    let unchanged = existing.as_ref().is_some_and(|st| {
-        st.st_size as u64 == record.size
-            && st.st_mtime == record.mtime_sec
-            && st.st_mtime_nsec as u32 == record.mtime_nsec
-    });
-    let skip = match (&existing, dest.conflicts) {
-        (None, _) => None,
-        (Some(_), _) if unchanged => Some(Outcome::Unchanged { path: path.clone() }),
-        (Some(_), Conflicts::Overwrite) => None,
-        (Some(_), Conflicts::SkipExisting) => Some(Outcome::Failed {
-            path: path.clone(),
-            code: "skipped-existing",
-            message: "the destination already has this file (`conflicts: skip-existing`)".into(),
-        }),
-        (Some(_), Conflicts::KeepDestinationChanges) => Some(Outcome::Failed {
-            path: path.clone(),
-            code: "destination-changed",
-            message: "the destination has a different file here; it was kept (`conflicts: keep-destination-changes`)".into(),
-        }),
+    let same = dir.as_ref().and_then(|d| same_metadata(d, &name, record));
+    // `verify: all` settles a file with the same size and time by its content, after
+    // the data has been read; otherwise size and time decide now.
+    let check_content = same == Some(true) && dest.verify == Verify::All;
+    let skip = match same {
+        None => None,
+        Some(true) if !check_content => Some(Outcome::Unchanged { path: path.clone() }),
+        Some(true) => None,
+        Some(false) => conflict(dest, &path, "another size or time"),
     };
     let target = match (&dir, &skip) {
         (Some(dir), None) => {
@@ -567,7 +623,7 @@ fn write_file<R: Read>(
                 Ok(fd) => Some((fs::File::from(fd), temp)),
                 Err(e) => {
                     let mut sink = None;
-                    copy_data(stream, record.len, None, buf, &mut sink)?;
+                    copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
                     package::read_trailer(stream)?;
                     return Ok(Written::Done(Outcome::Failed {
                         path,
@@ -586,6 +642,8 @@ fn write_file<R: Read>(
         target.as_ref().map(|(f, _)| (f, 0)),
         buf,
         &mut write_error,
+        dest.verify != Verify::None,
+        None,
     )?;
     let trailer = package::read_trailer(stream)?;
     let discard = |target: &Option<(fs::File, String)>| {
@@ -601,7 +659,13 @@ fn write_file<R: Read>(
             message: "the file changed while it was read; this copy was discarded".into(),
         }));
     }
-    if hash.as_bytes() != &trailer.part_hash || trailer.part_hash != trailer.file_hash {
+    let verified = match hash {
+        Some(hash) => {
+            hash.as_bytes() == &trailer.part_hash && trailer.part_hash == trailer.file_hash
+        }
+        None => true,
+    };
+    if !verified {
         discard(&target);
         return Err(Refused::Hash(
             crate::report::escape_path(&path).into_owned(),
@@ -609,6 +673,17 @@ fn write_file<R: Read>(
     }
     if let Some(outcome) = skip {
         return Ok(Written::Done(outcome));
+    }
+    if check_content && let Some(d) = &dir {
+        let outcome = match hash_existing(d, &name, buf) {
+            Ok(h) if h == trailer.file_hash => Some(Outcome::Unchanged { path: path.clone() }),
+            Ok(_) => conflict(dest, &path, "the same size and time, but other content"),
+            Err(_) => None,
+        };
+        if let Some(outcome) = outcome {
+            discard(&target);
+            return Ok(Written::Done(outcome));
+        }
     }
     let (Some(dir), Some((file, temp))) = (dir, target) else {
         // The folder could not be created; already reported.
@@ -655,13 +730,10 @@ fn write_part<R: Read>(
     let temp = part_name(path);
     let lock = || dest.assembling.lock().unwrap_or_else(|e| e.into_inner());
     let skip = lock().get(path).is_some_and(|a| a.failed);
-    let unchanged = dir.as_ref().is_some_and(|d| {
-        rustix::fs::statat(d, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
-            st.st_size as u64 == record.size
-                && st.st_mtime == record.mtime_sec
-                && st.st_mtime_nsec as u32 == record.mtime_nsec
-        })
-    });
+    let same = dir.as_ref().and_then(|d| same_metadata(d, name, record));
+    // With `verify: all`, a file with the same size and time is assembled anyway and
+    // settled by its content when it is complete.
+    let unchanged = same == Some(true) && dest.verify != Verify::All;
     let file = match (&dir, skip || unchanged) {
         (Some(d), false) => rustix::fs::openat(
             d,
@@ -674,15 +746,39 @@ fn write_part<R: Read>(
         _ => None,
     };
     let mut write_error = None;
+    // The running whole-file hash, when this part is the next in order.
+    let mut running = if file.is_some() {
+        let mut table = lock();
+        let entry = table.entry(path.to_path_buf()).or_default();
+        if !entry.out_of_order && entry.next == record.part {
+            Some(entry.running.take().unwrap_or_default())
+        } else {
+            entry.out_of_order = true;
+            entry.running = None;
+            None
+        }
+    } else {
+        None
+    };
     let hash = copy_data(
         stream,
         record.len,
         file.as_ref().map(|f| (f, record.offset)),
         buf,
         &mut write_error,
+        dest.verify != Verify::None,
+        running.as_mut(),
     )?;
+    if let Some(running) = running {
+        let mut table = lock();
+        let entry = table.entry(path.to_path_buf()).or_default();
+        if !entry.out_of_order {
+            entry.running = Some(running);
+            entry.next += 1;
+        }
+    }
     let trailer = package::read_trailer(stream)?;
-    if hash.as_bytes() != &trailer.part_hash {
+    if hash.is_some_and(|h| h.as_bytes() != &trailer.part_hash) {
         if let Some(d) = &dir {
             let _ = rustix::fs::unlinkat(d, temp.as_str(), AtFlags::empty());
         }
@@ -744,14 +840,20 @@ fn write_part<R: Read>(
     if let Err(e) = file.sync_data() {
         return fail("write-failed", format!("cannot write the file: {e}"));
     }
-    let (complete, file_hash) = {
+    let (complete, file_hash, in_order) = {
         let mut table = lock();
         let entry = table.entry(path.to_path_buf()).or_default();
         entry.received += 1;
         if last {
             entry.file_hash = Some(trailer.file_hash);
         }
-        (entry.received == record.parts, entry.file_hash)
+        let complete = entry.received == record.parts;
+        let in_order = if complete && !entry.out_of_order {
+            entry.running.take().map(|h| h.finalize())
+        } else {
+            None
+        };
+        (complete, entry.file_hash, in_order)
     };
     // A later refusal of this package must not remove what is already in.
     parts_touched.pop();
@@ -762,10 +864,17 @@ fn write_part<R: Read>(
             bytes,
         }]);
     };
-    // Every part is in: the whole file, read back from disk, must match.
+    // Every part is in: the whole file, read back from disk, must match (unless
+    // `verify: none`).
     let whole = (|| -> io::Result<blake3::Hash> {
         file.set_len(record.size)?;
         file.sync_all()?;
+        if dest.verify == Verify::None {
+            return Ok(blake3::Hash::from_bytes(file_hash));
+        }
+        if let Some(hash) = in_order {
+            return Ok(hash);
+        }
         let mut hasher = blake3::Hasher::new();
         let mut at = 0u64;
         while at < record.size {
@@ -787,6 +896,27 @@ fn write_part<R: Read>(
             );
         }
         Err(e) => return fail("write-failed", format!("cannot read back the file: {e}")),
+    }
+    // What the destination has at the final name decides whether it is replaced.
+    let settled = match same_metadata(&dir, name, record) {
+        None => None,
+        Some(true) => match hash_existing(&dir, name, buf) {
+            Ok(h) if h == file_hash => Some(Outcome::Unchanged {
+                path: path.to_path_buf(),
+            }),
+            _ => conflict(dest, path, "the same size and time, but other content"),
+        },
+        Some(false) => conflict(dest, path, "another size or time"),
+    };
+    if let Some(outcome) = settled {
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        return Ok(vec![
+            Outcome::PartWritten {
+                path: path.to_path_buf(),
+                bytes,
+            },
+            outcome,
+        ]);
     }
     if let Err(e) = dest
         .apply_metadata(&file, record)
@@ -891,7 +1021,13 @@ mod tests {
             mode: true,
             owner: false,
         };
-        let dest = Destination::open(&dest_path, preserve, Conflicts::Overwrite).unwrap();
+        let dest = Destination::open(
+            &dest_path,
+            preserve,
+            Conflicts::Overwrite,
+            Verify::Transferred,
+        )
+        .unwrap();
         let before = listing(root.path());
         for bad in [&b"../x"[..], b"/etc/x", b"link/x", b"a/../../x"] {
             // A good record first: it must not be committed either.

@@ -204,7 +204,98 @@ fn copy_range<W: Write>(
 /// Appends whole items to a package stream; `attempts` reads of a file that keeps
 /// changing before it is given up. Returns one outcome per item; the number of records
 /// written is added to `records`.
-pub fn add_items<W: Write>(
+/// Where a package's records go: a stream that can be told whether the next data is
+/// worth compressing.
+pub trait Sink: Write {
+    /// `false` before the data of a file in an already-compressed format.
+    fn compressible(&mut self, worth_it: bool) -> io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn compressible(&mut self, _: bool) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The zstd stream of a package, which compresses the data of already-compressed
+/// formats at zstd's fastest level: trying hard on them costs time and saves nothing
+/// (zstd then stores their blocks raw, a few bytes per 128 KiB over the data itself).
+pub struct Compressor {
+    encoder: zstd::stream::Encoder<'static, Vec<u8>>,
+    level: i32,
+    current: i32,
+}
+
+/// zstd's level for data that does not compress.
+const STORE_LEVEL: i32 = -7;
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressor")
+            .field("level", &self.level)
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compressor {
+    /// `expected` bytes of data are coming (room is made for them at once, so the
+    /// buffer is not copied as it grows).
+    pub fn new(level: u8, expected: u64) -> io::Result<Compressor> {
+        let room = usize::try_from(expected.saturating_add(64 * 1024)).unwrap_or(usize::MAX);
+        let level = i32::from(level);
+        let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(room), level)?;
+        encoder.include_checksum(false)?;
+        Ok(Compressor {
+            encoder,
+            level,
+            current: level,
+        })
+    }
+
+    pub fn finish(self) -> io::Result<Vec<u8>> {
+        self.encoder.finish()
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.encoder.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
+
+impl Sink for Compressor {
+    fn compressible(&mut self, worth_it: bool) -> io::Result<()> {
+        let level = if worth_it { self.level } else { STORE_LEVEL };
+        if level != self.current {
+            self.encoder
+                .set_parameter(zstd::zstd_safe::CParameter::CompressionLevel(level))?;
+            self.current = level;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a file's extension names a format that is compressed already (images,
+/// audio, video, archives, Office Open XML and OpenDocument files, PDF).
+pub fn precompressed(name: &std::ffi::OsStr) -> bool {
+    const FORMATS: &[&str] = &[
+        "7z", "aac", "apk", "avi", "avif", "bz2", "cab", "docm", "docx", "dotx", "epub", "flac",
+        "gif", "gz", "heic", "heif", "jar", "jpeg", "jpg", "m4a", "m4v", "mkv", "mov", "mp3",
+        "mp4", "msi", "odp", "ods", "odt", "ogg", "opus", "pdf", "png", "pptm", "pptx", "rar",
+        "tgz", "txz", "webm", "webp", "wmv", "xlsb", "xlsm", "xlsx", "xz", "zip", "zst",
+    ];
+    let ext = super::rules::extension(name);
+    FORMATS
+        .iter()
+        .any(|f| ext.eq_ignore_ascii_case(f.as_bytes()))
+}
+
+pub fn add_items<W: Sink>(
     out: &mut W,
     items: &[std::sync::Arc<Item>],
     attempts: u32,
@@ -274,6 +365,7 @@ pub fn add_items<W: Write>(
                     record.uid = at_open.uid();
                     record.gid = at_open.gid();
                     record.write_to(out)?;
+                    out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
                     let mut hasher = blake3::Hasher::new();
                     let whole = copy_range(&file, 0, record.len, out, &mut [&mut hasher], &mut buf)
                         .map_err(|e| {
@@ -307,7 +399,7 @@ pub fn add_items<W: Write>(
 /// the file across its parts, and the last part carries its result. A file that changed
 /// since `at_open` makes the part void (and so the file): `Ok(false)`.
 #[expect(clippy::too_many_arguments, reason = "one record's every fact")]
-pub fn add_part<W: Write>(
+pub fn add_part<W: Sink>(
     out: &mut W,
     item: &Item,
     file: &fs::File,
@@ -336,6 +428,7 @@ pub fn add_part<W: Write>(
         target: Vec::new(),
     };
     record.write_to(out)?;
+    out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
     let mut part_hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     let full = copy_range(
@@ -480,15 +573,6 @@ pub fn read_trailer<R: Read>(r: &mut R) -> Result<Trailer, StreamError> {
         part_hash: read_array(r)?,
         file_hash: read_array(r)?,
     })
-}
-
-/// The zstd-compressed stream of a package, in memory; `expected` bytes of data are
-/// coming (room is made for them at once, so the buffer is not copied as it grows).
-pub fn compress(level: u8, expected: u64) -> io::Result<zstd::stream::Encoder<'static, Vec<u8>>> {
-    let room = usize::try_from(expected.saturating_add(64 * 1024)).unwrap_or(usize::MAX);
-    let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(room), i32::from(level))?;
-    encoder.include_checksum(false)?;
-    Ok(encoder)
 }
 
 #[cfg(test)]

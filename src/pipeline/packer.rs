@@ -15,7 +15,7 @@ use super::scan::{EntryKind, Meta, ScanEntry};
 /// One item to migrate, as the packer and the package builder see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
-    /// Path below the source root (and below the destination root).
+    /// Path below the destination root (the source's path, unless renamed).
     pub rel: PathBuf,
     /// Where to read it.
     pub source: PathBuf,
@@ -43,7 +43,7 @@ impl Item {
             EntryKind::Special | EntryKind::Unknown => return None,
         };
         Some(Item {
-            rel: entry.rel.clone(),
+            rel: entry.dest.clone(),
             source: entry.source(),
             kind,
             meta: entry.meta,

@@ -12,12 +12,9 @@ use std::time::{Duration, Instant};
 pub enum Event {
     /// The reporter learns how much is to come.
     Planned { items: u64, bytes: u64 },
-    /// Bytes written (a part of a large file).
-    Bytes(u64),
-    /// An item is done (its bytes, or those of its last part).
-    Done { bytes: u64 },
-    /// An item failed.
-    Failed,
+    /// Items done, bytes written and items failed since the last event (a worker
+    /// sends one per package, or per part of a large file).
+    Progress { items: u64, bytes: u64, failed: u64 },
 }
 
 /// The reporter's thread and its channel.
@@ -80,12 +77,15 @@ fn report(label: &str, events: &Receiver<Event>, tty: bool) {
                     bar.set_length(total);
                 }
             }
-            Ok(Event::Bytes(n)) => bytes += n,
-            Ok(Event::Done { bytes: n }) => {
-                items += 1;
-                bytes += n;
+            Ok(Event::Progress {
+                items: i,
+                bytes: b,
+                failed: f,
+            }) => {
+                items += i;
+                bytes += b;
+                failed += f;
             }
-            Ok(Event::Failed) => failed += 1,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

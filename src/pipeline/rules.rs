@@ -7,8 +7,8 @@
 //! What the plan says about invalid names and case collisions decides between error and
 //! warning: with `replace` or `rename` the item migrates under another name.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt as _;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 
 use serde::Serialize;
 use unicode_normalization::UnicodeNormalization as _;
@@ -480,6 +480,22 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
+/// The name a collision's loser gets under `case_collisions: rename`: ` (n)` before the
+/// extension (`Report.docx` → `Report (2).docx`), at the end when there is none.
+pub fn numbered(name: &OsStr, n: usize) -> OsString {
+    let bytes = name.as_bytes();
+    let ext = extension(name);
+    let stem_len = if ext.is_empty() {
+        bytes.len()
+    } else {
+        bytes.len() - ext.len() - 1
+    };
+    let mut out = bytes[..stem_len].to_vec();
+    out.extend_from_slice(format!(" ({n})").as_bytes());
+    out.extend_from_slice(&bytes[stem_len..]);
+    OsString::from_vec(out)
+}
+
 fn is_reserved(name: &str, sharepoint: bool) -> bool {
     if sharepoint
         && (name.eq_ignore_ascii_case(".lock") || name.eq_ignore_ascii_case("desktop.ini"))
@@ -569,7 +585,6 @@ fn timestamp(ns: i128) -> String {
 mod tests {
     use super::*;
     use std::ffi::OsString;
-    use std::os::unix::ffi::OsStringExt as _;
 
     fn rules(set: RuleSet) -> Rules {
         Rules {
@@ -807,6 +822,13 @@ mod tests {
                 code.as_str()
             );
         }
+    }
+
+    #[test]
+    fn numbered_names_keep_the_extension() {
+        assert_eq!(numbered(OsStr::new("Report.docx"), 2), "Report (2).docx");
+        assert_eq!(numbered(OsStr::new("README"), 3), "README (3)");
+        assert_eq!(numbered(OsStr::new(".profile"), 2), ".profile (2)");
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub fn run_task(
         writer
             .finish()
             .map_err(io_error("write the item list", &items_path))?;
+        let _ = reporter.sender().send(Event::Planned {
+            items: scan.totals.to_migrate,
+            bytes: scan.totals.bytes_to_migrate,
+        });
         run.scan = Some(scan);
         let key = ContainerKey::generate()?;
         let mut container_id = [0u8; 16];
@@ -209,6 +213,7 @@ pub fn run_task(
                 &task.destination,
                 task.settings.preserve,
                 task.settings.conflicts,
+                task.settings.verify,
             )
             .map_err(io_error("open the destination", &task.destination))?,
         )
@@ -357,36 +362,42 @@ impl Tally {
         }
     }
 
-    fn outcome(&mut self, outcome: Outcome, events: &SyncSender<Event>) {
+    /// Counts an outcome; progress goes to the reporter per package (`report`), not
+    /// per item, to keep the channel quiet.
+    fn outcome(&mut self, outcome: Outcome, _events: &SyncSender<Event>) {
         match outcome {
             Outcome::Imported { bytes, .. } => {
                 self.imported += 1;
                 self.bytes += bytes;
-                let _ = events.send(Event::Done { bytes });
             }
-            Outcome::PartWritten { bytes, .. } => {
-                self.bytes += bytes;
-                let _ = events.send(Event::Bytes(bytes));
-            }
-            Outcome::Unchanged { .. } => {
-                self.unchanged += 1;
-                let _ = events.send(Event::Done { bytes: 0 });
-            }
+            Outcome::PartWritten { bytes, .. } => self.bytes += bytes,
+            Outcome::Unchanged { .. } => self.unchanged += 1,
             Outcome::Failed {
                 path,
                 code,
                 message,
-            } => {
-                record_failure(&mut self.failures, code, &path, &message);
-                let _ = events.send(Event::Failed);
-            }
+            } => record_failure(&mut self.failures, code, &path, &message),
         }
+    }
+
+    /// Tells the reporter what changed since `before`.
+    fn report(&self, before: (u64, u64, u64), events: &SyncSender<Event>) {
+        let failed: u64 = self.failures.values().map(|(n, _)| n).sum();
+        let _ = events.send(Event::Progress {
+            items: self.imported + self.unchanged - before.0,
+            bytes: self.bytes - before.1,
+            failed: failed - before.2,
+        });
+    }
+
+    fn mark(&self) -> (u64, u64, u64) {
+        let failed: u64 = self.failures.values().map(|(n, _)| n).sum();
+        (self.imported + self.unchanged, self.bytes, failed)
     }
 }
 
 /// Writes a package's records into its compressed stream, counting them.
-type Fill<'a> = dyn FnMut(&mut zstd::stream::Encoder<'static, Vec<u8>>, &mut u32) -> io::Result<Vec<Packed>>
-    + 'a;
+type Fill<'a> = dyn FnMut(&mut package::Compressor, &mut u32) -> io::Result<Vec<Packed>> + 'a;
 
 /// What every worker shares.
 struct Shared<'a> {
@@ -401,6 +412,15 @@ struct Shared<'a> {
 impl Shared<'_> {
     fn work(&self, work: Work) -> Tally {
         let mut tally = Tally::default();
+        let parts = matches!(work, Work::Parts { .. });
+        self.work_into(work, &mut tally);
+        if !parts {
+            tally.report((0, 0, 0), &self.events);
+        }
+        tally
+    }
+
+    fn work_into(&self, work: Work, tally: &mut Tally) {
         match work {
             Work::Package { id, items } => {
                 if self.stage {
@@ -425,7 +445,7 @@ impl Shared<'_> {
                                     &self.events,
                                 );
                             }
-                            return tally;
+                            return;
                         }
                     };
                     for (item, packed) in items.iter().zip(failed) {
@@ -441,7 +461,7 @@ impl Shared<'_> {
                         }
                     }
                 }
-                self.import(id, &items, &mut tally);
+                self.import(id, &items, tally);
             }
             Work::Parts {
                 first_id,
@@ -464,7 +484,7 @@ impl Shared<'_> {
                             },
                             &self.events,
                         );
-                        return tally;
+                        return;
                     }
                 };
                 let mut whole = blake3::Hasher::new();
@@ -488,17 +508,18 @@ impl Shared<'_> {
                             },
                             &self.events,
                         );
-                        return tally;
+                        return;
                     }
-                    self.import(id, std::slice::from_ref(&item), &mut tally);
+                    let before = tally.mark();
+                    self.import(id, std::slice::from_ref(&item), tally);
+                    tally.report(before, &self.events);
                     if !ok {
                         // The importer has discarded the file; the rest is not read.
-                        return tally;
+                        return;
                     }
                 }
             }
         }
-        tally
     }
 
     /// Builds package `id` with `fill`, seals it and puts it into the container.
@@ -509,7 +530,7 @@ impl Shared<'_> {
         fill: &mut Fill<'_>,
     ) -> io::Result<Vec<Packed>> {
         let mut encoder =
-            package::compress(self.task.settings.package.compression_level, expected)?;
+            package::Compressor::new(self.task.settings.package.compression_level, expected)?;
         package::begin(&mut encoder)?;
         let mut records = 0u32;
         let packed = fill(&mut encoder, &mut records)?;

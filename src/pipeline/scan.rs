@@ -151,8 +151,11 @@ pub enum Status {
 /// One item of a task's source, judged.
 #[derive(Clone, Debug)]
 pub struct ScanEntry {
-    /// The path below the source root, as it will be below the destination root.
+    /// The path below the source root.
     pub rel: PathBuf,
+    /// The path below the destination root: `rel`, unless the plan renames invalid
+    /// names (`invalid_names: replace`) or colliding ones (`case_collisions: rename`).
+    pub dest: PathBuf,
     /// The real folder that lists it (under the source root, or under a followed
     /// symlink's target); it is read as `folder/<its name>`.
     pub folder: Arc<Path>,
@@ -406,6 +409,8 @@ fn chain_contains(mut chain: Option<&Arc<Chain>>, id: (u64, u64)) -> bool {
 #[derive(Clone, Debug, Default)]
 struct FolderState {
     rel: Option<Arc<Path>>,
+    /// Where the folder lands below the destination root (after renames).
+    dest: Option<Arc<Path>>,
     chars: usize,
     blocked: bool,
     chain: Option<Arc<Chain>>,
@@ -482,6 +487,7 @@ pub fn scan(
         target: task.source.clone(),
         state: FolderState {
             rel: None,
+            dest: None,
             chars: 0,
             blocked: false,
             chain: Some(Arc::new(Chain {
@@ -560,6 +566,7 @@ fn unlisted(walk: &Follow, error: jwalk::Error) -> ScanEntry {
     let reason = io.map_or_else(|| error.to_string(), ToString::to_string);
     ScanEntry {
         path_chars: chars(rel.as_os_str()),
+        dest: rel.clone(),
         rel,
         folder: Arc::from(path.parent().unwrap_or(&path)),
         kind: EntryKind::Unknown,
@@ -613,6 +620,22 @@ fn judge_children(
             Some(base) => base.join(name),
             None => PathBuf::from(name),
         };
+        let kind = if child.file_type.is_dir() {
+            ItemKind::Folder
+        } else {
+            ItemKind::File
+        };
+        let renamed = match context.rules.invalid_names {
+            crate::plan::raw::InvalidNames::Replace => {
+                rules::replacement(name, depth, kind, context.rules.set).map(OsString::from)
+            }
+            crate::plan::raw::InvalidNames::Skip => None,
+        };
+        let dest_name = renamed.as_deref().unwrap_or(name);
+        let dest: PathBuf = match &state.dest {
+            Some(base) => base.join(dest_name),
+            None => PathBuf::from(dest_name),
+        };
         let path_chars = if depth == 1 {
             chars(name)
         } else {
@@ -624,6 +647,7 @@ fn judge_children(
             Seen {
                 name,
                 rel,
+                dest,
                 folder: &child.parent_path,
                 handle: handle.as_ref(),
                 depth,
@@ -646,6 +670,7 @@ fn judge_children(
                 if let Some(read) = child.read_children.as_mut() {
                     read.client_read_state = Some(FolderState {
                         rel: Some(Arc::from(entry.rel.as_path())),
+                        dest: Some(Arc::from(entry.dest.as_path())),
                         chars: entry.path_chars,
                         blocked: state.blocked || status != Status::Migrate,
                         chain: Some(Arc::new(Chain {
@@ -669,6 +694,7 @@ fn judge_children(
 struct Seen<'a> {
     name: &'a OsStr,
     rel: PathBuf,
+    dest: PathBuf,
     folder: &'a Arc<Path>,
     /// The folder, open, when it could be opened.
     handle: Option<&'a rustix::fd::OwnedFd>,
@@ -709,6 +735,7 @@ fn judge(
     let stat = lstat(&seen, birth);
     let mut entry = ScanEntry {
         rel: seen.rel,
+        dest: seen.dest,
         folder: Arc::clone(seen.folder),
         kind: EntryKind::Unknown,
         meta: Meta::default(),
@@ -834,6 +861,7 @@ fn judge(
     let follow = follow.map(|target| Follow {
         state: FolderState {
             rel: Some(Arc::from(entry.rel.as_path())),
+            dest: Some(Arc::from(entry.dest.as_path())),
             chars: entry.path_chars,
             blocked: seen.parent.blocked || entry.status != Status::Migrate,
             chain: Some(Arc::new(Chain {
@@ -1016,7 +1044,12 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
             })
             .collect();
         let refs: Vec<&OsStr> = names.iter().map(OsString::as_os_str).collect();
-        for (at, finding) in rules::collisions(&refs, &context.rules) {
+        let rename = context.rules.case_collisions == crate::plan::raw::CaseCollisions::Rename
+            && context.rules.set != crate::plan::raw::RuleSet::Posix;
+        for (number, (at, finding)) in rules::collisions(&refs, &context.rules)
+            .into_iter()
+            .enumerate()
+        {
             let Ok(child) = &mut children[members[at]] else {
                 continue;
             };
@@ -1024,6 +1057,16 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
             let Some(entry) = child.client_state.entry.as_mut() else {
                 continue;
             };
+            if rename {
+                let current = entry.dest.file_name().unwrap_or_default().to_owned();
+                let numbered = rules::numbered(&current, number + 2);
+                entry.dest.set_file_name(&numbered);
+                if let Some(read) = child.read_children.as_mut()
+                    && let Some(state) = read.client_read_state.as_mut()
+                {
+                    state.dest = Some(Arc::from(entry.dest.as_path()));
+                }
+            }
             entry.findings.push(finding);
             if error {
                 entry.status = Status::Skipped;
