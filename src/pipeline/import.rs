@@ -115,11 +115,20 @@ struct Assembly {
     out_of_order: bool,
 }
 
+/// A short temporary name, unique in this process (files are created with `O_EXCL`,
+/// so a clash with another process fails safely rather than overwriting).
 fn temp_name(kind: &str) -> String {
-    let mut random = [0u8; 8];
-    let _ = crate::crypto::random(&mut random);
-    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!(".ferry-{kind}-{hex}")
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SALT: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let salt = *SALT.get_or_init(|| {
+        let mut random = [0u8; 4];
+        let _ = crate::crypto::random(&mut random);
+        u32::from_le_bytes(random)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!(".ferry-{kind}-{salt:08x}-{n:x}")
 }
 
 /// The fixed temporary name of a file being assembled from parts.
@@ -302,22 +311,18 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
     );
     match result {
         Ok(mut outcomes) => {
-            let mut synced: Vec<Arc<OwnedFd>> = Vec::new();
+            // The package's files are written in full; one sync of the destination's
+            // filesystem makes all of them durable before any takes its final name
+            // (one call per package rather than one per file).
+            let synced = rustix::fs::syncfs(&dest.fd);
             for file in pending {
-                let committed = rustix::fs::renameat(
-                    &*file.dir,
-                    file.temp.as_str(),
-                    &*file.dir,
-                    OsStr::from_bytes(&file.name),
-                )
-                .and_then(|()| {
-                    // Each folder once per package: its renames are durable together.
-                    if synced.iter().any(|d| Arc::ptr_eq(d, &file.dir)) {
-                        Ok(())
-                    } else {
-                        synced.push(Arc::clone(&file.dir));
-                        rustix::fs::fsync(&*file.dir)
-                    }
+                let committed = synced.and_then(|()| {
+                    rustix::fs::renameat(
+                        &*file.dir,
+                        file.temp.as_str(),
+                        &*file.dir,
+                        OsStr::from_bytes(&file.name),
+                    )
                 });
                 outcomes.push(match committed {
                     Ok(()) => Outcome::Imported {
@@ -326,7 +331,7 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
                     },
                     Err(e) => {
                         let _ =
-                            rustix::fs::unlinkat(&file.dir, file.temp.as_str(), AtFlags::empty());
+                            rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
                         Outcome::Failed {
                             path: file.path,
                             code: "write-failed",
@@ -335,6 +340,8 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
                     }
                 });
             }
+            // The renames are durable before the caller deletes the staged package.
+            let _ = rustix::fs::syncfs(&dest.fd);
             Ok(outcomes)
         }
         Err(refused) => {
@@ -695,9 +702,8 @@ fn write_file<R: Read>(
     };
     let finished = match write_error {
         Some(e) => Err(e),
-        None => dest
-            .apply_metadata(&file, record)
-            .and_then(|()| file.sync_all()),
+        // Synced with the rest of the package before it is renamed into place.
+        None => dest.apply_metadata(&file, record),
     };
     if let Err(e) = finished {
         let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());

@@ -230,7 +230,7 @@ pub struct RawPackage {
     #[serde(default)]
     #[schemars(with = "u32", range(min = 1, max = 100_000))]
     pub max_files: Option<u32>,
-    /// The zstd level, 1 (fast) to 19 (small). Default: 3.
+    /// The zstd level, 1 (fast) to 19 (small). Default: 1.
     #[serde(default)]
     #[schemars(with = "u8", range(min = 1, max = 19))]
     pub compression_level: Option<u8>,

@@ -106,7 +106,7 @@ impl Settings {
             package: PackageSettings {
                 max_size: package.max_size.unwrap_or(DEFAULT_PACKAGE_SIZE),
                 max_files: package.max_files.unwrap_or(1000),
-                compression_level: package.compression_level.unwrap_or(3),
+                compression_level: package.compression_level.unwrap_or(1),
             },
             verify: raw.verify.unwrap_or(Verify::Transferred),
             retries: Retries {
