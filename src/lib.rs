@@ -100,36 +100,78 @@ fn scan(
         || std::thread::available_parallelism().map_or(2, usize::from),
         usize::from,
     );
+    // Tasks of one stage of the graph depend on nothing in it: they run at once (a scan
+    // runs them one after another, each walk being parallel already). One reporter owns
+    // the terminal for the whole run; each task's summary goes through it.
+    let chosen: Vec<Vec<&plan::Task>> = graph
+        .stages
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .map(|&i| &plan.tasks[i])
+                .filter(|t| tasks.iter().any(|c| c.name == t.name))
+                .collect()
+        })
+        .filter(|stage: &Vec<&plan::Task>| !stage.is_empty())
+        .collect();
+    let reporter = pipeline::progress::Reporter::start(plan.name.clone());
     let mut exit = Exit::Success;
-    for task in tasks {
-        let stages = match run {
-            Some(stages) if migrate(task) => stages,
-            // Scanning, or a scan-only task of a run (an import-only run skips it).
-            Some(stages) if !stages.stage => continue,
-            _ => {
-                let scanned = pipeline::scan_task(&plan, task, walk_threads)?;
-                eprint!("{}", scanned.text);
-                if scanned.readiness == report::scan::Readiness::NotReady {
-                    exit = Exit::Partial;
+    for stage in chosen {
+        let one = |task: &plan::Task| -> Result<bool, Error> {
+            let stages = match run {
+                Some(stages) if migrate(task) => stages,
+                // A scan-only task of an import-only run has nothing to do.
+                Some(stages) if !stages.stage => return Ok(false),
+                _ => {
+                    let scanned = pipeline::scan_task(&plan, task, walk_threads)?;
+                    reporter.say(scanned.text);
+                    return Ok(scanned.readiness == report::scan::Readiness::NotReady);
                 }
-                continue;
+            };
+            let done =
+                pipeline::run::run_task(&plan, task, stages, workers, walk_threads, &reporter)?;
+            let mut partial = done.failed() > 0;
+            let mut text = String::new();
+            if let Some(scanned) = &done.scan {
+                text.push_str(&scanned.text);
+                partial |= scanned.readiness == report::scan::Readiness::NotReady;
             }
+            text.push_str(&pipeline::run::summary(task, &done));
+            reporter.say(text);
+            Ok(partial)
         };
-        let reporter = pipeline::progress::Reporter::start(task.name.clone());
-        let result = pipeline::run::run_task(&plan, task, stages, workers, walk_threads, &reporter);
-        reporter.finish();
-        let done = result?;
-        if let Some(scanned) = &done.scan {
-            eprint!("{}", scanned.text);
-            if scanned.readiness == report::scan::Readiness::NotReady {
-                exit = Exit::Partial;
+        let results: Vec<Result<bool, Error>> = if run.is_some() && stage.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = stage.iter().map(|task| scope.spawn(|| one(task))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        } else {
+            stage.iter().map(|task| one(task)).collect()
+        };
+        let mut failed = None;
+        for result in results {
+            match result {
+                Ok(true) => exit = Exit::Partial,
+                Ok(false) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        eprint!("{}", pipeline::run::summary(task, &done));
-        if done.failed() > 0 {
-            exit = Exit::Partial;
+        // A task that could not run stops the tasks that depend on it.
+        if let Some(e) = failed {
+            reporter.finish();
+            return Err(e);
         }
     }
+    reporter.finish();
     Ok(exit)
 }
 

@@ -62,30 +62,35 @@ pub struct Trailer {
 }
 
 impl Record {
+    /// Writes the header in one piece (a compressor is called once, not per field).
     pub(crate) fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
-        out.write_all(&[RECORD, self.kind])?;
-        out.write_all(&(self.path.len() as u32).to_le_bytes())?;
-        out.write_all(&self.path)?;
-        out.write_all(&self.mode.to_le_bytes())?;
-        out.write_all(&self.uid.to_le_bytes())?;
-        out.write_all(&self.gid.to_le_bytes())?;
-        out.write_all(&self.mtime_sec.to_le_bytes())?;
-        out.write_all(&self.mtime_nsec.to_le_bytes())?;
-        out.write_all(&self.size.to_le_bytes())?;
-        out.write_all(&self.part.to_le_bytes())?;
-        out.write_all(&self.parts.to_le_bytes())?;
-        out.write_all(&self.offset.to_le_bytes())?;
-        out.write_all(&self.len.to_le_bytes())?;
-        out.write_all(&(self.target.len() as u32).to_le_bytes())?;
-        out.write_all(&self.target)
+        let mut b = Vec::with_capacity(80 + self.path.len() + self.target.len());
+        b.extend_from_slice(&[RECORD, self.kind]);
+        b.extend_from_slice(&(self.path.len() as u32).to_le_bytes());
+        b.extend_from_slice(&self.path);
+        b.extend_from_slice(&self.mode.to_le_bytes());
+        b.extend_from_slice(&self.uid.to_le_bytes());
+        b.extend_from_slice(&self.gid.to_le_bytes());
+        b.extend_from_slice(&self.mtime_sec.to_le_bytes());
+        b.extend_from_slice(&self.mtime_nsec.to_le_bytes());
+        b.extend_from_slice(&self.size.to_le_bytes());
+        b.extend_from_slice(&self.part.to_le_bytes());
+        b.extend_from_slice(&self.parts.to_le_bytes());
+        b.extend_from_slice(&self.offset.to_le_bytes());
+        b.extend_from_slice(&self.len.to_le_bytes());
+        b.extend_from_slice(&(self.target.len() as u32).to_le_bytes());
+        b.extend_from_slice(&self.target);
+        out.write_all(&b)
     }
 }
 
 impl Trailer {
     pub(crate) fn write_to<W: Write>(&self, out: &mut W) -> io::Result<()> {
-        out.write_all(&[if self.ok { STATUS_OK } else { STATUS_VOID }])?;
-        out.write_all(&self.part_hash)?;
-        out.write_all(&self.file_hash)
+        let mut b = [0u8; 65];
+        b[0] = if self.ok { STATUS_OK } else { STATUS_VOID };
+        b[1..33].copy_from_slice(&self.part_hash);
+        b[33..].copy_from_slice(&self.file_hash);
+        out.write_all(&b)
     }
 }
 

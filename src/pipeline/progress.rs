@@ -8,8 +8,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What workers tell the reporter.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Event {
+    /// Text for a person (a task's summary), shown above the bar.
+    Say(String),
     /// The reporter learns how much is to come.
     Planned { items: u64, bytes: u64 },
     /// Items done, bytes written and items failed since the last event (a worker
@@ -43,6 +45,11 @@ impl Reporter {
         self.sender.clone()
     }
 
+    /// Shows text for a person without tearing the bar.
+    pub fn say(&self, text: String) {
+        let _ = self.sender.send(Event::Say(text));
+    }
+
     /// Waits until every event is shown and the bar is cleared.
     pub fn finish(mut self) {
         let (sender, _) = sync_channel(0);
@@ -71,6 +78,10 @@ fn report(label: &str, events: &Receiver<Event>, tty: bool) {
     let mut last_line = Instant::now();
     loop {
         match events.recv_timeout(Duration::from_millis(500)) {
+            Ok(Event::Say(text)) => match &bar {
+                Some(bar) => bar.suspend(|| eprint!("{text}")),
+                None => eprint!("{text}"),
+            },
             Ok(Event::Planned { bytes: planned, .. }) => {
                 total += planned;
                 if let Some(bar) = &bar {
@@ -94,7 +105,7 @@ fn report(label: &str, events: &Receiver<Event>, tty: bool) {
                 bar.set_position(bytes);
                 bar.set_message(format!("{items} items, {failed} failed"));
             }
-            None if last_line.elapsed() >= PLAIN_EVERY => {
+            None if last_line.elapsed() >= PLAIN_EVERY && (total > 0 || items + failed > 0) => {
                 last_line = Instant::now();
                 eprintln!(
                     "{label}: {items} items, {} in {}s, {failed} failed",

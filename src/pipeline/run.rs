@@ -610,6 +610,9 @@ impl Shared<'_> {
                 return;
             }
         };
+        // Record headers are read a few bytes at a time: a buffer keeps each small read
+        // from being a call into the decompressor.
+        let decoder = io::BufReader::with_capacity(64 * 1024, decoder);
         match super::import::import_stream(destination, decoder) {
             Ok(outcomes) => {
                 for outcome in outcomes {

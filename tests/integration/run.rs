@@ -293,3 +293,36 @@ fn base64(bytes: &[u8], url: bool) -> String {
     }
     out
 }
+
+#[test]
+fn independent_tasks_run_together_and_dependents_after() {
+    let f = Fixture::new();
+    for task in ["a", "b", "c"] {
+        for i in 0..20 {
+            f.file(
+                &format!("{task}/dir{}/f{i}.txt", i % 3),
+                format!("{task} {i}"),
+            );
+        }
+    }
+    f.plan(
+        "version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: a\n    source: a\n    destination: out/a\n  - name: b\n    source: b\n    destination: out/b\n  - name: c\n    source: c\n    destination: out/c\n    depends_on: [a]\n",
+    );
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(0);
+    for task in ["a", "b", "c"] {
+        assert_eq!(
+            inventory(&f.path(task)),
+            inventory(&f.path(&format!("out/{task}")))
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("run {task}: imported 23 items")),
+            "{}",
+            run.stderr
+        );
+    }
+    // c's summary comes after a's: it waited for it.
+    let at = |task: &str| run.stderr.find(&format!("run {task}:")).unwrap();
+    assert!(at("c") > at("a"), "{}", run.stderr);
+}
