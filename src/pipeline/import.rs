@@ -90,6 +90,10 @@ pub struct Destination {
     preserve: Preserve,
     conflicts: Conflicts,
     verify: Verify,
+    /// Folders this run created: what is in them, this run put there.
+    made: Mutex<std::collections::HashSet<PathBuf>>,
+    /// The root itself did not exist before this run.
+    root_fresh: bool,
     /// Folders' modes and times, applied when the task ends (a read-only folder would
     /// refuse its own contents, and writing contents changes a folder's time).
     folders: Mutex<Vec<(PathBuf, u32, Timespec)>>,
@@ -149,6 +153,7 @@ impl Destination {
         conflicts: Conflicts,
         verify: Verify,
     ) -> io::Result<Destination> {
+        let root_fresh = !root.exists();
         fs::create_dir_all(root)?;
         let fd = rustix::fs::open(
             root,
@@ -161,6 +166,8 @@ impl Destination {
             preserve,
             conflicts,
             verify,
+            made: Mutex::new(std::collections::HashSet::new()),
+            root_fresh,
             folders: Mutex::new(Vec::new()),
             assembling: Mutex::new(std::collections::HashMap::new()),
         })
@@ -173,6 +180,17 @@ impl Destination {
     /// Opens the folder that holds `parts`' last component, creating missing folders
     /// (mode 0700 until the task ends), never following a symlink.
     fn parent(&self, parts: &[&[u8]], created: &mut Vec<PathBuf>) -> io::Result<OwnedFd> {
+        self.parent_fresh(parts, created).map(|(fd, _)| fd)
+    }
+
+    /// [`Destination::parent`], and whether that folder was created by this run (so it
+    /// holds nothing this run did not put there).
+    fn parent_fresh(
+        &self,
+        parts: &[&[u8]],
+        created: &mut Vec<PathBuf>,
+    ) -> io::Result<(OwnedFd, bool)> {
+        let mut fresh = parts.len() == 1 && self.root_fresh;
         let mut dir = rustix::fs::openat(
             &self.fd,
             ".",
@@ -185,8 +203,21 @@ impl Destination {
             let name = OsStr::from_bytes(part);
             at.push(name);
             match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
-                Ok(()) => created.push(at.clone()),
-                Err(rustix::io::Errno::EXIST) => {}
+                Ok(()) => {
+                    created.push(at.clone());
+                    self.made
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(at.clone());
+                    fresh = true;
+                }
+                Err(rustix::io::Errno::EXIST) => {
+                    fresh = self
+                        .made
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(&at);
+                }
                 Err(e) => return Err(errno(e)),
             }
             dir = rustix::fs::openat(
@@ -209,7 +240,7 @@ impl Destination {
                 }
             })?;
         }
-        Ok(dir)
+        Ok((dir, fresh))
     }
 
     fn apply_metadata(&self, fd: impl AsFd, record: &Record) -> io::Result<()> {
@@ -371,7 +402,7 @@ fn read_all<R: Read>(
     let mut seen = 0u32;
     let mut buf = vec![0u8; 256 * 1024];
     // The folder of the last record: most records of a package share it.
-    let mut last_parent: Option<(Vec<u8>, Arc<OwnedFd>)> = None;
+    let mut last_parent: Option<(Vec<u8>, Arc<OwnedFd>, bool)> = None;
     while let Some(record) = package::read_record(stream, seen)? {
         seen += 1;
         let parts = safe_components(&record.path).map_err(Refused::Path)?;
@@ -380,15 +411,19 @@ fn read_all<R: Read>(
         let parent_bytes = &record.path[..record.path.len() - name.len()];
         let cached = last_parent
             .as_ref()
-            .filter(|(p, _)| p.as_slice() == parent_bytes)
-            .map(|(_, fd)| Arc::clone(fd));
+            .filter(|(p, _, _)| p.as_slice() == parent_bytes)
+            .map(|(_, fd, fresh)| (Arc::clone(fd), *fresh));
         let opened = match cached {
-            Some(fd) => Ok(fd),
-            None => dest.parent(&parts, created).map(Arc::new),
+            Some(hit) => Ok(hit),
+            None => dest
+                .parent_fresh(&parts, created)
+                .map(|(fd, fresh)| (Arc::new(fd), fresh)),
         };
+        let mut fresh = false;
         let dir = match opened {
-            Ok(dir) => {
-                last_parent = Some((parent_bytes.to_vec(), Arc::clone(&dir)));
+            Ok((dir, new)) => {
+                last_parent = Some((parent_bytes.to_vec(), Arc::clone(&dir), new));
+                fresh = new;
                 Some(dir)
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
@@ -413,6 +448,10 @@ fn read_all<R: Read>(
                 let existed = match made {
                     Ok(()) => {
                         created.push(path.clone());
+                        dest.made
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(path.clone());
                         false
                     }
                     Err(rustix::io::Errno::EXIST) => true,
@@ -482,7 +521,7 @@ fn read_all<R: Read>(
                 outcomes.extend(outcome);
             }
             _ => {
-                let outcome = write_file(dest, stream, dir, &record, name, path, &mut buf)?;
+                let outcome = write_file(dest, stream, dir, fresh, &record, name, path, &mut buf)?;
                 match outcome {
                     Written::Pending(p) => pending.push(p),
                     Written::Done(o) => outcomes.push(o),
@@ -599,16 +638,23 @@ fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 
     Ok(*hasher.finalize().as_bytes())
 }
 
+#[expect(clippy::too_many_arguments, reason = "one record's every fact")]
 fn write_file<R: Read>(
     dest: &Destination,
     stream: &mut R,
     dir: Option<Arc<OwnedFd>>,
+    fresh: bool,
     record: &Record,
     name: Vec<u8>,
     path: PathBuf,
     buf: &mut [u8],
 ) -> Result<Written, Refused> {
-    let same = dir.as_ref().and_then(|d| same_metadata(d, &name, record));
+    // In a folder this run created, nothing can be in the way: no need to look.
+    let same = if fresh {
+        None
+    } else {
+        dir.as_ref().and_then(|d| same_metadata(d, &name, record))
+    };
     // `verify: all` settles a file with the same size and time by its content, after
     // the data has been read; otherwise size and time decide now.
     let check_content = same == Some(true) && dest.verify == Verify::All;
