@@ -1097,6 +1097,22 @@ mod tests {
         tampered[at] ^= 1;
         assert!(import_stream(&dest, stream(&[tampered]).as_slice()).is_err());
         assert_eq!(listing(root.path()), before);
+        // A void record (the file changed while it was read) is discarded, not written.
+        let mut void = record(b"void.txt", b"mixed");
+        let status = void.len() - 65;
+        void[status] = 0;
+        let outcomes = import_stream(&dest, stream(&[void]).as_slice()).unwrap();
+        assert!(
+            matches!(
+                &outcomes[..],
+                [Outcome::Failed {
+                    code: "changed-during-read",
+                    ..
+                }]
+            ),
+            "{outcomes:?}"
+        );
+        assert_eq!(listing(root.path()), before);
         // And a good package goes in.
         let outcomes =
             import_stream(&dest, stream(&[record(b"ok/a.txt", b"yes")]).as_slice()).unwrap();
