@@ -214,7 +214,7 @@ fn seal_with<W: Write + ?Sized>(
     out.write_all(blake3::keyed_hash(&keys.authentication, &head).as_bytes())?;
     let segments = header.segments();
     let cipher = <aes::Aes256 as aes::cipher::KeyInit>::new((&*keys.encryption).into());
-    let mut outs: Vec<Vec<u8>> = Vec::new();
+    let mut outs: Vec<Vec<u8>> = OUTS.with(|o| std::mem::take(&mut *o.borrow_mut()));
     // CBC is a chain within a segment, but segments are independent: encrypting
     // several side by side keeps the AES units busy (see `cbc_encrypt_side_by_side`).
     let mut index = 0u64;
@@ -242,7 +242,13 @@ fn seal_with<W: Write + ?Sized>(
         }
         index += batch as u64;
     }
+    OUTS.with(|o| *o.borrow_mut() = outs);
     Ok(())
+}
+
+thread_local! {
+    /// Each thread's segment buffers, kept between objects (their pages stay mapped).
+    static OUTS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Segments encrypted side by side.
@@ -452,6 +458,21 @@ impl<R: Read> Opened<R> {
             self.done = true;
         }
         Ok(())
+    }
+}
+
+/// The payload can also be read in place, segment by segment (the zstd decoder reads
+/// it so, with no copy in between).
+impl<R: Read> io::BufRead for Opened<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at == self.plain && !self.done {
+            self.next_segment()?;
+        }
+        Ok(&self.ct[self.at..self.plain])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.plain);
     }
 }
 

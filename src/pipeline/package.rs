@@ -226,7 +226,9 @@ impl Sink for Vec<u8> {
 /// formats at zstd's fastest level: trying hard on them costs time and saves nothing
 /// (zstd then stores their blocks raw, a few bytes per 128 KiB over the data itself).
 pub struct Compressor {
-    encoder: zstd::stream::Encoder<'static, Vec<u8>>,
+    encoder: zstd::stream::raw::Encoder<'static>,
+    /// The compressed stream: zstd writes straight into it, with no buffer between.
+    out: Vec<u8>,
     level: i32,
     current: i32,
 }
@@ -239,6 +241,7 @@ impl std::fmt::Debug for Compressor {
         f.debug_struct("Compressor")
             .field("level", &self.level)
             .field("current", &self.current)
+            .field("written", &self.out.len())
             .finish_non_exhaustive()
     }
 }
@@ -247,29 +250,62 @@ impl Compressor {
     /// `expected` bytes of data are coming (room is made for them at once, so the
     /// buffer is not copied as it grows).
     pub fn new(level: u8, expected: u64) -> io::Result<Compressor> {
+        Compressor::reusing(level, expected, Vec::new())
+    }
+
+    /// [`Compressor::new`] writing into `buffer` (emptied first): a worker hands the
+    /// same buffer from package to package, so that its pages are not faulted in anew
+    /// for every one.
+    pub fn reusing(level: u8, expected: u64, mut buffer: Vec<u8>) -> io::Result<Compressor> {
         let room = usize::try_from(expected.saturating_add(64 * 1024)).unwrap_or(usize::MAX);
+        buffer.clear();
+        buffer.reserve(room);
         let level = i32::from(level);
-        let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(room), level)?;
-        encoder.include_checksum(false)?;
+        let mut encoder = zstd::stream::raw::Encoder::new(level)?;
+        encoder.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(false))?;
         Ok(Compressor {
             encoder,
+            out: buffer,
             level,
             current: level,
         })
     }
 
-    pub fn finish(self) -> io::Result<Vec<u8>> {
-        self.encoder.finish()
+    fn room(&mut self) {
+        if self.out.capacity() - self.out.len() < 128 * 1024 {
+            self.out.reserve(1 << 20);
+        }
+    }
+
+    pub fn finish(mut self) -> io::Result<Vec<u8>> {
+        use zstd::stream::raw::Operation as _;
+        loop {
+            self.room();
+            let pos = self.out.len();
+            let mut output = zstd::stream::raw::OutBuffer::around_pos(&mut self.out, pos);
+            if self.encoder.finish(&mut output, true)? == 0 {
+                break;
+            }
+        }
+        Ok(self.out)
     }
 }
 
 impl Write for Compressor {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.encoder.write(buf)
+        use zstd::stream::raw::Operation as _;
+        let mut input = zstd::stream::raw::InBuffer::around(buf);
+        while input.pos() < buf.len() {
+            self.room();
+            let pos = self.out.len();
+            let mut output = zstd::stream::raw::OutBuffer::around_pos(&mut self.out, pos);
+            self.encoder.run(&mut input, &mut output)?;
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.encoder.flush()
+        Ok(())
     }
 }
 

@@ -396,6 +396,11 @@ impl Tally {
     }
 }
 
+thread_local! {
+    /// Each worker's package buffer, kept from one package to the next.
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Writes a package's records into its compressed stream, counting them.
 type Fill<'a> = dyn FnMut(&mut package::Compressor, &mut u32) -> io::Result<Vec<Packed>> + 'a;
 
@@ -529,8 +534,12 @@ impl Shared<'_> {
         expected: u64,
         fill: &mut Fill<'_>,
     ) -> io::Result<Vec<Packed>> {
-        let mut encoder =
-            package::Compressor::new(self.task.settings.package.compression_level, expected)?;
+        let buffer = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let mut encoder = package::Compressor::reusing(
+            self.task.settings.package.compression_level,
+            expected,
+            buffer,
+        )?;
         package::begin(&mut encoder)?;
         let mut records = 0u32;
         let packed = fill(&mut encoder, &mut records)?;
@@ -550,6 +559,7 @@ impl Shared<'_> {
                     envelope::SealError::Random(e) => io::Error::other(e.to_string()),
                 })
             })?;
+        PAYLOAD.with(|b| *b.borrow_mut() = payload);
         Ok(packed)
     }
 
@@ -603,7 +613,7 @@ impl Shared<'_> {
                 return;
             }
         };
-        let decoder = match zstd::stream::Decoder::new(opened) {
+        let decoder = match zstd::stream::Decoder::with_buffer(opened) {
             Ok(d) => d,
             Err(e) => {
                 refuse(tally, OpenError::from_io(e, id).to_string());
