@@ -252,14 +252,19 @@ impl Destination {
             )
             .map_err(errno)?;
         }
+        let time = Timespec {
+            tv_sec: record.mtime_sec,
+            tv_nsec: i64::from(record.mtime_nsec),
+        };
+        self.set_mode_and_time(fd, record.mode & 0o7777, time)
+    }
+
+    /// Mode and modification time, as `preserve` asks.
+    fn set_mode_and_time(&self, fd: impl AsFd, mode: u32, time: Timespec) -> io::Result<()> {
         if self.preserve.mode {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(record.mode & 0o7777)).map_err(errno)?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno)?;
         }
         if self.preserve.mtime {
-            let time = Timespec {
-                tv_sec: record.mtime_sec,
-                tv_nsec: i64::from(record.mtime_nsec),
-            };
             rustix::fs::futimens(
                 &fd,
                 &Timestamps {
@@ -291,20 +296,7 @@ impl Destination {
                     Mode::empty(),
                 )
                 .map_err(errno)?;
-                if self.preserve.mode {
-                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno)?;
-                }
-                if self.preserve.mtime {
-                    rustix::fs::futimens(
-                        &fd,
-                        &Timestamps {
-                            last_access: time,
-                            last_modification: time,
-                        },
-                    )
-                    .map_err(errno)?;
-                }
-                Ok(())
+                self.set_mode_and_time(fd, mode, time)
             })();
             if let Err(e) = result {
                 out.push(Outcome::Failed {

@@ -364,7 +364,7 @@ impl Tally {
 
     /// Counts an outcome; progress goes to the reporter per package (`report`), not
     /// per item, to keep the channel quiet.
-    fn outcome(&mut self, outcome: Outcome, _events: &SyncSender<Event>) {
+    fn outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Imported { bytes, .. } => {
                 self.imported += 1;
@@ -378,6 +378,10 @@ impl Tally {
                 message,
             } => record_failure(&mut self.failures, code, &path, &message),
         }
+    }
+
+    fn fail(&mut self, path: PathBuf, code: &'static str, message: String) {
+        record_failure(&mut self.failures, code, &path, &message);
     }
 
     /// Tells the reporter what changed since `before`.
@@ -441,13 +445,10 @@ impl Shared<'_> {
                         Ok(packed) => packed,
                         Err(e) => {
                             for item in &items {
-                                tally.outcome(
-                                    Outcome::Failed {
-                                        path: item.rel.clone(),
-                                        code: "stage-failed",
-                                        message: format!("package {id} could not be staged: {e}"),
-                                    },
-                                    &self.events,
+                                tally.fail(
+                                    item.rel.clone(),
+                                    "stage-failed",
+                                    format!("package {id} could not be staged: {e}"),
                                 );
                             }
                             return;
@@ -455,14 +456,7 @@ impl Shared<'_> {
                     };
                     for (item, packed) in items.iter().zip(failed) {
                         if let Packed::Failed { code, message } = packed {
-                            tally.outcome(
-                                Outcome::Failed {
-                                    path: item.rel.clone(),
-                                    code,
-                                    message,
-                                },
-                                &self.events,
-                            );
+                            tally.fail(item.rel.clone(), code, message);
                         }
                     }
                 }
@@ -481,14 +475,7 @@ impl Shared<'_> {
                             Packed::Failed { code, message } => (code, message),
                             Packed::Ok => ("read-failed", String::new()),
                         };
-                        tally.outcome(
-                            Outcome::Failed {
-                                path: item.rel.clone(),
-                                code,
-                                message,
-                            },
-                            &self.events,
-                        );
+                        tally.fail(item.rel.clone(), code, message);
                         return;
                     }
                 };
@@ -505,13 +492,10 @@ impl Shared<'_> {
                         Ok(Vec::new())
                     });
                     if let Err(e) = built {
-                        tally.outcome(
-                            Outcome::Failed {
-                                path: item.rel.clone(),
-                                code: "stage-failed",
-                                message: format!("package {id} could not be staged: {e}"),
-                            },
-                            &self.events,
+                        tally.fail(
+                            item.rel.clone(),
+                            "stage-failed",
+                            format!("package {id} could not be staged: {e}"),
                         );
                         return;
                     }
@@ -581,14 +565,7 @@ impl Shared<'_> {
                 items.iter().map(|i| i.rel.clone()).collect()
             };
             for path in who {
-                tally.outcome(
-                    Outcome::Failed {
-                        path,
-                        code: "integrity-failed",
-                        message: message.clone(),
-                    },
-                    &self.events,
-                );
+                tally.fail(path, "integrity-failed", message.clone());
             }
         };
         let object = match self.container.get(&name) {
@@ -626,7 +603,7 @@ impl Shared<'_> {
         match super::import::import_stream(destination, decoder) {
             Ok(outcomes) => {
                 for outcome in outcomes {
-                    tally.outcome(outcome, &self.events);
+                    tally.outcome(outcome);
                 }
                 let _ = self.container.delete(&name);
             }

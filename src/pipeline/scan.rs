@@ -270,16 +270,7 @@ pub fn check_access(plan: &Plan, task: &Task) -> Result<(), ScanError> {
             source: e,
         });
     }
-    probe(&task.destination).map_err(|(probed, e)| ScanError::DestinationUnwritable {
-        path: task.destination.clone(),
-        probed,
-        source: e,
-    })?;
-    probe(&plan.staging.path).map_err(|(probed, e)| ScanError::StagingUnwritable {
-        path: plan.staging.path.clone(),
-        probed,
-        source: e,
-    })
+    check_import_access(plan, task)
 }
 
 /// For a run that only imports: the destination and the staging folder must be
