@@ -256,14 +256,26 @@ impl Destination {
             tv_sec: record.mtime_sec,
             tv_nsec: i64::from(record.mtime_nsec),
         };
-        self.set_mode_and_time(fd, record.mode & 0o7777, time)
+        let usual = if record.kind == KIND_FILE {
+            0o644
+        } else {
+            0o755
+        };
+        self.set_mode_and_time(fd, record.mode & 0o7777, usual, time)
     }
 
-    /// Mode and modification time, as `preserve` asks.
-    fn set_mode_and_time(&self, fd: impl AsFd, mode: u32, time: Timespec) -> io::Result<()> {
-        if self.preserve.mode {
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno)?;
-        }
+    /// Mode and modification time, as `preserve` asks. Without `preserve.mode` an item
+    /// gets the usual mode (`usual`: 0644 for a file, 0755 for a folder) rather than
+    /// the private one ferry creates it with while it is being written.
+    fn set_mode_and_time(
+        &self,
+        fd: impl AsFd,
+        mode: u32,
+        usual: u32,
+        time: Timespec,
+    ) -> io::Result<()> {
+        let mode = if self.preserve.mode { mode } else { usual };
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno)?;
         if self.preserve.mtime {
             rustix::fs::futimens(
                 &fd,
@@ -296,7 +308,7 @@ impl Destination {
                     Mode::empty(),
                 )
                 .map_err(errno)?;
-                self.set_mode_and_time(fd, mode, time)
+                self.set_mode_and_time(fd, mode, 0o755, time)
             })();
             if let Err(e) = result {
                 out.push(Outcome::Failed {

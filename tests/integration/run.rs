@@ -326,3 +326,22 @@ fn independent_tasks_run_together_and_dependents_after() {
     let at = |task: &str| run.stderr.find(&format!("run {task}:")).unwrap();
     assert!(at("c") > at("a"), "{}", run.stderr);
 }
+
+/// Regression: without `preserve.mode`, files and folders kept the private modes ferry
+/// writes them with (0600, 0700) instead of the usual ones.
+#[test]
+fn without_preserved_modes_items_get_the_usual_ones() {
+    let f = Fixture::new();
+    f.file("src/sub/secret.txt", "x");
+    fs::set_permissions(
+        f.path("src/sub/secret.txt"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(f.path("src/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    f.plan(&plan("{ preserve: { mode: false } }"));
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let mode = |p: &str| fs::metadata(f.path(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("dest/sub/secret.txt"), 0o644);
+    assert_eq!(mode("dest/sub"), 0o755);
+}
