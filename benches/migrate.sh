@@ -13,22 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-dir=${BENCH_DIR:-/mnt/bench}
-make_corpus=${MAKE_CORPUS:-../shared/bench/make-corpus}
-timer=/usr/bin/time
-
-for tool in "$timer" rsync rclone; do
-    command -v "$tool" > /dev/null || { echo "migrate.sh: $tool is needed (apt-get install time rsync rclone)" >&2; exit 1; }
-done
-mkdir -p "$dir"
-if [ "$(stat -f -c %T "$dir")" != tmpfs ]; then
-    if [ "$(id -u)" = 0 ]; then
-        mount -t tmpfs -o size=12g tmpfs "$dir"
-    else
-        echo "migrate.sh: $dir is not a tmpfs; mount one (mount -t tmpfs -o size=12g tmpfs $dir)" >&2
-        exit 1
-    fi
-fi
+. benches/common.sh
+need "$timer" rsync rclone
+on_tmpfs
 cargo build --release --quiet
 ferry=$PWD/target/release/ferry
 work="$dir/migrate-bench"

@@ -10,20 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-dir=${BENCH_DIR:-/mnt/bench}
-make_corpus=${MAKE_CORPUS:-../shared/bench/make-corpus}
-timer=/usr/bin/time
-
-[ -x "$timer" ] || { echo "scan.sh: GNU time ($timer) is needed: apt-get install time" >&2; exit 1; }
-mkdir -p "$dir"
-if [ "$(stat -f -c %T "$dir")" != tmpfs ]; then
-    if [ "$(id -u)" = 0 ]; then
-        mount -t tmpfs -o size=12g tmpfs "$dir"
-    else
-        echo "scan.sh: $dir is not a tmpfs; mount one (mount -t tmpfs -o size=12g tmpfs $dir)" >&2
-        exit 1
-    fi
-fi
+. benches/common.sh
+need "$timer" find
+on_tmpfs
 src="$dir/many"
 if [ ! -d "$src" ]; then
     echo "generating the corpus in $src (about a minute)" >&2

@@ -491,8 +491,9 @@ impl<R: Read> Read for Opened<R> {
     }
 }
 
-/// Opens a whole object in memory: for tests and small objects.
-pub fn open_all(key: &ContainerKey, expect: Expect, bytes: &[u8]) -> Result<Vec<u8>, OpenError> {
+/// Opens a whole object in memory.
+#[cfg(test)]
+fn open_all(key: &ContainerKey, expect: Expect, bytes: &[u8]) -> Result<Vec<u8>, OpenError> {
     let mut opened = open(key, expect, bytes)?;
     let mut out = Vec::new();
     opened

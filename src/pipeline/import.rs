@@ -108,8 +108,6 @@ pub struct Destination {
 struct Assembly {
     received: u32,
     file_hash: Option<[u8; 32]>,
-    /// The destination already has this file, unchanged.
-    unchanged: bool,
     /// A part failed: the rest are ignored.
     failed: bool,
     /// While parts arrive in order (always, when this run staged them), the whole
@@ -843,7 +841,6 @@ fn write_part<R: Read>(
         let mut table = lock();
         let entry = table.entry(path.to_path_buf()).or_default();
         entry.received += 1;
-        entry.unchanged = true;
         let done = entry.received == record.parts;
         return Ok(if done {
             vec![Outcome::Unchanged {

@@ -15,12 +15,17 @@ pub mod run;
 pub mod scan;
 
 use crate::plan::{Plan, Task};
-use crate::report::scan::{Readiness, ScanReport, round_folder};
+use crate::report::scan::{Readiness, ScanReport};
 use scan::{ScanError, ScanTotals};
 
 /// The round a scan reports on. Rounds come with sessions; until then every scan is
 /// round 0 and replaces the previous round-0 reports.
 pub const ROUND: u32 = 0;
+
+/// A task's own folder in the working folder: its reports, rounds and keys.
+pub fn task_folder(plan: &Plan, task: &Task) -> std::path::PathBuf {
+    plan.working_folder.join(&plan.name).join(&task.name)
+}
 
 /// What scanning one task found.
 #[derive(Debug)]
@@ -44,7 +49,9 @@ pub fn scan_task_with(
     threads: usize,
     also: &mut dyn FnMut(&scan::ScanEntry) -> Result<(), ScanError>,
 ) -> Result<TaskScan, ScanError> {
-    let folder = round_folder(&plan.working_folder, &plan.name, &task.name, ROUND);
+    let folder = task_folder(plan, task)
+        .join("reports")
+        .join(format!("R{ROUND}"));
     let mut report = ScanReport::create(folder, ROUND, task)?;
     let now = jiff::Timestamp::now().as_nanosecond();
     let totals = scan::scan(task, threads, now, &mut |entry| {

@@ -216,12 +216,6 @@ pub trait Sink: Write {
     fn compressible(&mut self, worth_it: bool) -> io::Result<()>;
 }
 
-impl Sink for Vec<u8> {
-    fn compressible(&mut self, _: bool) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The zstd stream of a package, which compresses the data of already-compressed
 /// formats at zstd's fastest level: trying hard on them costs time and saves nothing
 /// (zstd then stores their blocks raw, a few bytes per 128 KiB over the data itself).
@@ -247,15 +241,9 @@ impl std::fmt::Debug for Compressor {
 }
 
 impl Compressor {
-    /// `expected` bytes of data are coming (room is made for them at once, so the
-    /// buffer is not copied as it grows).
-    pub fn new(level: u8, expected: u64) -> io::Result<Compressor> {
-        Compressor::reusing(level, expected, Vec::new())
-    }
-
-    /// [`Compressor::new`] writing into `buffer` (emptied first): a worker hands the
-    /// same buffer from package to package, so that its pages are not faulted in anew
-    /// for every one.
+    /// A compressor writing into `buffer` (emptied first); `expected` bytes of data
+    /// are coming, and room is made for them at once. A worker hands the same buffer
+    /// from package to package, so that its pages are not faulted in anew for every one.
     pub fn reusing(level: u8, expected: u64, mut buffer: Vec<u8>) -> io::Result<Compressor> {
         let room = usize::try_from(expected.saturating_add(64 * 1024)).unwrap_or(usize::MAX);
         buffer.clear();

@@ -13,7 +13,7 @@ pub enum Event {
     /// Text for a person (a task's summary), shown above the bar.
     Say(String),
     /// The reporter learns how much is to come.
-    Planned { items: u64, bytes: u64 },
+    Planned { bytes: u64 },
     /// Items done, bytes written and items failed since the last event (a worker
     /// sends one per package, or per part of a large file).
     Progress { items: u64, bytes: u64, failed: u64 },
@@ -82,7 +82,7 @@ fn report(label: &str, events: &Receiver<Event>, tty: bool) {
                 Some(bar) => bar.suspend(|| eprint!("{text}")),
                 None => eprint!("{text}"),
             },
-            Ok(Event::Planned { bytes: planned, .. }) => {
+            Ok(Event::Planned { bytes: planned }) => {
                 total += planned;
                 if let Some(bar) = &bar {
                     bar.set_length(total);

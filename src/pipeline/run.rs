@@ -96,17 +96,13 @@ struct Staged {
 
 /// Where a task's state of the round lives.
 fn round_state(plan: &Plan, task: &Task) -> PathBuf {
-    plan.working_folder
-        .join(&plan.name)
-        .join(&task.name)
+    super::task_folder(plan, task)
         .join("rounds")
         .join(format!("R{ROUND}"))
 }
 
 fn key_path(plan: &Plan, task: &Task) -> PathBuf {
-    plan.working_folder
-        .join(&plan.name)
-        .join(&task.name)
+    super::task_folder(plan, task)
         .join("keys")
         .join(format!("R{ROUND}.key"))
 }
@@ -161,7 +157,6 @@ pub fn run_task(
             .finish()
             .map_err(io_error("write the item list", &items_path))?;
         let _ = reporter.sender().send(Event::Planned {
-            items: scan.totals.to_migrate,
             bytes: scan.totals.bytes_to_migrate,
         });
         run.scan = Some(scan);

@@ -965,7 +965,7 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
     // Most folders have no collision: hash every folded name without allocating, and
     // fold names for real only where two hashes meet.
     let hasher = std::collections::hash_map::RandomState::new();
-    let mut hashed: Vec<(u64, usize, Option<OsString>)> = Vec::with_capacity(children.len());
+    let mut hashed: Vec<(u64, usize)> = Vec::with_capacity(children.len());
     for (i, child) in children.iter().enumerate() {
         let Ok(child) = child else { continue };
         let Some(entry) = &child.client_state.entry else {
@@ -974,23 +974,8 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
         if entry.status != Status::Migrate {
             continue;
         }
-        let name = entry.rel.file_name().unwrap_or_default();
-        let kind = if entry.is_folder() {
-            ItemKind::Folder
-        } else {
-            ItemKind::File
-        };
-        let mapped = match context.rules.invalid_names {
-            crate::plan::raw::InvalidNames::Replace => rules::replacement(
-                name,
-                entry.rel.components().count(),
-                kind,
-                context.rules.set,
-            )
-            .map(OsString::from),
-            crate::plan::raw::InvalidNames::Skip => None,
-        };
-        let shown = mapped.as_deref().unwrap_or(name);
+        // The name it lands under (after `invalid_names: replace`) is what collides.
+        let shown = entry.dest.file_name().unwrap_or_default();
         let mut h = hasher.build_hasher();
         match shown.to_str() {
             Some(ascii) if ascii.is_ascii() => {
@@ -1000,22 +985,21 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
             }
             _ => h.write(&rules::fold(shown)),
         }
-        hashed.push((h.finish(), i, mapped));
+        hashed.push((h.finish(), i));
     }
-    hashed.sort_unstable_by_key(|(h, i, _)| (*h, *i));
+    hashed.sort_unstable();
     let mut groups: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
     for run in hashed
         .chunk_by(|a, b| a.0 == b.0)
         .filter(|run| run.len() > 1)
     {
-        for (_, i, mapped) in run {
+        for (_, i) in run {
             let Ok(child) = &children[*i] else { continue };
             let Some(entry) = &child.client_state.entry else {
                 continue;
             };
-            let name = entry.rel.file_name().unwrap_or_default();
             groups
-                .entry(rules::fold(mapped.as_deref().unwrap_or(name)))
+                .entry(rules::fold(entry.dest.file_name().unwrap_or_default()))
                 .or_default()
                 .push(*i);
         }

@@ -86,15 +86,6 @@ pub struct ScanReport {
     filtered: BTreeMap<Filtered, u64>,
 }
 
-/// Where a task's reports of one round go.
-pub fn round_folder(working_folder: &Path, plan: &str, task: &str, round: u32) -> PathBuf {
-    working_folder
-        .join(plan)
-        .join(task)
-        .join("reports")
-        .join(format!("R{round}"))
-}
-
 impl ScanReport {
     pub fn create(folder: PathBuf, round: u32, task: &Task) -> Result<ScanReport, ReportError> {
         let csv = CsvFile::create(

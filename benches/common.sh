@@ -1,0 +1,28 @@
+# Shared by the benchmarks (sourced, not run): settings, the tools they need, and a
+# tmpfs to run on, so that disk noise does not drown the signal.
+#
+#   need TOOL... -- exits with a hint unless every tool is installed
+#   on_tmpfs     -- makes sure $dir is a tmpfs (mounting one as root)
+dir=${BENCH_DIR:-/mnt/bench}
+make_corpus=${MAKE_CORPUS:-../shared/bench/make-corpus}
+timer=/usr/bin/time
+name=$(basename "$0")
+
+need() {
+    for tool in "$@"; do
+        command -v "$tool" > /dev/null \
+            || { echo "$name: $tool is needed; install it (GNU time is Debian's \`time\` package)" >&2; exit 1; }
+    done
+}
+
+on_tmpfs() {
+    mkdir -p "$dir"
+    if [ "$(stat -f -c %T "$dir")" != tmpfs ]; then
+        if [ "$(id -u)" = 0 ]; then
+            mount -t tmpfs -o size=12g tmpfs "$dir"
+        else
+            echo "$name: $dir is not a tmpfs; mount one (mount -t tmpfs -o size=12g tmpfs $dir)" >&2
+            exit 1
+        fi
+    fi
+}
