@@ -101,6 +101,10 @@ pub enum Command {
         /// staged round; default: all of them.
         #[arg(long, value_enum, default_value_t = StageSet::All)]
         stages: StageSet,
+        /// Set aside an unfinished round (needed when the plan changed since it began)
+        /// and start a new one; what it already moved is kept.
+        #[arg(long)]
+        restart: bool,
     },
 }
 

@@ -20,13 +20,19 @@ pub enum Error {
     Scan(#[from] crate::pipeline::scan::ScanError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::session::lock::LockError),
 }
 
 impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Plan(_) | Error::UnknownTask { .. } => Exit::Usage,
-            Error::Output(_) | Error::Scan(_) | Error::Run(_) => Exit::Fatal,
+            Error::Lock(crate::session::lock::LockError::Held { .. }) => Exit::Locked,
+            Error::Run(crate::pipeline::run::RunError::Session(
+                crate::session::SessionError::PlanChanged { .. },
+            )) => Exit::Usage,
+            Error::Output(_) | Error::Scan(_) | Error::Run(_) | Error::Lock(_) => Exit::Fatal,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod session;
 pub mod staging;
 
 use std::io::Write as _;
@@ -42,25 +43,53 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             plan,
             task,
             workers,
-        } => scan(&plan, task.as_deref(), workers, None),
+        } => scan(&plan, task.as_deref(), workers, None, false),
         Command::Run {
             plan,
             task,
             workers,
             stages,
-        } => scan(&plan, task.as_deref(), workers, Some(stages.into())),
+            restart,
+        } => scan(
+            &plan,
+            task.as_deref(),
+            workers,
+            Some(stages.into()),
+            restart,
+        ),
     }
 }
 
-/// Scans the chosen tasks of a plan in dependency order, after checking every task's
-/// roots; for `run`, only when every chosen task is `scan-only`.
+/// The flag the first SIGINT/SIGTERM sets; a second one ends the process at once with
+/// exit 3 (still safe: every durable step is journalled after it happened).
+fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::Arc;
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicBool;
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Registered first, so that it sees the flag as it was before this signal.
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                signal,
+                Exit::Interrupted.code().into(),
+                Arc::clone(&flag),
+            );
+            let _ = signal_hook::flag::register(signal, Arc::clone(&flag));
+        }
+        flag
+    })
+}
+
 /// Scans (`run` is `None`) or runs the chosen tasks of a plan in dependency order,
-/// after checking every task's roots.
+/// after checking every task's roots, holding the plan's lock.
 fn scan(
     path: &std::path::Path,
     only: Option<&str>,
     workers: Option<u16>,
     run: Option<pipeline::run::Stages>,
+    restart: bool,
 ) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
     let graph = JobGraph::compile(&plan);
@@ -95,6 +124,9 @@ fn scan(
             _ => pipeline::scan::check_access(&plan, task)?,
         }
     }
+    // One run of a plan at a time; the checks above only read.
+    let _lock = session::lock::PlanLock::take(&plan.working_folder.join(&plan.name), &plan.name)?;
+    let stop = stop_on_signals();
     let walk_threads = workers.map_or_else(pipeline::default_walk_threads, usize::from);
     let workers = workers.map_or_else(
         || std::thread::available_parallelism().map_or(2, usize::from),
@@ -117,20 +149,37 @@ fn scan(
         .collect();
     let reporter = pipeline::progress::Reporter::start(plan.name.clone());
     let mut exit = Exit::Success;
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
     for stage in chosen {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         let one = |task: &plan::Task| -> Result<bool, Error> {
             let stages = match run {
                 Some(stages) if migrate(task) => stages,
                 // A scan-only task of an import-only run has nothing to do.
                 Some(stages) if !stages.stage => return Ok(false),
                 _ => {
-                    let scanned = pipeline::scan_task(&plan, task, walk_threads)?;
+                    let round =
+                        session::next_round(&plan, task).map_err(pipeline::run::RunError::from)?;
+                    let scanned = pipeline::scan_task(&plan, task, round, walk_threads)?;
                     reporter.say(scanned.text);
                     return Ok(scanned.readiness == report::scan::Readiness::NotReady);
                 }
             };
-            let done =
-                pipeline::run::run_task(&plan, task, stages, workers, walk_threads, &reporter)?;
+            let control = pipeline::run::Control { restart, stop };
+            let done = pipeline::run::run_task(
+                &plan,
+                task,
+                stages,
+                workers,
+                walk_threads,
+                &reporter,
+                control,
+            )?;
+            if done.interrupted {
+                interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut partial = done.failed() > 0;
             let mut text = String::new();
             if let Some(scanned) = &done.scan {
@@ -172,6 +221,12 @@ fn scan(
         }
     }
     reporter.finish();
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed)
+        || stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!("interrupted: run the same command again to resume");
+        return Ok(Exit::Interrupted);
+    }
     Ok(exit)
 }
 

@@ -38,15 +38,28 @@ pub enum Refused {
     Hash(String),
 }
 
+/// What the destination holds for an item once it is in place: the source's hash (as
+/// the manifest gives it; zero for folders and links) and the destination's
+/// modification time, for the incremental index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub hash: [u8; 32],
+    pub dest_mtime_ns: i64,
+}
+
 /// What happened to one record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Committed: the file (or its last part), folder or link is in place.
-    Imported { path: PathBuf, bytes: u64 },
+    Imported {
+        path: PathBuf,
+        bytes: u64,
+        stamp: Stamp,
+    },
     /// A part was written; the file is committed with its last part.
     PartWritten { path: PathBuf, bytes: u64 },
     /// The destination already had it, unchanged (same size and time).
-    Unchanged { path: PathBuf },
+    Unchanged { path: PathBuf, stamp: Stamp },
     /// Not imported, with a stable code.
     Failed {
         path: PathBuf,
@@ -101,6 +114,9 @@ pub struct Destination {
     /// run imports packages in parallel); the file is checked and committed by whoever
     /// brings the last missing part.
     assembling: Mutex<std::collections::HashMap<PathBuf, Assembly>>,
+    /// What ferry put at the destination in earlier rounds: a file whose fingerprint is
+    /// still the one recorded there is ferry's own, and an update may replace it.
+    index: Option<Arc<crate::session::index::Index>>,
 }
 
 /// The parts of one file seen so far.
@@ -133,10 +149,59 @@ fn temp_name(kind: &str) -> String {
     format!(".ferry-{kind}-{salt:08x}-{n:x}")
 }
 
+/// Whether `name` is one of ferry's own temporary names (see [`temp_name`] and
+/// [`part_name`]).
+pub fn is_temp_name(name: &[u8]) -> bool {
+    let hex = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit);
+    if let Some(rest) = name.strip_prefix(b".ferry-part-") {
+        return rest.len() == 24 && hex(rest);
+    }
+    for kind in [&b".ferry-tmp-"[..], b".ferry-link-"] {
+        if let Some(rest) = name.strip_prefix(kind) {
+            let mut halves = rest.splitn(2, |&b| b == b'-');
+            let (salt, n) = (halves.next().unwrap_or(b""), halves.next().unwrap_or(b""));
+            return salt.len() == 8 && hex(salt) && hex(n);
+        }
+    }
+    false
+}
+
+/// Removes the temporary files an interrupted import left under `root`; returns how
+/// many. Only ferry's own names are touched; symlinks are not followed.
+pub fn clean_stray(root: &Path) -> u64 {
+    let mut removed = 0;
+    let walk = jwalk::WalkDir::new(root)
+        .skip_hidden(false)
+        .follow_links(false)
+        .sort(false);
+    for entry in walk.into_iter().flatten() {
+        if entry.depth() > 0
+            && !entry.file_type().is_dir()
+            && is_temp_name(entry.file_name().as_bytes())
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// The fixed temporary name of a file being assembled from parts.
 fn part_name(path: &Path) -> String {
     let hash = blake3::hash(path.as_os_str().as_bytes());
     format!(".ferry-part-{}", &hash.to_hex()[..24])
+}
+
+fn record_time_ns(record: &Record) -> i64 {
+    record.mtime_sec * 1_000_000_000 + i64::from(record.mtime_nsec)
+}
+
+/// A record's stamp where the destination has the record's own size and time.
+fn same_stamp(record: &Record, hash: [u8; 32]) -> Stamp {
+    Stamp {
+        hash,
+        dest_mtime_ns: record_time_ns(record),
+    }
 }
 
 fn errno(e: rustix::io::Errno) -> io::Error {
@@ -168,7 +233,47 @@ impl Destination {
             root_fresh,
             folders: Mutex::new(Vec::new()),
             assembling: Mutex::new(std::collections::HashMap::new()),
+            index: None,
         })
+    }
+
+    /// Lets updates replace the files `index` says ferry put there, as long as nobody
+    /// changed them since.
+    pub fn with_index(mut self, index: Arc<crate::session::index::Index>) -> Destination {
+        self.index = Some(index);
+        self
+    }
+
+    /// What to do with a destination file that differs from the record: `None` replaces
+    /// it. A file ferry itself put there (its size and time still as the index recorded)
+    /// is an earlier version of the source's: replaced. Any other is a conflict.
+    fn differs(&self, path: &Path, found: Found, why: &str) -> Option<Outcome> {
+        let ours = self.index.as_ref().and_then(|index| {
+            index
+                .items
+                .get(path.as_os_str().as_bytes())
+                .map(|known| known.size == found.size && known.dest_mtime_ns == found.mtime_ns)
+        });
+        if ours == Some(true) {
+            return None;
+        }
+        conflict(self, path, why)
+    }
+
+    /// The stamp of a file just given its metadata: the destination's time is the
+    /// source's when `preserve.mtime`, else whatever the filesystem set.
+    fn stamp(&self, fd: impl AsFd, record: &Record, hash: [u8; 32]) -> Stamp {
+        let dest_mtime_ns = if self.preserve.mtime {
+            record_time_ns(record)
+        } else {
+            rustix::fs::fstat(&fd).map_or(0, |st| {
+                st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64
+            })
+        };
+        Stamp {
+            hash,
+            dest_mtime_ns,
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -327,6 +432,7 @@ struct Pending {
     name: Vec<u8>,
     path: PathBuf,
     bytes: u64,
+    stamp: Stamp,
 }
 
 /// Imports one package stream (already authenticated segment by segment and
@@ -361,6 +467,7 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
                     Ok(()) => Outcome::Imported {
                         path: file.path,
                         bytes: file.bytes,
+                        stamp: file.stamp,
                     },
                     Err(e) => {
                         let _ =
@@ -477,10 +584,15 @@ fn read_all<R: Read>(
                             tv_nsec: i64::from(record.mtime_nsec),
                         },
                     ));
+                let stamp = same_stamp(&record, [0; 32]);
                 outcomes.push(if existed {
-                    Outcome::Unchanged { path }
+                    Outcome::Unchanged { path, stamp }
                 } else {
-                    Outcome::Imported { path, bytes: 0 }
+                    Outcome::Imported {
+                        path,
+                        bytes: 0,
+                        stamp,
+                    }
                 });
             }
             KIND_SYMLINK => {
@@ -488,7 +600,10 @@ fn read_all<R: Read>(
                 let Some(dir) = dir else { continue };
                 let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
                 if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
-                    outcomes.push(Outcome::Unchanged { path });
+                    outcomes.push(Outcome::Unchanged {
+                        path,
+                        stamp: same_stamp(&record, [0; 32]),
+                    });
                     continue;
                 }
                 let temp = temp_name("link");
@@ -501,6 +616,7 @@ fn read_all<R: Read>(
                         name,
                         path,
                         bytes: 0,
+                        stamp: same_stamp(&record, [0; 32]),
                     }),
                     Err(e) => outcomes.push(Outcome::Failed {
                         path,
@@ -610,14 +726,25 @@ fn conflict(dest: &Destination, path: &Path, why: &str) -> Option<Outcome> {
     }
 }
 
-/// Whether the destination's file at `name` has the given size and time.
-fn same_metadata(dir: &OwnedFd, name: &[u8], record: &Record) -> Option<bool> {
+/// What the destination has at a record's name.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    /// The record's size and time.
+    same: bool,
+    size: u64,
+    mtime_ns: i64,
+}
+
+/// The destination's file at `name`, if any, against the record's size and time.
+fn existing(dir: &OwnedFd, name: &[u8], record: &Record) -> Option<Found> {
     let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    Some(
-        st.st_size as u64 == record.size
+    Some(Found {
+        same: st.st_size as u64 == record.size
             && st.st_mtime == record.mtime_sec
             && st.st_mtime_nsec as u32 == record.mtime_nsec,
-    )
+        size: st.st_size as u64,
+        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+    })
 }
 
 /// BLAKE3 of the destination's file at `name` (`verify: all`).
@@ -652,19 +779,22 @@ fn write_file<R: Read>(
     buf: &mut [u8],
 ) -> Result<Written, Refused> {
     // In a folder this run created, nothing can be in the way: no need to look.
-    let same = if fresh {
+    let found = if fresh {
         None
     } else {
-        dir.as_ref().and_then(|d| same_metadata(d, &name, record))
+        dir.as_ref().and_then(|d| existing(d, &name, record))
     };
     // `verify: all` settles a file with the same size and time by its content, after
     // the data has been read; otherwise size and time decide now.
-    let check_content = same == Some(true) && dest.verify == Verify::All;
-    let skip = match same {
+    let check_content = found.is_some_and(|f| f.same) && dest.verify == Verify::All;
+    let skip = match found {
         None => None,
-        Some(true) if !check_content => Some(Outcome::Unchanged { path: path.clone() }),
-        Some(true) => None,
-        Some(false) => conflict(dest, &path, "another size or time"),
+        Some(f) if f.same && !check_content => Some(Outcome::Unchanged {
+            path: path.clone(),
+            stamp: same_stamp(record, [0; 32]),
+        }),
+        Some(f) if f.same => None,
+        Some(f) => dest.differs(&path, f, "another size or time"),
     };
     let target = match (&dir, &skip) {
         (Some(dir), None) => {
@@ -727,11 +857,20 @@ fn write_file<R: Read>(
         ));
     }
     if let Some(outcome) = skip {
-        return Ok(Written::Done(outcome));
+        return Ok(Written::Done(match outcome {
+            Outcome::Unchanged { path, .. } => Outcome::Unchanged {
+                path,
+                stamp: same_stamp(record, trailer.file_hash),
+            },
+            other => other,
+        }));
     }
     if check_content && let Some(d) = &dir {
         let outcome = match hash_existing(d, &name, buf) {
-            Ok(h) if h == trailer.file_hash => Some(Outcome::Unchanged { path: path.clone() }),
+            Ok(h) if h == trailer.file_hash => Some(Outcome::Unchanged {
+                path: path.clone(),
+                stamp: same_stamp(record, trailer.file_hash),
+            }),
             Ok(_) => conflict(dest, &path, "the same size and time, but other content"),
             Err(_) => None,
         };
@@ -761,12 +900,14 @@ fn write_file<R: Read>(
             message: format!("cannot write the file: {e}"),
         }));
     }
+    let stamp = dest.stamp(&file, record, trailer.file_hash);
     Ok(Written::Pending(Pending {
         dir,
         temp,
         name,
         path,
         bytes: record.size,
+        stamp,
     }))
 }
 
@@ -784,7 +925,10 @@ fn write_part<R: Read>(
     let temp = part_name(path);
     let lock = || dest.assembling.lock().unwrap_or_else(|e| e.into_inner());
     let skip = lock().get(path).is_some_and(|a| a.failed);
-    let same = dir.as_ref().and_then(|d| same_metadata(d, name, record));
+    let same = dir
+        .as_ref()
+        .and_then(|d| existing(d, name, record))
+        .map(|f| f.same);
     // With `verify: all`, a file with the same size and time is assembled anyway and
     // settled by its content when it is complete.
     let unchanged = same == Some(true) && dest.verify != Verify::All;
@@ -845,6 +989,7 @@ fn write_part<R: Read>(
         return Ok(if done {
             vec![Outcome::Unchanged {
                 path: path.to_path_buf(),
+                stamp: same_stamp(record, trailer.file_hash),
             }]
         } else {
             Vec::new()
@@ -945,15 +1090,16 @@ fn write_part<R: Read>(
         Err(e) => return fail("write-failed", format!("cannot read back the file: {e}")),
     }
     // What the destination has at the final name decides whether it is replaced.
-    let settled = match same_metadata(&dir, name, record) {
+    let settled = match existing(&dir, name, record) {
         None => None,
-        Some(true) => match hash_existing(&dir, name, buf) {
+        Some(f) if f.same => match hash_existing(&dir, name, buf) {
             Ok(h) if h == file_hash => Some(Outcome::Unchanged {
                 path: path.to_path_buf(),
+                stamp: same_stamp(record, file_hash),
             }),
             _ => conflict(dest, path, "the same size and time, but other content"),
         },
-        Some(false) => conflict(dest, path, "another size or time"),
+        Some(f) => dest.differs(path, f, "another size or time"),
     };
     if let Some(outcome) = settled {
         let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
@@ -985,6 +1131,7 @@ fn write_part<R: Read>(
             Outcome::Imported {
                 path: path.to_path_buf(),
                 bytes: 0,
+                stamp: dest.stamp(&file, record, file_hash),
             },
         ]),
         Err(e) => fail(

@@ -18,15 +18,6 @@ use crate::plan::{Plan, Task};
 use crate::report::scan::{Readiness, ScanReport};
 use scan::{ScanError, ScanTotals};
 
-/// The round a scan reports on. Rounds come with sessions; until then every scan is
-/// round 0 and replaces the previous round-0 reports.
-pub const ROUND: u32 = 0;
-
-/// A task's own folder in the working folder: its reports, rounds and keys.
-pub fn task_folder(plan: &Plan, task: &Task) -> std::path::PathBuf {
-    plan.working_folder.join(&plan.name).join(&task.name)
-}
-
 /// What scanning one task found.
 #[derive(Debug)]
 pub struct TaskScan {
@@ -37,22 +28,28 @@ pub struct TaskScan {
 }
 
 /// Scans one task (its roots already checked with [`scan::check_access`]) and writes its
-/// readiness reports.
-pub fn scan_task(plan: &Plan, task: &Task, threads: usize) -> Result<TaskScan, ScanError> {
-    scan_task_with(plan, task, threads, &mut |_| Ok(()))
+/// readiness reports, as those of the round a run would do next.
+pub fn scan_task(
+    plan: &Plan,
+    task: &Task,
+    round: u32,
+    threads: usize,
+) -> Result<TaskScan, ScanError> {
+    scan_task_with(plan, task, round, threads, &mut |_| Ok(()))
 }
 
 /// [`scan_task`], also handing every scanned entry to `also` (the run's item list).
 pub fn scan_task_with(
     plan: &Plan,
     task: &Task,
+    round: u32,
     threads: usize,
     also: &mut dyn FnMut(&scan::ScanEntry) -> Result<(), ScanError>,
 ) -> Result<TaskScan, ScanError> {
-    let folder = task_folder(plan, task)
+    let folder = crate::session::task_folder(plan, &task.name)
         .join("reports")
-        .join(format!("R{ROUND}"));
-    let mut report = ScanReport::create(folder, ROUND, task)?;
+        .join(format!("R{round}"));
+    let mut report = ScanReport::create(folder, round, task)?;
     let now = jiff::Timestamp::now().as_nanosecond();
     let totals = scan::scan(task, threads, now, &mut |entry| {
         report.entry(entry).map_err(ScanError::from)?;

@@ -12,26 +12,32 @@
 //! file and a hand-over note (the container and its package count) in the task's
 //! state; `--stages import` imports such a round.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use super::TaskScan;
 use super::import::{Destination, Outcome};
 use super::items::{ItemReader, ItemWriter};
 use super::package::{self, Packed};
-use super::packer::{Item, Packer, Work};
+use super::packer::{Item, ItemKind, Packer, Work};
 use super::progress::{Event, Reporter};
 use super::scan::{ScanError, Status};
-use super::{ROUND, TaskScan};
 use crate::crypto::envelope::{self, Expect, FLAG_ZSTD, OpenError, Seal};
 use crate::crypto::keyfile::{KeyFile, KeyFileError};
 use crate::crypto::{ContainerKey, RandomError};
 use crate::plan::{Plan, Task};
+use crate::session::index::{Index, Indexed};
+use crate::session::journal::{self, Entry, ItemRecord, ItemResult, Journal};
+use crate::session::{self, Session, SessionError, Status as SessionStatus};
 use crate::staging::Container as _;
 use crate::staging::local::LocalContainer;
 
@@ -53,6 +59,8 @@ pub enum RunError {
     Key(#[from] KeyFileError),
     #[error(transparent)]
     Random(#[from] RandomError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error("cannot {what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -69,21 +77,43 @@ pub enum RunError {
 /// What a task's run did.
 #[derive(Debug, Default)]
 pub struct TaskRun {
+    pub round: u32,
+    /// The run continued a round an earlier run left unfinished.
+    pub resumed: bool,
+    /// Packages an earlier run of the round had already finished.
+    pub packages_done_before: u64,
+    /// A signal stopped the run; the round resumes on the next run.
+    pub interrupted: bool,
     pub scan: Option<TaskScan>,
     pub staged_packages: u64,
+    /// Of the whole round (all its runs): items put in place, bytes, items already
+    /// in place, failures.
     pub imported_items: u64,
     pub imported_bytes: u64,
     pub unchanged: u64,
+    /// Items not migrated again because they did not change since the last round.
+    pub unchanged_since_last_round: u64,
     /// Failed items by code, with up to a few examples.
-    pub failures: BTreeMap<&'static str, (u64, Vec<String>)>,
+    pub failures: BTreeMap<String, (u64, Vec<String>)>,
     /// Where the key file waits, when the run stopped after staging.
     pub handed_over: Option<PathBuf>,
+    /// Stray temporary files of an interrupted run, removed from the destination.
+    pub cleaned: u64,
 }
 
 impl TaskRun {
     pub fn failed(&self) -> u64 {
         self.failures.values().map(|(n, _)| n).sum()
     }
+}
+
+/// How the caller steers a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Control<'a> {
+    /// Abandon an unfinished round (or one whose plan changed) and start a new one.
+    pub restart: bool,
+    /// Set by the first SIGINT/SIGTERM: start no new work, finish what is in flight.
+    pub stop: &'a AtomicBool,
 }
 
 /// The hand-over note between a staging run and an importing one.
@@ -94,17 +124,13 @@ struct Staged {
     packages: u64,
 }
 
-/// Where a task's state of the round lives.
-fn round_state(plan: &Plan, task: &Task) -> PathBuf {
-    super::task_folder(plan, task)
-        .join("rounds")
-        .join(format!("R{ROUND}"))
-}
-
-fn key_path(plan: &Plan, task: &Task) -> PathBuf {
-    super::task_folder(plan, task)
-        .join("keys")
-        .join(format!("R{ROUND}.key"))
+/// The scan's checkpoint: the item list of the round is complete.
+#[derive(Debug, Serialize, Deserialize)]
+struct Scanned {
+    version: u32,
+    items: u64,
+    bytes: u64,
+    unchanged: u64,
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunError + 'a {
@@ -123,7 +149,99 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// Runs one task's stages.
+fn kind_code(kind: &ItemKind) -> u8 {
+    match kind {
+        ItemKind::File => package::KIND_FILE,
+        ItemKind::Folder => package::KIND_FOLDER,
+        ItemKind::Symlink { .. } => package::KIND_SYMLINK,
+    }
+}
+
+/// Whether the index says `item` is what ferry already put at the destination.
+fn unchanged_since(index: &Index, item: &Item) -> bool {
+    index
+        .items
+        .get(item.rel.as_os_str().as_bytes())
+        .is_some_and(|known| {
+            known.kind == kind_code(&item.kind)
+                && known.size == item.meta.size
+                && (known.mtime_ns == item.meta.mtime_ns || known.kind == package::KIND_FOLDER)
+        })
+}
+
+/// Folds the Imported records of a round's journal into the index.
+fn fold(index: &mut Index, entries: &[Entry]) {
+    for entry in entries {
+        if let Entry::Imported { items, .. } = entry {
+            for record in items {
+                if let ItemResult::Done {
+                    kind,
+                    size,
+                    mtime_ns,
+                    hash,
+                    dest_mtime_ns,
+                    ..
+                } = record.result
+                {
+                    index.items.insert(
+                        record.path.clone(),
+                        Indexed {
+                            kind,
+                            size,
+                            mtime_ns,
+                            hash,
+                            dest_mtime_ns,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Sets an unfinished round aside: what it put at the destination goes into the index
+/// (it is there, and ferry wrote it), its staged data and key are deleted, and a damaged
+/// journal is renamed, kept as evidence.
+fn abandon(
+    plan: &Plan,
+    task: &Task,
+    folder: &Path,
+    session: &mut Session,
+    index: &mut Index,
+) -> Result<(), RunError> {
+    let round = session.round;
+    let state = session::round_folder(folder, round);
+    let journal_path = state.join("journal");
+    if journal_path.exists() {
+        match Journal::open(
+            &journal_path,
+            journal::binding(&plan.name, &task.name, round),
+        ) {
+            Ok((_, loaded)) => fold(index, &loaded.entries),
+            Err(_) => {
+                let aside = state.join(format!("journal.damaged-{}", now()));
+                fs::rename(&journal_path, &aside)
+                    .map_err(io_error("set aside the damaged journal", &journal_path))?;
+            }
+        }
+        index
+            .save(&folder.join("index"))
+            .map_err(SessionError::from)?;
+    }
+    let key_path = folder.join("keys").join(format!("R{round}.key"));
+    if let Ok(key) = KeyFile::read(&key_path, i64::MIN)
+        && let Ok(container) = LocalContainer::open(&plan.staging.path, &hex(&key.container_id))
+    {
+        let _ = container.remove();
+    }
+    let _ = fs::remove_file(&key_path);
+    let _ = fs::remove_file(state.join("staged.json"));
+    session.status = SessionStatus::Completed;
+    session.save(folder)?;
+    Ok(())
+}
+
+/// Runs one task's stages: a new round, or the rest of an unfinished one.
 pub fn run_task(
     plan: &Plan,
     task: &Task,
@@ -131,99 +249,258 @@ pub fn run_task(
     workers: usize,
     walk_threads: usize,
     reporter: &Reporter,
+    control: Control<'_>,
 ) -> Result<TaskRun, RunError> {
-    let state = round_state(plan, task);
-    let items_path = state.join("items");
-    let staged_path = state.join("staged.json");
-    let key_path = key_path(plan, task);
-    let mut run = TaskRun::default();
-    let (key, container, packages) = if stages.stage {
-        let mut writer = ItemWriter::create(&items_path)
-            .map_err(io_error("write the item list", &items_path))?;
-        let scan = super::scan_task_with(plan, task, walk_threads, &mut |entry| {
-            if entry.status == Status::Migrate
-                && let Some(item) = Item::from_entry(entry)
-            {
-                writer.push(&item).map_err(|e| {
-                    ScanError::Report(crate::report::ReportError {
-                        path: writer.path().to_path_buf(),
-                        source: e,
-                    })
-                })?;
+    let folder = session::task_folder(plan, &task.name);
+    let mut session = Session::load(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
+    let result = run_round(
+        plan,
+        task,
+        stages,
+        workers,
+        walk_threads,
+        reporter,
+        control,
+        &folder,
+        &mut session,
+    );
+    if let Err(e) = &result
+        && session.round > 0
+        && !matches!(
+            e,
+            RunError::Session(SessionError::PlanChanged { .. }) | RunError::NothingStaged { .. }
+        )
+    {
+        session.status = SessionStatus::Failed;
+        let _ = session.save(&folder);
+    }
+    result
+}
+
+#[expect(clippy::too_many_arguments, reason = "a round's every input")]
+fn run_round(
+    plan: &Plan,
+    task: &Task,
+    stages: Stages,
+    workers: usize,
+    walk_threads: usize,
+    reporter: &Reporter,
+    control: Control<'_>,
+    folder: &Path,
+    session: &mut Session,
+) -> Result<TaskRun, RunError> {
+    let hash = session::task_hash(task);
+    let index_path = folder.join("index");
+    let mut index = Index::load(&index_path).map_err(SessionError::from)?;
+    if session.unfinished() && (control.restart || session.plan_hash != hash) {
+        if !control.restart {
+            return Err(SessionError::PlanChanged {
+                task: task.name.clone(),
+                round: session.round,
+                was: session.plan_hash.clone(),
+                now: hash,
             }
-            Ok(())
-        })?;
-        writer
-            .finish()
-            .map_err(io_error("write the item list", &items_path))?;
-        let _ = reporter.sender().send(Event::Planned {
-            bytes: scan.totals.bytes_to_migrate,
-        });
-        run.scan = Some(scan);
-        let key = ContainerKey::generate()?;
-        let mut container_id = [0u8; 16];
-        crate::crypto::random(&mut container_id)?;
-        let created_at = now();
-        let key_file = KeyFile {
-            key,
-            container_id,
-            created_at,
-            expires_at: created_at + plan.staging.key_ttl.0.as_secs() as i64,
-        };
-        // The key is on disk before any package is sealed with it: a staged package
-        // is never without the key that opens it.
-        key_file.write(&key_path)?;
-        let name = hex(&container_id);
-        let container = LocalContainer::open(&plan.staging.path, &name).map_err(io_error(
-            "create the staging container in",
-            &plan.staging.path,
-        ))?;
-        (key_file, container, None)
-    } else {
-        let note = fs::read(&staged_path).map_err(|_| RunError::NothingStaged {
-            task: task.name.clone(),
-            path: staged_path.clone(),
-        })?;
-        let staged: Staged = serde_json::from_slice(&note).map_err(|e| RunError::Io {
-            what: "read the hand-over note",
-            path: staged_path.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
-        })?;
-        let key_file = KeyFile::read(&key_path, now())?;
-        if hex(&key_file.container_id) != staged.container {
-            return Err(RunError::Io {
-                what: "match the key to the staged container",
-                path: key_path.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidData, "another round's key"),
+            .into());
+        }
+        abandon(plan, task, folder, session, &mut index)?;
+    }
+    let resumed = session.unfinished();
+    if !resumed {
+        if !stages.stage {
+            return Err(RunError::NothingStaged {
+                task: task.name.clone(),
+                path: session::round_folder(folder, session.round + 1).join("staged.json"),
             });
         }
-        let container = LocalContainer::open(&plan.staging.path, &staged.container).map_err(
-            io_error("open the staging container in", &plan.staging.path),
-        )?;
-        (key_file, container, Some(staged.packages))
+        session.round += 1;
+        session.plan_hash = hash;
+        session.round_started_at = Some(session::now_text());
+        session.progress = session::Progress::default();
+        session.dirty = false;
+    }
+    let round = session.round;
+    session.host = super::device_name();
+    session.status = SessionStatus::Scanning;
+    session.save(folder)?;
+    let state = session::round_folder(folder, round);
+    let items_path = state.join("items");
+    let scanned_path = state.join("scan.json");
+    let staged_path = state.join("staged.json");
+    let key_path = folder.join("keys").join(format!("R{round}.key"));
+    let mut run = TaskRun {
+        round,
+        resumed,
+        ..TaskRun::default()
     };
+    if !stages.stage && !staged_path.exists() {
+        return Err(RunError::NothingStaged {
+            task: task.name.clone(),
+            path: staged_path,
+        });
+    }
+
+    // The scan, or its checkpoint: the item list is what fixes package numbers.
+    let scanned: Option<Scanned> = fs::read(&scanned_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let scanned = match scanned {
+        Some(scanned) => scanned,
+        None => {
+            let mut writer = ItemWriter::create(&items_path)
+                .map_err(io_error("write the item list", &items_path))?;
+            let mut unchanged = 0u64;
+            let mut bytes = 0u64;
+            let scan = super::scan_task_with(plan, task, round, walk_threads, &mut |entry| {
+                if entry.status == Status::Migrate
+                    && let Some(item) = Item::from_entry(entry)
+                {
+                    if unchanged_since(&index, &item) {
+                        unchanged += 1;
+                        return Ok(());
+                    }
+                    if item.kind == ItemKind::File {
+                        bytes += item.meta.size;
+                    }
+                    writer.push(&item).map_err(|e| {
+                        ScanError::Report(crate::report::ReportError {
+                            path: writer.path().to_path_buf(),
+                            source: e,
+                        })
+                    })?;
+                }
+                Ok(())
+            })?;
+            let items = writer
+                .finish()
+                .map_err(io_error("write the item list", &items_path))?;
+            run.scan = Some(scan);
+            let scanned = Scanned {
+                version: 1,
+                items,
+                bytes,
+                unchanged,
+            };
+            let text = serde_json::to_vec_pretty(&scanned).unwrap_or_default();
+            crate::report::write_atomic(&scanned_path, &text).map_err(|e| RunError::Io {
+                what: "write the scan's checkpoint",
+                path: scanned_path.clone(),
+                source: e.source,
+            })?;
+            scanned
+        }
+    };
+    run.unchanged_since_last_round = scanned.unchanged;
+    session.progress.items = scanned.items;
+    session.progress.bytes = scanned.bytes;
+    session.progress.unchanged = scanned.unchanged;
+    let _ = reporter.sender().send(Event::Planned {
+        bytes: scanned.bytes,
+    });
+
+    // The round's key: the one it started with while it is valid, else a new one (and
+    // a new container): what was staged under the old one is staged again.
+    let key = match KeyFile::read(&key_path, now()) {
+        Ok(key) => key,
+        Err(e) => {
+            let missing = matches!(&e, KeyFileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound);
+            if !stages.stage {
+                return Err(e.into());
+            }
+            if !missing {
+                if let KeyFileError::Expired { .. } = e {
+                    if let Ok(old) = KeyFile::read(&key_path, i64::MIN)
+                        && let Ok(c) =
+                            LocalContainer::open(&plan.staging.path, &hex(&old.container_id))
+                    {
+                        let _ = c.remove();
+                    }
+                    let _ = fs::remove_file(&key_path);
+                } else {
+                    return Err(e.into());
+                }
+            }
+            let key = ContainerKey::generate()?;
+            let mut container_id = [0u8; 16];
+            crate::crypto::random(&mut container_id)?;
+            let created_at = now();
+            let key_file = KeyFile {
+                key,
+                container_id,
+                created_at,
+                expires_at: created_at + plan.staging.key_ttl.0.as_secs() as i64,
+            };
+            // The key is on disk before any package is sealed with it: a staged package
+            // is never without the key that opens it.
+            key_file.write(&key_path)?;
+            key_file
+        }
+    };
+    let container = LocalContainer::open(&plan.staging.path, &hex(&key.container_id)).map_err(
+        io_error("open the staging container in", &plan.staging.path),
+    )?;
+
+    // The journal: what earlier runs of this round made durable.
+    let (journal, loaded) = Journal::open(
+        &state.join("journal"),
+        journal::binding(&plan.name, &task.name, round),
+    )
+    .map_err(SessionError::from)?;
+    let mut done: HashSet<u64> = HashSet::new();
+    let mut staged: HashMap<u64, Vec<ItemRecord>> = HashMap::new();
+    let mut tally = Tally::default();
+    for entry in &loaded.entries {
+        match entry {
+            Entry::Imported { first, last, items } => {
+                done.extend(*first..=*last);
+                tally.records(items);
+            }
+            Entry::Staged {
+                package,
+                container: c,
+                items,
+            } if *c == key.container_id => {
+                staged.insert(*package, items.clone());
+            }
+            Entry::Staged { .. } => {}
+        }
+    }
+    run.packages_done_before = done.len() as u64;
+
     let destination = if stages.import {
-        Some(
-            Destination::open(
-                &task.destination,
-                task.settings.preserve,
-                task.settings.conflicts,
-                task.settings.verify,
-            )
-            .map_err(io_error("open the destination", &task.destination))?,
+        let destination = Destination::open(
+            &task.destination,
+            task.settings.preserve,
+            task.settings.conflicts,
+            task.settings.verify,
         )
+        .map_err(io_error("open the destination", &task.destination))?;
+        if session.dirty {
+            // An earlier run was importing when it stopped: its temporary files go.
+            run.cleaned = super::import::clean_stray(&task.destination);
+        }
+        session.dirty = true;
+        Some(destination.with_index(Arc::new(std::mem::take(&mut index))))
     } else {
         None
     };
+    session.status = SessionStatus::Running;
+    session.save(folder)?;
+
     let shared = Shared {
         task,
         key: &key,
         container: &container,
         destination: destination.as_ref(),
         stage: stages.stage,
+        import: stages.import,
+        journal: &journal,
+        done: &done,
+        staged: &staged,
+        stop: control.stop,
         events: reporter.sender(),
     };
-    let results = Mutex::new(Tally::default());
+    let results = Mutex::new(tally);
+    let mut last_save = std::time::Instant::now();
     let produced = std::thread::scope(|scope| -> Result<u64, RunError> {
         let (send, receive): (SyncSender<Work>, Receiver<Work>) = sync_channel(workers.max(1));
         let receive = Arc::new(Mutex::new(receive));
@@ -243,47 +520,48 @@ pub fn run_task(
                 }
             });
         }
-        match packages {
-            // Import only: the packages are numbered 0..n.
-            Some(n) => {
-                for id in 0..n {
-                    if send
-                        .send(Work::Package {
-                            id,
-                            items: Vec::new(),
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
+        let settings = &task.settings.package;
+        let mut packer = Packer::new(settings.max_size.0, settings.max_files);
+        let reader =
+            ItemReader::open(&items_path).map_err(io_error("read the item list", &items_path))?;
+        let mut send_all = |works: Vec<Work>| -> bool {
+            for work in works {
+                if control.stop.load(Ordering::Relaxed) {
+                    return false;
                 }
-                Ok(n)
+                if last_save.elapsed() > std::time::Duration::from_secs(5) {
+                    last_save = std::time::Instant::now();
+                    let t = results.lock().unwrap_or_else(|e| e.into_inner());
+                    session.progress.items_done = t.imported + t.unchanged;
+                    session.progress.bytes_done = t.bytes;
+                    session.progress.failed = t.failed();
+                    drop(t);
+                    let _ = session.save(folder);
+                }
+                if send.send(work).is_err() {
+                    return false;
+                }
             }
-            None => {
-                let settings = &task.settings.package;
-                let mut packer = Packer::new(settings.max_size.0, settings.max_files);
-                let reader = ItemReader::open(&items_path)
-                    .map_err(io_error("read the item list", &items_path))?;
-                for item in reader {
-                    let item = item.map_err(io_error("read the item list", &items_path))?;
-                    for work in packer.push(item) {
-                        let _ = send.send(work);
-                    }
-                }
-                if let Some(work) = packer.flush() {
-                    let _ = send.send(work);
-                }
-                Ok(packer.packages())
+            true
+        };
+        for item in reader {
+            let item = item.map_err(io_error("read the item list", &items_path))?;
+            if !send_all(packer.push(item)) {
+                return Ok(packer.packages());
             }
         }
+        if let Some(work) = packer.flush() {
+            send_all(vec![work]);
+        }
+        Ok(packer.packages())
     })?;
-    let tally = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    run.staged_packages = if stages.stage { produced } else { 0 };
-    run.imported_items = tally.imported;
-    run.imported_bytes = tally.bytes;
-    run.unchanged = tally.unchanged;
-    run.failures = tally.failures;
-    if let Some(destination) = &destination {
+    let mut tally = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let interrupted = control.stop.load(Ordering::Relaxed);
+    run.interrupted = interrupted;
+    session.progress.packages = produced;
+    if let Some(destination) = &destination
+        && !interrupted
+    {
         for outcome in destination.finish() {
             if let Outcome::Failed {
                 path,
@@ -291,15 +569,51 @@ pub fn run_task(
                 message,
             } = outcome
             {
-                record_failure(&mut run.failures, code, &path, &message);
+                record_failure(&mut tally.failures, code, &path, &message);
             }
         }
     }
+    run.staged_packages = tally.staged;
+    run.imported_items = tally.imported;
+    run.imported_bytes = tally.bytes;
+    run.unchanged = tally.unchanged;
+    session.progress.items_done = tally.imported + tally.unchanged;
+    session.progress.bytes_done = tally.bytes;
+    session.progress.failed = tally.failed();
+    session.progress.packages_done = tally.packages + run.packages_done_before;
+    run.failures = tally.failures;
+    if interrupted {
+        session.status = SessionStatus::Paused;
+        session.save(folder)?;
+        return Ok(run);
+    }
     if stages.import {
-        // The round is complete: the staged data and the key that opens it go.
+        // The round is complete: what it moved joins the index; the staged data and the
+        // key that opens it go.
+        let mut index = Index::load(&index_path).map_err(SessionError::from)?;
+        drop(journal);
+        let (_, loaded) = Journal::open(
+            &state.join("journal"),
+            journal::binding(&plan.name, &task.name, round),
+        )
+        .map_err(SessionError::from)?;
+        fold(&mut index, &loaded.entries);
+        index.save(&index_path).map_err(SessionError::from)?;
         let _ = container.remove();
         let _ = fs::remove_file(&key_path);
         let _ = fs::remove_file(&staged_path);
+        session.status = SessionStatus::Completed;
+        session.dirty = false;
+        session.last_result = Some(session::LastResult {
+            round,
+            ended_at: session::now_text(),
+            imported: run.imported_items,
+            bytes: run.imported_bytes,
+            unchanged: run.unchanged + run.unchanged_since_last_round,
+            failed: run.failed(),
+            deleted: 0,
+        });
+        session.save(folder)?;
     } else {
         let note = serde_json::to_vec_pretty(&Staged {
             version: 1,
@@ -312,18 +626,20 @@ pub fn run_task(
             path: staged_path.clone(),
             source: e.source,
         })?;
+        session.status = SessionStatus::Paused;
+        session.save(folder)?;
         run.handed_over = Some(key_path);
     }
     Ok(run)
 }
 
 fn record_failure(
-    failures: &mut BTreeMap<&'static str, (u64, Vec<String>)>,
-    code: &'static str,
+    failures: &mut BTreeMap<String, (u64, Vec<String>)>,
+    code: &str,
     path: &Path,
     message: &str,
 ) {
-    let entry = failures.entry(code).or_default();
+    let entry = failures.entry(code.to_string()).or_default();
     entry.0 += 1;
     if entry.1.len() < 3 {
         entry
@@ -338,14 +654,24 @@ struct Tally {
     imported: u64,
     bytes: u64,
     unchanged: u64,
-    failures: BTreeMap<&'static str, (u64, Vec<String>)>,
+    failures: BTreeMap<String, (u64, Vec<String>)>,
+    /// Packages this run staged (and did not import).
+    staged: u64,
+    /// Packages this run finished.
+    packages: u64,
 }
 
 impl Tally {
+    fn failed(&self) -> u64 {
+        self.failures.values().map(|(n, _)| n).sum()
+    }
+
     fn merge(&mut self, other: Tally) {
         self.imported += other.imported;
         self.bytes += other.bytes;
         self.unchanged += other.unchanged;
+        self.staged += other.staged;
+        self.packages += other.packages;
         for (code, (n, examples)) in other.failures {
             let entry = self.failures.entry(code).or_default();
             entry.0 += n;
@@ -357,42 +683,96 @@ impl Tally {
         }
     }
 
-    /// Counts an outcome; progress goes to the reporter per package (`report`), not
-    /// per item, to keep the channel quiet.
-    fn outcome(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Imported { bytes, .. } => {
-                self.imported += 1;
-                self.bytes += bytes;
+    /// Counts the items of journal records.
+    fn records(&mut self, records: &[ItemRecord]) {
+        for record in records {
+            match &record.result {
+                ItemResult::Done {
+                    written: true,
+                    kind,
+                    size,
+                    ..
+                } => {
+                    self.imported += 1;
+                    if *kind == package::KIND_FILE {
+                        self.bytes += size;
+                    }
+                }
+                ItemResult::Done { written: false, .. } => self.unchanged += 1,
+                ItemResult::Failed { code, message } => record_failure(
+                    &mut self.failures,
+                    code,
+                    Path::new(OsStr::from_bytes(&record.path)),
+                    message,
+                ),
             }
-            Outcome::PartWritten { bytes, .. } => self.bytes += bytes,
-            Outcome::Unchanged { .. } => self.unchanged += 1,
-            Outcome::Failed {
-                path,
-                code,
-                message,
-            } => record_failure(&mut self.failures, code, &path, &message),
         }
     }
 
-    fn fail(&mut self, path: PathBuf, code: &'static str, message: String) {
-        record_failure(&mut self.failures, code, &path, &message);
+    fn fail(&mut self, path: &Path, code: &str, message: &str) {
+        record_failure(&mut self.failures, code, path, message);
     }
 
     /// Tells the reporter what changed since `before`.
     fn report(&self, before: (u64, u64, u64), events: &SyncSender<Event>) {
-        let failed: u64 = self.failures.values().map(|(n, _)| n).sum();
+        let (items, bytes, failed) = self.mark();
         let _ = events.send(Event::Progress {
-            items: self.imported + self.unchanged - before.0,
-            bytes: self.bytes - before.1,
+            items: items - before.0,
+            bytes: bytes - before.1,
             failed: failed - before.2,
         });
     }
 
     fn mark(&self) -> (u64, u64, u64) {
-        let failed: u64 = self.failures.values().map(|(n, _)| n).sum();
-        (self.imported + self.unchanged, self.bytes, failed)
+        (self.imported + self.unchanged, self.bytes, self.failed())
     }
+}
+
+fn failed_record(path: &Path, code: &str, message: String) -> ItemRecord {
+    ItemRecord {
+        path: path.as_os_str().as_bytes().to_vec(),
+        result: ItemResult::Failed {
+            code: code.to_string(),
+            message,
+        },
+    }
+}
+
+/// Journal records of an import's outcomes; `items` give each item's source facts.
+fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Vec<ItemRecord> {
+    let by_path: HashMap<&Path, &Item> = items.iter().map(|i| (i.rel.as_path(), &**i)).collect();
+    let mut records = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let (path, stamp, written) = match outcome {
+            Outcome::Imported { path, stamp, .. } => (path, stamp, true),
+            Outcome::Unchanged { path, stamp } => (path, stamp, false),
+            Outcome::PartWritten { .. } => continue,
+            Outcome::Failed {
+                path,
+                code,
+                message,
+            } => {
+                records.push(failed_record(&path, code, message));
+                continue;
+            }
+        };
+        let Some(item) = by_path.get(path.as_path()) else {
+            // Not an item of this package (a crafted manifest would be refused before).
+            continue;
+        };
+        records.push(ItemRecord {
+            path: path.into_os_string().into_vec(),
+            result: ItemResult::Done {
+                written,
+                kind: kind_code(&item.kind),
+                size: item.meta.size,
+                mtime_ns: item.meta.mtime_ns,
+                hash: stamp.hash,
+                dest_mtime_ns: stamp.dest_mtime_ns,
+            },
+        });
+    }
+    records
 }
 
 thread_local! {
@@ -410,100 +790,310 @@ struct Shared<'a> {
     container: &'a LocalContainer,
     destination: Option<&'a Destination>,
     stage: bool,
+    import: bool,
+    journal: &'a Journal,
+    /// Packages earlier runs of the round imported.
+    done: &'a HashSet<u64>,
+    /// Packages earlier runs staged under this round's key, with the items that failed
+    /// while each was built.
+    staged: &'a HashMap<u64, Vec<ItemRecord>>,
+    stop: &'a AtomicBool,
     events: SyncSender<Event>,
 }
 
 impl Shared<'_> {
     fn work(&self, work: Work) -> Tally {
         let mut tally = Tally::default();
+        let before = tally.mark();
         let parts = matches!(work, Work::Parts { .. });
         self.work_into(work, &mut tally);
         if !parts {
-            tally.report((0, 0, 0), &self.events);
+            tally.report(before, &self.events);
         }
         tally
+    }
+
+    /// Journals a record; a journal that cannot be written stops the run (its progress
+    /// could not be resumed).
+    fn journal(&self, entry: &Entry, tally: &mut Tally) -> bool {
+        match self.journal.append(entry) {
+            Ok(()) => true,
+            Err(e) => {
+                tally.fail(Path::new("(journal)"), "journal-failed", &e.to_string());
+                self.stop.store(true, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     fn work_into(&self, work: Work, tally: &mut Tally) {
         match work {
             Work::Package { id, items } => {
-                if self.stage {
-                    let expected: u64 = items.iter().map(|i| i.meta.size).sum();
-                    let failed = match self.build_and_put(id, expected, &mut |out, records| {
-                        package::add_items(
-                            out,
-                            &items,
-                            self.task.settings.retries.attempts,
-                            records,
-                        )
-                    }) {
-                        Ok(packed) => packed,
-                        Err(e) => {
-                            for item in &items {
-                                tally.fail(
-                                    item.rel.clone(),
-                                    "stage-failed",
-                                    format!("package {id} could not be staged: {e}"),
-                                );
+                if self.done.contains(&id) {
+                    return;
+                }
+                let mut records = match self.staged.get(&id) {
+                    Some(failed) => failed.clone(),
+                    None if self.stage => {
+                        let expected: u64 = items.iter().map(|i| i.meta.size).sum();
+                        let built = self.build_and_put(id, expected, &mut |out, records| {
+                            package::add_items(
+                                out,
+                                &items,
+                                self.task.settings.retries.attempts,
+                                records,
+                            )
+                        });
+                        let packed = match built {
+                            Ok(packed) => packed,
+                            Err(e) => {
+                                // Not journalled: the next run of the round tries again.
+                                for item in &items {
+                                    tally.fail(
+                                        &item.rel,
+                                        "stage-failed",
+                                        &format!("package {id} could not be staged: {e}"),
+                                    );
+                                }
+                                return;
                             }
+                        };
+                        let mut failed = Vec::new();
+                        for (item, packed) in items.iter().zip(packed) {
+                            if let Packed::Failed { code, message } = packed {
+                                failed.push(failed_record(&item.rel, code, message));
+                            }
+                        }
+                        if !self.import {
+                            tally.records(&failed);
+                            tally.staged += 1;
+                            self.journal(
+                                &Entry::Staged {
+                                    package: id,
+                                    container: self.key.container_id,
+                                    items: failed,
+                                },
+                                tally,
+                            );
                             return;
                         }
-                    };
-                    for (item, packed) in items.iter().zip(failed) {
-                        if let Packed::Failed { code, message } = packed {
-                            tally.fail(item.rel.clone(), code, message);
+                        failed
+                    }
+                    None => return,
+                };
+                if !self.import {
+                    return;
+                }
+                match self.import(id, &items) {
+                    Ok(outcomes) => records.extend(outcome_records(outcomes, &items)),
+                    Err(message) => {
+                        for item in items.iter() {
+                            tally.fail(&item.rel, "integrity-failed", &message);
                         }
+                        return;
                     }
                 }
-                self.import(id, &items, tally);
+                tally.records(&records);
+                tally.packages += 1;
+                self.journal(
+                    &Entry::Imported {
+                        first: id,
+                        last: id,
+                        items: records,
+                    },
+                    tally,
+                );
             }
             Work::Parts {
                 first_id,
                 count,
                 part_size,
                 item,
-            } => {
-                let (file, at_open) = match package::open_checked(&item) {
-                    Ok(opened) => opened,
-                    Err(failed) => {
-                        let (code, message) = match failed {
-                            Packed::Failed { code, message } => (code, message),
-                            Packed::Ok => ("read-failed", String::new()),
-                        };
-                        tally.fail(item.rel.clone(), code, message);
-                        return;
-                    }
-                };
-                let mut whole = blake3::Hasher::new();
-                let parts = u32::try_from(count).unwrap_or(u32::MAX);
-                for part in 0..parts {
-                    let id = first_id + u64::from(part);
-                    let mut ok = true;
-                    let built = self.build_and_put(id, part_size, &mut |out, records| {
-                        *records += 1;
-                        ok = package::add_part(
-                            out, &item, &file, &at_open, part, parts, part_size, &mut whole,
-                        )?;
-                        Ok(Vec::new())
-                    });
-                    if let Err(e) = built {
-                        tally.fail(
-                            item.rel.clone(),
-                            "stage-failed",
-                            format!("package {id} could not be staged: {e}"),
-                        );
-                        return;
-                    }
-                    let before = tally.mark();
-                    self.import(id, std::slice::from_ref(&item), tally);
-                    tally.report(before, &self.events);
-                    if !ok {
-                        // The importer has discarded the file; the rest is not read.
+            } => self.parts(first_id, count, part_size, item, tally),
+        }
+    }
+
+    /// A file in parts: staged (unless an earlier run of the round did) and imported
+    /// part by part; journalled once the whole file is in.
+    fn parts(&self, first_id: u64, count: u64, part_size: u64, item: Arc<Item>, tally: &mut Tally) {
+        let last_id = first_id + count.max(1) - 1;
+        if self.done.contains(&first_id) {
+            return;
+        }
+        let one = std::slice::from_ref(&item);
+        let mut outcomes = Vec::new();
+        let all_staged = (first_id..=last_id).all(|id| self.staged.contains_key(&id));
+        if all_staged && self.import {
+            for id in first_id..=last_id {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let before = tally.mark();
+                match self.import(id, one) {
+                    Ok(o) => outcomes.extend(o),
+                    Err(message) => {
+                        tally.fail(&item.rel, "integrity-failed", &message);
                         return;
                     }
                 }
+                tally.report(before, &self.events);
             }
+        } else if self.stage {
+            let (file, at_open) = match package::open_checked(&item) {
+                Ok(opened) => opened,
+                Err(failed) => {
+                    let (code, message) = match failed {
+                        Packed::Failed { code, message } => (code, message),
+                        Packed::Ok => ("read-failed", String::new()),
+                    };
+                    let records = vec![failed_record(&item.rel, code, message)];
+                    tally.records(&records);
+                    tally.packages += 1;
+                    let entry = if self.import {
+                        Entry::Imported {
+                            first: first_id,
+                            last: last_id,
+                            items: records,
+                        }
+                    } else {
+                        Entry::Staged {
+                            package: first_id,
+                            container: self.key.container_id,
+                            items: records,
+                        }
+                    };
+                    self.journal(&entry, tally);
+                    return;
+                }
+            };
+            let mut whole = blake3::Hasher::new();
+            let parts = u32::try_from(count).unwrap_or(u32::MAX);
+            for part in 0..parts {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let id = first_id + u64::from(part);
+                let mut ok = true;
+                let built = self.build_and_put(id, part_size, &mut |out, records| {
+                    *records += 1;
+                    ok = package::add_part(
+                        out, &item, &file, &at_open, part, parts, part_size, &mut whole,
+                    )?;
+                    Ok(Vec::new())
+                });
+                if let Err(e) = built {
+                    tally.fail(
+                        &item.rel,
+                        "stage-failed",
+                        &format!("package {id} could not be staged: {e}"),
+                    );
+                    return;
+                }
+                if !self.import {
+                    tally.staged += 1;
+                    let failed = if ok {
+                        Vec::new()
+                    } else {
+                        vec![failed_record(
+                            &item.rel,
+                            "changed-during-read",
+                            "the file changed while it was read; the next round will try again"
+                                .into(),
+                        )]
+                    };
+                    tally.records(&failed);
+                    self.journal(
+                        &Entry::Staged {
+                            package: id,
+                            container: self.key.container_id,
+                            items: failed,
+                        },
+                        tally,
+                    );
+                    if !ok {
+                        return;
+                    }
+                    continue;
+                }
+                let before = tally.mark();
+                match self.import(id, one) {
+                    Ok(o) => {
+                        let mut t = Tally::default();
+                        for outcome in &o {
+                            if let Outcome::PartWritten { bytes, .. } = outcome {
+                                t.bytes += bytes;
+                            }
+                        }
+                        let _ = self.events.send(Event::Progress {
+                            items: 0,
+                            bytes: t.bytes,
+                            failed: 0,
+                        });
+                        outcomes.extend(o);
+                    }
+                    Err(message) => {
+                        tally.fail(&item.rel, "integrity-failed", &message);
+                        return;
+                    }
+                }
+                let _ = before;
+                if !ok {
+                    // The importer has discarded the file; the rest is not read.
+                    break;
+                }
+            }
+            if !self.import {
+                return;
+            }
+        } else {
+            // An import-only run where the staging run could not stage every part: the
+            // failures it recorded are the file's result.
+            let failed: Vec<ItemRecord> = (first_id..=last_id)
+                .filter_map(|id| self.staged.get(&id))
+                .flatten()
+                .cloned()
+                .collect();
+            if failed.is_empty() || !self.import {
+                return;
+            }
+            outcomes.clear();
+            tally.records(&failed);
+            tally.packages += 1;
+            self.journal(
+                &Entry::Imported {
+                    first: first_id,
+                    last: last_id,
+                    items: failed,
+                },
+                tally,
+            );
+            return;
         }
+        let records = outcome_records(outcomes, one);
+        let mut t = Tally::default();
+        t.records(&records);
+        let _ = self.events.send(Event::Progress {
+            items: t.imported + t.unchanged,
+            bytes: 0,
+            failed: t.failed(),
+        });
+        tally.imported += t.imported;
+        tally.unchanged += t.unchanged;
+        tally.bytes += t.bytes;
+        for (code, (n, ex)) in t.failures {
+            let e = tally.failures.entry(code).or_default();
+            e.0 += n;
+            e.1.extend(ex);
+        }
+        tally.packages += 1;
+        self.journal(
+            &Entry::Imported {
+                first: first_id,
+                last: last_id,
+                items: records,
+            },
+            tally,
+        );
     }
 
     /// Builds package `id` with `fill`, seals it and puts it into the container.
@@ -542,10 +1132,10 @@ impl Shared<'_> {
         Ok(packed)
     }
 
-    /// Imports package `id` (when this run imports) and deletes it.
-    fn import(&self, id: u64, items: &[Arc<Item>], tally: &mut Tally) {
+    /// Imports package `id` and deletes it from staging; or says why it was refused.
+    fn import(&self, id: u64, items: &[Arc<Item>]) -> Result<Vec<Outcome>, String> {
         let Some(destination) = self.destination else {
-            return;
+            return Ok(Vec::new());
         };
         let name = self.key.key.object_name(id);
         let expect = Expect {
@@ -553,64 +1143,28 @@ impl Shared<'_> {
             package_id: id,
             now: now(),
         };
-        let refuse = |tally: &mut Tally, message: String| {
-            let who: Vec<PathBuf> = if items.is_empty() {
-                vec![PathBuf::from(format!("package {id}"))]
-            } else {
-                items.iter().map(|i| i.rel.clone()).collect()
-            };
-            for path in who {
-                tally.fail(path, "integrity-failed", message.clone());
-            }
-        };
-        let object = match self.container.get(&name) {
-            Ok(object) => object,
-            Err(e) => {
-                // Import-only runs hand out every number; a part run may have stopped
-                // short, leaving later numbers unused.
-                if e.kind() == io::ErrorKind::NotFound && items.is_empty() {
-                    return;
-                }
-                refuse(
-                    tally,
-                    format!("package {id} cannot be read from staging: {e}"),
-                );
-                return;
-            }
-        };
-        let opened = match envelope::open(&self.key.key, expect, object) {
-            Ok(opened) => opened,
-            Err(e) => {
-                refuse(tally, e.to_string());
-                return;
-            }
-        };
-        let decoder = match zstd::stream::Decoder::with_buffer(opened) {
-            Ok(d) => d,
-            Err(e) => {
-                refuse(tally, OpenError::from_io(e, id).to_string());
-                return;
-            }
-        };
+        let _ = items;
+        let object = self
+            .container
+            .get(&name)
+            .map_err(|e| format!("package {id} cannot be read from staging: {e}"))?;
+        let opened = envelope::open(&self.key.key, expect, object).map_err(|e| e.to_string())?;
+        let decoder = zstd::stream::Decoder::with_buffer(opened)
+            .map_err(|e| OpenError::from_io(e, id).to_string())?;
         // Record headers are read a few bytes at a time: a buffer keeps each small read
         // from being a call into the decompressor.
         let decoder = io::BufReader::with_capacity(64 * 1024, decoder);
         match super::import::import_stream(destination, decoder) {
             Ok(outcomes) => {
-                for outcome in outcomes {
-                    tally.outcome(outcome);
-                }
                 let _ = self.container.delete(&name);
+                Ok(outcomes)
             }
-            Err(refused) => {
-                let message = match refused {
-                    super::import::Refused::Stream(package::StreamError::Io(e)) => {
-                        OpenError::from_io(e, id).to_string()
-                    }
-                    _ => OpenError::Integrity { package_id: id }.to_string(),
-                };
-                refuse(tally, message);
-            }
+            Err(refused) => Err(match refused {
+                super::import::Refused::Stream(package::StreamError::Io(e)) => {
+                    OpenError::from_io(e, id).to_string()
+                }
+                _ => OpenError::Integrity { package_id: id }.to_string(),
+            }),
         }
     }
 }

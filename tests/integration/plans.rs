@@ -148,7 +148,7 @@ fn demo_plan_scans() {
     let run = f.ferry(&["scan", "plans/demo.yaml"]);
     insta::assert_snapshot!(run.snapshot());
     assert!(
-        f.path("target/ferry-demo/state/demo/archive/reports/R0/ScanReport_R0.csv")
+        f.path("target/ferry-demo/state/demo/archive/reports/R1/ScanReport_R1.csv")
             .exists()
     );
     // The scan wrote nothing to the destination.

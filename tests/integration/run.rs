@@ -141,7 +141,7 @@ fn a_hostile_tree_migrates_byte_identical_with_times_and_modes() {
         0,
         "staging not empty"
     );
-    assert!(!f.path("state/p/t/keys/R0.key").exists());
+    assert!(!f.path("state/p/t/keys/R1.key").exists());
     // A second run finds everything in place.
     let again = f.ferry(&["run", "plan.yaml"]);
     again.assert_code(0);
@@ -162,7 +162,7 @@ fn split_stages_hand_over_through_the_key_file() {
     let staged = f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"]);
     staged.assert_code(0);
     assert!(!f.path("dest").exists(), "staging wrote the destination");
-    let key = f.path("state/p/t/keys/R0.key");
+    let key = f.path("state/p/t/keys/R1.key");
     assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
     let container = only_container(&f);
     assert_eq!(fs::metadata(&container).unwrap().mode() & 0o777, 0o300);
@@ -227,7 +227,7 @@ fn the_key_never_appears_in_output_reports_or_state() {
     hostile_tree(&f);
     f.plan(&plan("{ rules: posix, package: { max_size: 1MiB } }"));
     let staged = f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"]);
-    let text = fs::read_to_string(f.path("state/p/t/keys/R0.key")).unwrap();
+    let text = fs::read_to_string(f.path("state/p/t/keys/R1.key")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let hex = json["key"].as_str().unwrap().to_string();
     let raw: Vec<u8> = (0..32)

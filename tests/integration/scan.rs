@@ -19,7 +19,7 @@ fn plan(tasks: &str) -> String {
 
 /// A report of a task, temporary paths and host name redacted.
 fn report(f: &Fixture, task: &str, file: &str) -> String {
-    let path = f.path(&format!("{REPORTS}/{task}/reports/R0/{file}"));
+    let path = f.path(&format!("{REPORTS}/{task}/reports/R1/{file}"));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let root = f.root().canonicalize().unwrap();
     redact_host(
@@ -31,7 +31,7 @@ fn report(f: &Fixture, task: &str, file: &str) -> String {
 
 /// (code, severity) of every row of a scan report, parsed by a CSV reader.
 fn codes(f: &Fixture, task: &str) -> BTreeMap<String, String> {
-    let path = f.path(&format!("{REPORTS}/{task}/reports/R0/ScanReport_R0.csv"));
+    let path = f.path(&format!("{REPORTS}/{task}/reports/R1/ScanReport_R1.csv"));
     let mut reader = csv::Reader::from_path(path).unwrap();
     let mut out = BTreeMap::new();
     for row in reader.records() {
@@ -174,11 +174,11 @@ fn every_rule_is_reported_with_its_severity() {
     assert_eq!(codes(&f, "share"), expected);
     insta::assert_snapshot!(
         "scan_every_rule_report",
-        report(&f, "share", "ScanReport_R0.csv")
+        report(&f, "share", "ScanReport_R1.csv")
     );
     insta::assert_snapshot!(
         "scan_every_rule_summary",
-        report(&f, "share", "ScanSummary_R0.csv")
+        report(&f, "share", "ScanSummary_R1.csv")
     );
     insta::assert_snapshot!("scan_every_rule_stderr", run.snapshot());
     // Nothing was written to the source or the destination.
@@ -210,14 +210,14 @@ fn symlinks_follow_inside_the_source_only() {
     run.assert_code(1);
     insta::assert_snapshot!(
         "scan_symlinks_follow",
-        report(&f, "follow", "ScanReport_R0.csv")
+        report(&f, "follow", "ScanReport_R1.csv")
     );
     insta::assert_snapshot!(
         "scan_symlinks_copy",
-        report(&f, "copy", "ScanReport_R0.csv")
+        report(&f, "copy", "ScanReport_R1.csv")
     );
     // Followed: b.txt under `followed/` and the linked file count as items to migrate.
-    let summary = report(&f, "follow", "ScanSummary_R0.csv");
+    let summary = report(&f, "follow", "ScanSummary_R1.csv");
     insta::assert_snapshot!("scan_symlinks_follow_summary", summary);
 }
 
@@ -249,7 +249,7 @@ fn filters_are_anded_and_counted_apart_from_issues() {
     insta::assert_snapshot!("scan_filters_stderr", run.snapshot());
     insta::assert_snapshot!(
         "scan_filters_summary",
-        report(&f, "filtered", "ScanSummary_R0.csv")
+        report(&f, "filtered", "ScanSummary_R1.csv")
     );
     // Filtered items are not findings.
     assert_eq!(codes(&f, "filtered"), BTreeMap::new());
@@ -315,7 +315,7 @@ fn rule_sets_and_name_policies_change_severities() {
     );
     insta::assert_snapshot!(
         "scan_lenient_report",
-        report(&f, "lenient", "ScanReport_R0.csv")
+        report(&f, "lenient", "ScanReport_R1.csv")
     );
 }
 
@@ -331,7 +331,7 @@ fn hostile_names_cannot_forge_rows_or_formulas() {
         "  - name: hostile\n    source: src\n    destination: dest\n",
     ));
     f.ferry(&["scan", "plan.yaml"]).assert_code(1);
-    let path = f.path(&format!("{REPORTS}/hostile/reports/R0/ScanReport_R0.csv"));
+    let path = f.path(&format!("{REPORTS}/hostile/reports/R1/ScanReport_R1.csv"));
     let mut rows = 0;
     for row in csv::Reader::from_path(&path).unwrap().records() {
         let row = row.unwrap();
@@ -361,7 +361,7 @@ fn hostile_names_cannot_forge_rows_or_formulas() {
     }
     insta::assert_snapshot!(
         "scan_hostile_report",
-        report(&f, "hostile", "ScanReport_R0.csv")
+        report(&f, "hostile", "ScanReport_R1.csv")
     );
 }
 
@@ -397,13 +397,13 @@ fn unreadable_folders_and_files_are_findings_and_their_contents_unknown() {
     }
     let run = f.run_as(running_as_root.then_some(65534), &["scan", "plan.yaml"]);
     run.assert_code(1);
-    let text = report(&f, "perms", "ScanReport_R0.csv");
+    let text = report(&f, "perms", "ScanReport_R1.csv");
     insta::assert_snapshot!("scan_unreadable_report", text);
     assert!(
         !text.contains("hidden-inside"),
         "contents of an unlistable folder"
     );
-    let summary = report(&f, "perms", "ScanSummary_R0.csv");
+    let summary = report(&f, "perms", "ScanSummary_R1.csv");
     // src/open, src/open/a.txt migrate; secret and locked.txt do not.
     insta::assert_snapshot!("scan_unreadable_summary", summary);
 }
@@ -454,7 +454,7 @@ fn run_only_scans_scan_only_tasks() {
     let run = f.ferry(&["run", "plan.yaml"]);
     run.assert_code(0);
     assert!(
-        f.path(&format!("{REPORTS}/only/reports/R0/ScanSummary_R0.csv"))
+        f.path(&format!("{REPORTS}/only/reports/R1/ScanSummary_R1.csv"))
             .exists()
     );
     f.plan(&plan(

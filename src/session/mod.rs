@@ -1,0 +1,257 @@
+//! Sessions: what ferry remembers of each task between runs, so that every interruption
+//! is harmless and every re-run cheap.
+//!
+//! `<working_folder>/<plan>/<task>/` holds `session.json` (status, round, the task's
+//! plan hash, progress; replaced atomically), `rounds/R<n>/` (the round's item list, the
+//! scan's totals and the checkpoint `journal`), `index` (what ferry has put at the
+//! destination, for incremental rounds), `keys/` and `reports/R<n>/`.
+
+pub mod index;
+pub mod journal;
+pub mod lock;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Plan, Task};
+
+/// The version of `session.json`'s shape.
+pub const SESSION_VERSION: u32 = 1;
+
+/// Where a task stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Never run.
+    Queued,
+    Scanning,
+    Running,
+    /// Stopped by a signal, by `--stages` (staged, waiting for its import), or killed:
+    /// the next run resumes the round.
+    Paused,
+    Completed,
+    /// Stopped by an error (source unreadable, destination full…): the next run resumes.
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Scanning => "scanning",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// Counters of the current (or last) round.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Items the scan found to migrate this round (new or changed).
+    pub items: u64,
+    pub bytes: u64,
+    /// Items unchanged since the last round, not migrated again.
+    pub unchanged: u64,
+    pub packages: u64,
+    pub packages_done: u64,
+    pub items_done: u64,
+    pub bytes_done: u64,
+    pub failed: u64,
+}
+
+/// How the last finished round ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastResult {
+    pub round: u32,
+    pub ended_at: String,
+    pub imported: u64,
+    pub bytes: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    pub deleted: u64,
+}
+
+/// One task's `session.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub version: u32,
+    pub task: String,
+    pub status: Status,
+    /// The current round (1, 2, …); 0 before the first.
+    pub round: u32,
+    /// The hash of the task as the plan said when the round started.
+    pub plan_hash: String,
+    pub round_started_at: Option<String>,
+    pub updated_at: String,
+    /// The machine of the last run.
+    pub host: String,
+    pub progress: Progress,
+    pub last_result: Option<LastResult>,
+    /// A run that imports was under way in this round: if it did not finish, it may
+    /// have left temporary files at the destination.
+    #[serde(default)]
+    pub dirty: bool,
+}
+
+/// Why a session could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error(
+        "{} is not a session this ferry understands ({reason}); it was left as it is. `ferry delete PLAN --task {task}` forgets the task",
+        path.display()
+    )]
+    Unreadable {
+        path: PathBuf,
+        task: String,
+        reason: String,
+    },
+    #[error(
+        "task `{task}` was changed in the plan since its round {round} started (plan hash {was} → {now}); resuming would mix two plans in one round. Run again with `--restart` to start a new round under the changed plan (what the interrupted round already moved is kept and counted)"
+    )]
+    PlanChanged {
+        task: String,
+        round: u32,
+        was: String,
+        now: String,
+    },
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Index(#[from] index::IndexError),
+}
+
+pub fn now_text() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The hash of what a task does: its folders and effective settings. A round is
+/// resumed only under the same hash.
+pub fn task_hash(task: &Task) -> String {
+    let value = serde_json::json!({
+        "source": task.source,
+        "destination": task.destination,
+        "settings": task.settings,
+    });
+    let hash = blake3::hash(value.to_string().as_bytes());
+    hash.to_hex()[..16].to_string()
+}
+
+/// The folder of a task's state.
+pub fn task_folder(plan: &Plan, task_name: &str) -> PathBuf {
+    plan.working_folder.join(&plan.name).join(task_name)
+}
+
+/// The folder of a round's state.
+pub fn round_folder(task_folder: &Path, round: u32) -> PathBuf {
+    task_folder.join("rounds").join(format!("R{round}"))
+}
+
+impl Session {
+    /// A task that has never run.
+    pub fn new(task: &Task) -> Session {
+        Session {
+            version: SESSION_VERSION,
+            task: task.name.clone(),
+            status: Status::Queued,
+            round: 0,
+            plan_hash: task_hash(task),
+            round_started_at: None,
+            updated_at: now_text(),
+            host: crate::pipeline::device_name(),
+            progress: Progress::default(),
+            last_result: None,
+            dirty: false,
+        }
+    }
+
+    fn path(folder: &Path) -> PathBuf {
+        folder.join("session.json")
+    }
+
+    /// The task's session, or `None` when it has never run.
+    pub fn load(folder: &Path, task: &str) -> Result<Option<Session>, SessionError> {
+        let path = Session::path(folder);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(SessionError::Io {
+                    what: "read",
+                    path,
+                    source,
+                });
+            }
+        };
+        let unreadable = |reason: String| SessionError::Unreadable {
+            path: path.clone(),
+            task: task.to_string(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        let version = value.get("version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(SESSION_VERSION)) {
+            return Err(unreadable(format!(
+                "version {}, this ferry reads version {SESSION_VERSION}",
+                version.map_or("missing".to_string(), |v| v.to_string())
+            )));
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| unreadable(e.to_string()))
+    }
+
+    /// Writes the session atomically (a reader sees the old one or the new one whole).
+    pub fn save(&mut self, folder: &Path) -> Result<(), SessionError> {
+        self.updated_at = now_text();
+        let path = Session::path(folder);
+        let text = serde_json::to_vec_pretty(self).unwrap_or_default();
+        fs::create_dir_all(folder)
+            .map_err(|source| SessionError::Io {
+                what: "create",
+                path: folder.to_path_buf(),
+                source,
+            })
+            .and_then(|()| {
+                crate::report::write_atomic(&path, &text).map_err(|e| SessionError::Io {
+                    what: "write",
+                    path: path.clone(),
+                    source: e.source,
+                })
+            })
+    }
+
+    /// Whether the current round is unfinished (a run resumes it).
+    pub fn unfinished(&self) -> bool {
+        self.round > 0 && self.status != Status::Completed
+    }
+
+    /// The round a scan or run works on next: the unfinished one, or a new one.
+    pub fn next_round(&self) -> u32 {
+        if self.unfinished() {
+            self.round
+        } else {
+            self.round + 1
+        }
+    }
+}
+
+/// The round a scan or run of `task` works on next.
+pub fn next_round(plan: &Plan, task: &Task) -> Result<u32, SessionError> {
+    Ok(Session::load(&task_folder(plan, &task.name), &task.name)?.map_or(1, |s| s.next_round()))
+}
