@@ -392,6 +392,22 @@ impl Destination {
         Ok(())
     }
 
+    /// Replaces the folders whose modes and times [`Destination::finish`] applies:
+    /// `(path, mode, mtime in ns)`.
+    pub fn set_folders(&self, folders: Vec<(PathBuf, u32, i128)>) {
+        let folders = folders
+            .into_iter()
+            .map(|(path, mode, ns)| {
+                let time = Timespec {
+                    tv_sec: ns.div_euclid(1_000_000_000) as i64,
+                    tv_nsec: ns.rem_euclid(1_000_000_000) as i64,
+                };
+                (path, mode & 0o7777, time)
+            })
+            .collect();
+        *self.folders.lock().unwrap_or_else(|e| e.into_inner()) = folders;
+    }
+
     /// Applies the folders' modes and times, deepest first. Call when the task's imports
     /// are done.
     pub fn finish(&self) -> Vec<Outcome> {

@@ -562,6 +562,18 @@ fn run_round(
     if let Some(destination) = &destination
         && !interrupted
     {
+        // Every folder of the round gets its mode and time, also those an earlier,
+        // interrupted run of the round created.
+        let mut folders = Vec::new();
+        for item in
+            ItemReader::open(&items_path).map_err(io_error("read the item list", &items_path))?
+        {
+            let item = item.map_err(io_error("read the item list", &items_path))?;
+            if item.kind == ItemKind::Folder {
+                folders.push((item.rel, item.meta.mode, item.meta.mtime_ns));
+            }
+        }
+        destination.set_folders(folders);
         for outcome in destination.finish() {
             if let Outcome::Failed {
                 path,
@@ -728,6 +740,9 @@ impl Tally {
     }
 }
 
+const NOT_STAGED: &str =
+    "its package is not in staging (the staging run did not finish it): stage the round again";
+
 fn failed_record(path: &Path, code: &str, message: String) -> ItemRecord {
     ItemRecord {
         path: path.as_os_str().as_bytes().to_vec(),
@@ -879,7 +894,15 @@ impl Shared<'_> {
                         }
                         failed
                     }
-                    None => return,
+                    // An import-only run: a package put into staging whose journal
+                    // record was lost (a torn tail) is still there and complete.
+                    None if self.present(id) => Vec::new(),
+                    None => {
+                        for item in &items {
+                            tally.fail(&item.rel, "not-staged", NOT_STAGED);
+                        }
+                        return;
+                    }
                 };
                 if !self.import {
                     return;
@@ -923,7 +946,11 @@ impl Shared<'_> {
         let one = std::slice::from_ref(&item);
         let mut outcomes = Vec::new();
         let all_staged = (first_id..=last_id).all(|id| self.staged.contains_key(&id));
-        if all_staged && self.import {
+        let available = all_staged
+            || (!self.stage
+                && (first_id..=last_id)
+                    .all(|id| self.staged.contains_key(&id) || self.present(id)));
+        if available && self.import {
             for id in first_id..=last_id {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
@@ -1053,7 +1080,11 @@ impl Shared<'_> {
                 .flatten()
                 .cloned()
                 .collect();
-            if failed.is_empty() || !self.import {
+            if !self.import {
+                return;
+            }
+            if failed.is_empty() {
+                tally.fail(&item.rel, "not-staged", NOT_STAGED);
                 return;
             }
             outcomes.clear();
@@ -1130,6 +1161,11 @@ impl Shared<'_> {
             })?;
         PAYLOAD.with(|b| *b.borrow_mut() = payload);
         Ok(packed)
+    }
+
+    /// Whether package `id` is in this round's container.
+    fn present(&self, id: u64) -> bool {
+        self.container.get(&self.key.key.object_name(id)).is_ok()
     }
 
     /// Imports package `id` and deletes it from staging; or says why it was refused.

@@ -64,6 +64,22 @@ impl Fixture {
         self.run_as(None, args)
     }
 
+    /// Starts `ferry ARGS` in the fixture's root without waiting for it.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        use std::process::Stdio;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        command.args(args).current_dir(self.root()).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ferry")
+    }
+
     /// Runs `ferry ARGS` as another account (`setpriv`, as root), or as this one.
     pub fn run_as(&self, uid: Option<u32>, args: &[&str]) -> Run {
         let ferry = env!("CARGO_BIN_EXE_ferry");

@@ -7,4 +7,5 @@ mod plans;
 mod run;
 mod scan;
 mod schema;
+mod session;
 mod validate;

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::harness::Fixture;
 
-fn plan(settings: &str) -> String {
+pub fn plan(settings: &str) -> String {
     format!(
         "version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {settings}\n"
     )
@@ -72,7 +72,7 @@ fn hostile_tree(f: &Fixture) {
 }
 
 /// Every file and link under `root`, with what must survive the trip.
-fn inventory(root: &Path) -> Vec<(PathBuf, String)> {
+pub fn inventory(root: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -104,7 +104,7 @@ fn inventory(root: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
-fn ferry_temp_files(root: &Path) -> Vec<PathBuf> {
+pub fn ferry_temp_files(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
