@@ -106,6 +106,47 @@ pub enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// Show each task's status, round, progress and last result (from the saved
+    /// sessions; nothing is scanned).
+    #[command(
+        after_help = "Examples:\n  ferry status plans/demo.yaml\n  ferry status plans/demo.yaml --json | jq '.tasks[].status'"
+    )]
+    Status {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// One JSON document on stdout (its shape is versioned: `version`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dry run: what `ferry run` would create, update, skip or refuse as a conflict,
+    /// file by file, with totals. Reads the source and the destination's metadata only.
+    #[command(
+        name = "plan",
+        after_help = "Example:\n  ferry plan plans/demo.yaml --task documents"
+    )]
+    DryRun {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// Only this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+    },
+    /// Forget a task: its session, journals, index, keys, staged data and reports. The
+    /// destination is not touched; the next run starts again at round 1.
+    #[command(after_help = "Example:\n  ferry delete plans/demo.yaml --task documents --yes")]
+    Delete {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// The task to forget.
+        #[arg(long, value_name = "TASK", required = true)]
+        task: String,
+        /// Do not ask (needed when not at a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Which stages `ferry run` performs.

@@ -22,6 +22,8 @@ pub enum Error {
     Output(#[source] std::io::Error),
     #[error(transparent)]
     Lock(#[from] crate::session::lock::LockError),
+    #[error(transparent)]
+    Delete(crate::session::commands::DeleteError),
 }
 
 impl Error {
@@ -32,7 +34,11 @@ impl Error {
             Error::Run(crate::pipeline::run::RunError::Session(
                 crate::session::SessionError::PlanChanged { .. },
             )) => Exit::Usage,
-            Error::Output(_) | Error::Scan(_) | Error::Run(_) | Error::Lock(_) => Exit::Fatal,
+            Error::Output(_)
+            | Error::Scan(_)
+            | Error::Run(_)
+            | Error::Lock(_)
+            | Error::Delete(_) => Exit::Fatal,
         }
     }
 }

@@ -57,6 +57,94 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             Some(stages.into()),
             restart,
         ),
+        Command::Status { plan, json } => {
+            let plan = Plan::load(&plan)?;
+            let status = session::commands::status(&plan).map_err(pipeline::run::RunError::from)?;
+            if json {
+                let mut text = serde_json::to_string_pretty(&status).unwrap_or_default();
+                text.push('\n');
+                print(&text)
+            } else {
+                print(&session::commands::status_text(&status))
+            }
+        }
+        Command::DryRun { plan: path, task } => {
+            let plan = Plan::load(&path)?;
+            let tasks = chosen_tasks(&plan, &path, task.as_deref())?;
+            let threads = pipeline::default_walk_threads();
+            let mut out = String::new();
+            for task in tasks {
+                out.push_str(&session::commands::dry_run(&plan, task, threads)?);
+            }
+            print(&out)
+        }
+        Command::Delete {
+            plan: path,
+            task,
+            yes,
+        } => delete(&path, &task, yes),
+    }
+}
+
+/// `ferry delete`: asks (unless `--yes`), then forgets the task, holding the plan's lock.
+fn delete(path: &std::path::Path, task: &str, yes: bool) -> Result<Exit, Error> {
+    let plan = Plan::load(path)?;
+    let task = chosen_tasks(&plan, path, Some(task))?[0].name.clone();
+    let _lock = session::lock::PlanLock::take(&plan.working_folder.join(&plan.name), &plan.name)?;
+    let folder = session::task_folder(&plan, &task);
+    if !yes {
+        use std::io::IsTerminal as _;
+        if !std::io::stdin().is_terminal() {
+            eprintln!("ferry delete asks before it forgets a task; not at a terminal, say `--yes`");
+            return Ok(Exit::Usage);
+        }
+        eprint!(
+            "Forget task `{task}` of plan `{}`: its state, staged data and reports in {}? [y/N] ",
+            plan.name,
+            folder.display()
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing was deleted");
+            return Ok(Exit::Usage);
+        }
+    }
+    match session::commands::delete(&plan, &task).map_err(Error::Delete)? {
+        Some(folder) => eprintln!("deleted task `{task}`: {}", folder.display()),
+        None => eprintln!("task `{task}` has no state to delete"),
+    }
+    Ok(Exit::Success)
+}
+
+/// The tasks a command works on: the one named (or an error naming the known ones, with
+/// a guess), or all of them in dependency order.
+fn chosen_tasks<'p>(
+    plan: &'p Plan,
+    path: &std::path::Path,
+    only: Option<&str>,
+) -> Result<Vec<&'p plan::Task>, Error> {
+    let Some(name) = only else {
+        return Ok(JobGraph::compile(plan).order().collect());
+    };
+    match plan.tasks.iter().find(|t| t.name == name) {
+        Some(task) => Ok(vec![task]),
+        None => {
+            let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+            let mut known = names
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Some(close) = plan::closest(name, &names) {
+                known.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            Err(Error::UnknownTask {
+                plan: path.display().to_string(),
+                task: name.to_string(),
+                known,
+            })
+        }
     }
 }
 
@@ -93,28 +181,7 @@ fn scan(
 ) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
     let graph = JobGraph::compile(&plan);
-    let tasks: Vec<&plan::Task> = match only {
-        Some(name) => match plan.tasks.iter().find(|t| t.name == name) {
-            Some(task) => vec![task],
-            None => {
-                let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
-                let mut known = names
-                    .iter()
-                    .map(|t| format!("`{t}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if let Some(close) = plan::closest(name, &names) {
-                    known.push_str(&format!(" (did you mean `{close}`?)"));
-                }
-                return Err(Error::UnknownTask {
-                    plan: path.display().to_string(),
-                    task: name.to_string(),
-                    known,
-                });
-            }
-        },
-        None => graph.order().collect(),
-    };
+    let tasks = chosen_tasks(&plan, path, only)?;
     let migrate = |t: &plan::Task| t.settings.mode == plan::raw::Mode::Migrate;
     // Every root is checked before any task starts: a broken mount found late would
     // leave half a plan done.

@@ -343,3 +343,74 @@ fn a_completed_round_leaves_no_key_and_resumes_nothing() {
         run.stderr
     );
 }
+
+#[test]
+fn status_plan_and_delete() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "a");
+    f.file("src/b.txt", "b");
+    f.file("src/c.txt", "c");
+    f.plan(&plan("{}"));
+    let status = f.ferry(&["status", "plan.yaml", "--json"]);
+    status.assert_code(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["tasks"][0]["status"], "queued");
+
+    // Before the first run everything is to create; the dry run touches nothing.
+    let before = f.listing();
+    let dry = f.ferry(&["plan", "plan.yaml"]);
+    dry.assert_code(0);
+    assert!(dry.stdout.contains("create    a.txt"), "{}", dry.stdout);
+    assert_eq!(f.listing(), before);
+
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let text = f.ferry(&["status", "plan.yaml"]);
+    text.assert_code(0);
+    assert!(text.stdout.contains("completed"), "{}", text.stdout);
+    assert!(text.stdout.contains("R1 ended"), "{}", text.stdout);
+
+    let later = SystemTime::now() + Duration::from_secs(10);
+    let file = fs::File::create(f.path("src/a.txt")).unwrap();
+    file.write_all_at(b"a, changed", 0).unwrap();
+    file.set_modified(later).unwrap();
+    let file = fs::File::create(f.path("dest/b.txt")).unwrap();
+    file.write_all_at(b"b, edited at the destination", 0)
+        .unwrap();
+    file.set_modified(later).unwrap();
+    let file = fs::File::create(f.path("src/b.txt")).unwrap();
+    file.write_all_at(b"b, changed at the source too", 0)
+        .unwrap();
+    file.set_modified(later).unwrap();
+    f.file("src/d.txt", "d");
+    let dry = f.ferry(&["plan", "plan.yaml", "--task", "t"]);
+    dry.assert_code(0);
+    let listed: Vec<&str> = dry.stdout.lines().skip(1).take(3).collect();
+    assert_eq!(
+        listed,
+        ["update    a.txt", "conflict  b.txt", "create    d.txt"],
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("skip             1 items"),
+        "{}",
+        dry.stdout
+    );
+
+    // Delete asks; without a terminal it needs --yes.
+    f.ferry(&["delete", "plan.yaml", "--task", "t"])
+        .assert_code(2);
+    assert!(f.path("state/p/t").exists());
+    f.ferry(&["delete", "plan.yaml", "--task", "t", "--yes"])
+        .assert_code(0);
+    assert!(!f.path("state/p/t").exists());
+    let json: serde_json::Value =
+        serde_json::from_str(&f.ferry(&["status", "plan.yaml", "--json"]).stdout).unwrap();
+    assert_eq!(json["tasks"][0]["round"], 0);
+    assert!(
+        f.ferry(&["delete", "plan.yaml", "--task", "nope", "--yes"])
+            .stderr
+            .contains("no task named `nope`")
+    );
+}
