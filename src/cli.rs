@@ -105,6 +105,10 @@ pub enum Command {
         /// and start a new one; what it already moved is kept.
         #[arg(long)]
         restart: bool,
+        /// With `deletions: mirror`, delete at the destination even more than
+        /// `max_delete` allows.
+        #[arg(long)]
+        force: bool,
     },
     /// Show each task's status, round, progress and last result (from the saved
     /// sessions; nothing is scanned).

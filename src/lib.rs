@@ -43,19 +43,21 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             plan,
             task,
             workers,
-        } => scan(&plan, task.as_deref(), workers, None, false),
+        } => scan(&plan, task.as_deref(), workers, None, false, false),
         Command::Run {
             plan,
             task,
             workers,
             stages,
             restart,
+            force,
         } => scan(
             &plan,
             task.as_deref(),
             workers,
             Some(stages.into()),
             restart,
+            force,
         ),
         Command::Status { plan, json } => {
             let plan = Plan::load(&plan)?;
@@ -178,6 +180,7 @@ fn scan(
     workers: Option<u16>,
     run: Option<pipeline::run::Stages>,
     restart: bool,
+    force: bool,
 ) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
     let graph = JobGraph::compile(&plan);
@@ -234,7 +237,11 @@ fn scan(
                     return Ok(scanned.readiness == report::scan::Readiness::NotReady);
                 }
             };
-            let control = pipeline::run::Control { restart, stop };
+            let control = pipeline::run::Control {
+                restart,
+                stop,
+                force,
+            };
             let done = pipeline::run::run_task(
                 &plan,
                 task,

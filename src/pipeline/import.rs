@@ -68,6 +68,17 @@ pub enum Outcome {
     },
 }
 
+/// What became of a mirrored deletion.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Already gone.
+    Gone,
+    /// Not what ferry put there (someone changed it, or a folder is not empty): kept.
+    Changed,
+    Failed(String),
+}
+
 /// The split of a record's path into safe components, or why it is unsafe.
 pub fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, String> {
     let shown = || crate::report::escape(OsStr::from_bytes(path)).into_owned();
@@ -390,6 +401,61 @@ impl Destination {
             .map_err(errno)?;
         }
         Ok(())
+    }
+
+    /// Removes the item at `path` (a source deletion mirrored), if it is still what
+    /// ferry put there (`known`); a folder only when empty. Never follows a symlink on
+    /// the way.
+    pub fn remove(&self, path: &Path, known: &crate::session::index::Indexed) -> Removal {
+        let bytes = path.as_os_str().as_bytes();
+        let Ok(parts) = safe_components(bytes) else {
+            return Removal::Failed("unsafe path".into());
+        };
+        let mut dir: Option<OwnedFd> = None;
+        for part in &parts[..parts.len() - 1] {
+            let at = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
+            match rustix::fs::openat(
+                at,
+                OsStr::from_bytes(part),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => dir = Some(fd),
+                Err(rustix::io::Errno::NOENT) => return Removal::Gone,
+                Err(e) => return Removal::Failed(errno(e).to_string()),
+            }
+        }
+        let at = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
+        let name = OsStr::from_bytes(parts[parts.len() - 1]);
+        let st = match rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Removal::Gone,
+            Err(e) => return Removal::Failed(errno(e).to_string()),
+        };
+        let is_dir =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        if known.kind == KIND_FOLDER {
+            if !is_dir {
+                return Removal::Changed;
+            }
+            return match rustix::fs::unlinkat(at, name, AtFlags::REMOVEDIR) {
+                Ok(()) => Removal::Removed,
+                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Removal::Changed,
+                Err(e) => Removal::Failed(errno(e).to_string()),
+            };
+        }
+        let mtime_ns = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+        if is_dir
+            || (known.kind == KIND_FILE
+                && (st.st_size as u64 != known.size || mtime_ns != known.dest_mtime_ns))
+        {
+            return Removal::Changed;
+        }
+        match rustix::fs::unlinkat(at, name, AtFlags::empty()) {
+            Ok(()) => Removal::Removed,
+            Err(rustix::io::Errno::NOENT) => Removal::Gone,
+            Err(e) => Removal::Failed(errno(e).to_string()),
+        }
     }
 
     /// Replaces the folders whose modes and times [`Destination::finish`] applies:

@@ -34,6 +34,7 @@ use super::scan::{ScanError, Status};
 use crate::crypto::envelope::{self, Expect, FLAG_ZSTD, OpenError, Seal};
 use crate::crypto::keyfile::{KeyFile, KeyFileError};
 use crate::crypto::{ContainerKey, RandomError};
+use crate::plan::raw::Deletions;
 use crate::plan::{Plan, Task};
 use crate::session::index::{Index, Indexed};
 use crate::session::journal::{self, Entry, ItemRecord, ItemResult, Journal};
@@ -99,6 +100,9 @@ pub struct TaskRun {
     pub handed_over: Option<PathBuf>,
     /// Stray temporary files of an interrupted run, removed from the destination.
     pub cleaned: u64,
+    /// Items deleted at the destination because the source no longer has them
+    /// (`deletions: mirror`).
+    pub deleted: u64,
 }
 
 impl TaskRun {
@@ -114,6 +118,8 @@ pub struct Control<'a> {
     pub restart: bool,
     /// Set by the first SIGINT/SIGTERM: start no new work, finish what is in flight.
     pub stop: &'a AtomicBool,
+    /// Mirror deletions beyond `max_delete`.
+    pub force: bool,
 }
 
 /// The hand-over note between a staging run and an importing one.
@@ -131,6 +137,13 @@ struct Scanned {
     items: u64,
     bytes: u64,
     unchanged: u64,
+    /// With `deletions: mirror`: what ferry put at the destination that the source no
+    /// longer has (destination paths), deepest first.
+    #[serde(default)]
+    deletions: Vec<PathBuf>,
+    /// Items in the index when the round began (the base of `max_delete.percent`).
+    #[serde(default)]
+    indexed: u64,
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunError + 'a {
@@ -239,6 +252,70 @@ fn abandon(
     session.status = SessionStatus::Completed;
     session.save(folder)?;
     Ok(())
+}
+
+/// Mirrors the round's source deletions at the destination, within `max_delete` unless
+/// `force`; returns how many items were deleted. Whatever is deleted (or found changed
+/// by someone else, and so no longer ferry's) leaves the index.
+fn mirror_deletions(
+    task: &Task,
+    scanned: &Scanned,
+    destination: &Destination,
+    index: &mut Index,
+    force: bool,
+    failures: &mut BTreeMap<String, (u64, Vec<String>)>,
+) -> u64 {
+    let n = scanned.deletions.len() as u64;
+    if n == 0 {
+        return 0;
+    }
+    let cap = task.settings.max_delete;
+    let over_items = n > cap.items;
+    let over_percent = n * 100 > u64::from(cap.percent) * scanned.indexed.max(1);
+    if (over_items || over_percent) && !force {
+        record_failure(
+            failures,
+            "delete-capped",
+            Path::new("(deletions)"),
+            &format!(
+                "{n} items are gone from the source, more than `max_delete` allows ({} items, {}% of {}); nothing was deleted. Check the source, then run with `--force` to mirror them",
+                cap.items, cap.percent, scanned.indexed
+            ),
+        );
+        return 0;
+    }
+    let mut deleted = 0;
+    for path in &scanned.deletions {
+        let key = path.as_os_str().as_bytes();
+        let Some(known) = index.items.get(key).copied() else {
+            continue;
+        };
+        match destination.remove(path, &known) {
+            super::import::Removal::Removed => {
+                deleted += 1;
+                index.items.remove(key);
+            }
+            super::import::Removal::Gone => {
+                index.items.remove(key);
+            }
+            super::import::Removal::Changed => {
+                index.items.remove(key);
+                record_failure(
+                    failures,
+                    "destination-changed",
+                    path,
+                    "gone from the source, but changed at the destination since ferry wrote it (or a folder that is not empty); it was kept",
+                );
+            }
+            super::import::Removal::Failed(e) => record_failure(
+                failures,
+                "delete-failed",
+                path,
+                &format!("cannot delete: {e}"),
+            ),
+        }
+    }
+    deleted
 }
 
 /// Runs one task's stages: a new round, or the rest of an unfinished one.
@@ -350,7 +427,17 @@ fn run_round(
                 .map_err(io_error("write the item list", &items_path))?;
             let mut unchanged = 0u64;
             let mut bytes = 0u64;
+            let mirror = task.settings.deletions == Deletions::Mirror;
+            // What the index has and the scan does not see is gone from the source.
+            let mut unseen: HashSet<&[u8]> = if mirror {
+                index.items.keys().map(Vec::as_slice).collect()
+            } else {
+                HashSet::new()
+            };
             let scan = super::scan_task_with(plan, task, round, walk_threads, &mut |entry| {
+                if mirror {
+                    unseen.remove(entry.dest.as_os_str().as_bytes());
+                }
                 if entry.status == Status::Migrate
                     && let Some(item) = Item::from_entry(entry)
                 {
@@ -374,11 +461,23 @@ fn run_round(
                 .finish()
                 .map_err(io_error("write the item list", &items_path))?;
             run.scan = Some(scan);
+            let mut deletions: Vec<PathBuf> = unseen
+                .into_iter()
+                .map(|p| PathBuf::from(OsStr::from_bytes(p)))
+                .collect();
+            deletions.sort_by(|a, b| {
+                b.components()
+                    .count()
+                    .cmp(&a.components().count())
+                    .then_with(|| a.cmp(b))
+            });
             let scanned = Scanned {
                 version: 1,
                 items,
                 bytes,
                 unchanged,
+                deletions,
+                indexed: index.items.len() as u64,
             };
             let text = serde_json::to_vec_pretty(&scanned).unwrap_or_default();
             crate::report::write_atomic(&scanned_path, &text).map_err(|e| RunError::Io {
@@ -610,6 +709,16 @@ fn run_round(
         )
         .map_err(SessionError::from)?;
         fold(&mut index, &loaded.entries);
+        if let Some(destination) = &destination {
+            run.deleted = mirror_deletions(
+                task,
+                &scanned,
+                destination,
+                &mut index,
+                control.force,
+                &mut run.failures,
+            );
+        }
         index.save(&index_path).map_err(SessionError::from)?;
         let _ = container.remove();
         let _ = fs::remove_file(&key_path);
@@ -623,7 +732,7 @@ fn run_round(
             bytes: run.imported_bytes,
             unchanged: run.unchanged + run.unchanged_since_last_round,
             failed: run.failed(),
-            deleted: 0,
+            deleted: run.deleted,
         });
         session.save(folder)?;
     } else {
@@ -1224,13 +1333,14 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "run {}: imported {} item{} ({}) into {}; {} already up to date; {} failed",
+                "run {}: imported {} item{} ({}) into {}; {} already up to date; {} deleted; {} failed",
                 task.name,
                 run.imported_items,
                 if run.imported_items == 1 { "" } else { "s" },
                 bytesize::ByteSize(run.imported_bytes).display().iec(),
                 crate::report::escape_path(&task.destination),
                 run.unchanged,
+                run.deleted,
                 run.failed()
             );
         }

@@ -22,7 +22,7 @@ pub use diagnostic::{Diagnostic, Place};
 pub use raw::StagingKind;
 pub(crate) use schema::closest;
 pub use schema::schema_json;
-pub use settings::{Filters, PackageSettings, Preserve, Retries, Settings};
+pub use settings::{Filters, MaxDelete, PackageSettings, Preserve, Retries, Settings};
 pub use units::{Date, Duration, Size};
 
 /// A validated plan: paths absolute, variables expanded, settings resolved per task.

@@ -127,6 +127,12 @@ pub struct RawSettings {
     #[serde(default)]
     #[schemars(with = "Deletions")]
     pub deletions: Option<Deletions>,
+    /// With `deletions: mirror`, the most a round may delete at the destination
+    /// without `--force`: a round that would delete more stops before deleting
+    /// anything.
+    #[serde(default)]
+    #[schemars(with = "RawMaxDelete")]
+    pub max_delete: Option<RawMaxDelete>,
     /// Symbolic links: `skip` (default, reported), `copy-link` (as links), or `follow`
     /// (links inside the source only).
     #[serde(default)]
@@ -234,6 +240,20 @@ pub struct RawPackage {
     #[serde(default)]
     #[schemars(with = "u8", range(min = 1, max = 19))]
     pub compression_level: Option<u8>,
+}
+
+/// The cap on a round's mirrored deletions; both limits apply.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaxDelete {
+    /// Items. Default: 1000.
+    #[serde(default)]
+    #[schemars(with = "u64", range(min = 0))]
+    pub items: Option<u64>,
+    /// Percent of the items ferry has put at the destination, 0 to 100. Default: 10.
+    #[serde(default)]
+    #[schemars(with = "u8", range(min = 0, max = 100))]
+    pub percent: Option<u8>,
 }
 
 /// Retries of transient failures.

@@ -24,6 +24,7 @@ pub struct Settings {
     pub case_collisions: CaseCollisions,
     pub conflicts: Conflicts,
     pub deletions: Deletions,
+    pub max_delete: MaxDelete,
     pub symlinks: Symlinks,
     pub preserve: Preserve,
     pub package: PackageSettings,
@@ -56,6 +57,12 @@ pub struct PackageSettings {
     pub max_size: Size,
     pub max_files: u32,
     pub compression_level: u8,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MaxDelete {
+    pub items: u64,
+    pub percent: u8,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -97,6 +104,18 @@ impl Settings {
             case_collisions: raw.case_collisions.unwrap_or(CaseCollisions::Skip),
             conflicts: raw.conflicts.unwrap_or(Conflicts::KeepDestinationChanges),
             deletions: raw.deletions.unwrap_or(Deletions::Keep),
+            max_delete: MaxDelete {
+                items: raw
+                    .max_delete
+                    .as_ref()
+                    .and_then(|m| m.items)
+                    .unwrap_or(1000),
+                percent: raw
+                    .max_delete
+                    .as_ref()
+                    .and_then(|m| m.percent)
+                    .unwrap_or(10),
+            },
             symlinks: raw.symlinks.unwrap_or(Symlinks::Skip),
             preserve: Preserve {
                 mtime: preserve.mtime.unwrap_or(true),

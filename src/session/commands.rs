@@ -1,6 +1,8 @@
 //! `ferry status`, `ferry plan` and `ferry delete`: what the sessions say, what a run
 //! would do, and forgetting a task.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
@@ -14,7 +16,7 @@ use super::index::Index;
 use super::{Session, SessionError, Status, task_folder};
 use crate::pipeline::packer::{Item, ItemKind};
 use crate::pipeline::scan::{self, ScanError};
-use crate::plan::raw::Conflicts;
+use crate::plan::raw::{Conflicts, Deletions};
 use crate::plan::{Plan, Task};
 
 /// One task's line of `ferry status`.
@@ -129,6 +131,8 @@ pub enum Action {
     Update,
     Skip,
     Conflict,
+    /// Gone from the source (`deletions: mirror`).
+    Delete,
 }
 
 impl Action {
@@ -138,6 +142,7 @@ impl Action {
             Action::Update => "update",
             Action::Skip => "skip",
             Action::Conflict => "conflict",
+            Action::Delete => "delete",
         }
     }
 }
@@ -152,10 +157,19 @@ pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, ScanE
         })
     })?;
     let mut lines = String::new();
-    let mut counts = [0u64; 4];
-    let mut bytes = [0u64; 4];
+    let mut counts = [0u64; 5];
+    let mut bytes = [0u64; 5];
     let now = jiff::Timestamp::now().as_nanosecond();
+    let mirror = task.settings.deletions == Deletions::Mirror;
+    let mut unseen: HashSet<&[u8]> = if mirror {
+        index.items.keys().map(Vec::as_slice).collect()
+    } else {
+        HashSet::new()
+    };
     scan::scan(task, threads, now, &mut |entry| {
+        if mirror {
+            unseen.remove(entry.dest.as_os_str().as_bytes());
+        }
         if entry.status != scan::Status::Migrate {
             return Ok(());
         }
@@ -185,12 +199,30 @@ pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, ScanE
         crate::report::escape_path(&task.destination)
     );
     out.push_str(&lines);
-    for action in [
+    let mut gone: Vec<&[u8]> = unseen.into_iter().collect();
+    gone.sort_unstable();
+    for path in gone {
+        counts[Action::Delete as usize] += 1;
+        if let Some(known) = index.items.get(path)
+            && known.kind == crate::pipeline::package::KIND_FILE
+        {
+            bytes[Action::Delete as usize] += known.size;
+        }
+        let _ = writeln!(
+            out,
+            "{:<8}  {}",
+            Action::Delete.word(),
+            crate::report::escape(OsStr::from_bytes(path))
+        );
+    }
+    let actions = [
         Action::Create,
         Action::Update,
         Action::Skip,
         Action::Conflict,
-    ] {
+        Action::Delete,
+    ];
+    for action in actions {
         let _ = writeln!(
             out,
             "  {:<8} {:>9} items  {:>10}",

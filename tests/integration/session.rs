@@ -414,3 +414,53 @@ fn status_plan_and_delete() {
             .contains("no task named `nope`")
     );
 }
+
+#[test]
+fn mirror_deletes_what_the_source_lost_within_the_cap() {
+    let f = Fixture::new();
+    for i in 0..10 {
+        f.file(&format!("src/keep/k{i}.txt"), "keep");
+    }
+    f.file("src/gone/a.txt", "a");
+    f.file("src/gone/b.txt", "b");
+    f.file("src/edited.txt", "e");
+    let mirror = "{ deletions: mirror, max_delete: { items: 2, percent: 50 } }";
+    f.plan(&plan(mirror));
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    fs::remove_dir_all(f.path("src/gone")).unwrap();
+    fs::remove_file(f.path("src/edited.txt")).unwrap();
+    let later = SystemTime::now() + Duration::from_secs(10);
+    let file = fs::File::create(f.path("dest/edited.txt")).unwrap();
+    file.write_all_at(b"edited at the destination", 0).unwrap();
+    file.set_modified(later).unwrap();
+
+    let dry = f.ferry(&["plan", "plan.yaml"]);
+    for line in [
+        "delete    edited.txt",
+        "delete    gone",
+        "delete    gone/a.txt",
+    ] {
+        assert!(dry.stdout.contains(line), "{line}: {}", dry.stdout);
+    }
+    // Four items are gone: over the cap of two, so nothing is deleted.
+    let capped = f.ferry(&["run", "plan.yaml"]);
+    capped.assert_code(1);
+    assert!(capped.stderr.contains("delete-capped"), "{}", capped.stderr);
+    assert!(f.path("dest/gone/a.txt").exists());
+    // With --force they go, but not the file someone edited at the destination.
+    let forced = f.ferry(&["run", "plan.yaml", "--force"]);
+    forced.assert_code(1);
+    assert!(forced.stderr.contains("3 deleted"), "{}", forced.stderr);
+    assert!(
+        forced.stderr.contains("destination-changed"),
+        "{}",
+        forced.stderr
+    );
+    assert!(!f.path("dest/gone").exists());
+    assert!(f.path("dest/edited.txt").exists());
+    assert_eq!(fs::read_dir(f.path("dest/keep")).unwrap().count(), 10);
+    // Nothing left to mirror.
+    let again = f.ferry(&["run", "plan.yaml"]);
+    again.assert_code(0);
+    assert!(again.stderr.contains("0 deleted"), "{}", again.stderr);
+}
