@@ -496,6 +496,30 @@ fn run_round(
         bytes: scanned.bytes,
     });
 
+    // Nothing new, changed or gone: the round is complete as it is (no key, container,
+    // journal or destination to open — a no-change re-run costs little more than the scan).
+    if stages.stage
+        && stages.import
+        && scanned.items == 0
+        && scanned.deletions.is_empty()
+        && !state.join("journal").exists()
+    {
+        let _ = fs::remove_file(&key_path);
+        session.status = SessionStatus::Completed;
+        session.dirty = false;
+        session.last_result = Some(session::LastResult {
+            round,
+            ended_at: session::now_text(),
+            imported: 0,
+            bytes: 0,
+            unchanged: scanned.unchanged,
+            failed: 0,
+            deleted: 0,
+        });
+        session.save(folder)?;
+        return Ok(run);
+    }
+
     // The round's key: the one it started with while it is valid, else a new one (and
     // a new container): what was staged under the old one is staged again.
     let key = match KeyFile::read(&key_path, now()) {
