@@ -22,3 +22,8 @@ bench name="" *args="":
 # Run exactly what CI runs.
 ci:
     bash .ci/run
+
+# Kill `ferry run` at random points over and over (default 200 times) on a generated
+# tree, let it complete, then check the destination against the source.
+soak kills="200":
+    bash benches/soak.sh {{kills}}
