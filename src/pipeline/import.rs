@@ -271,16 +271,12 @@ impl Destination {
         conflict(self, path, why)
     }
 
-    /// The stamp of a file just given its metadata: the destination's time is the
-    /// source's when `preserve.mtime`, else whatever the filesystem set.
+    /// The stamp of a file just given its metadata: the time the filesystem actually
+    /// keeps (a coarse one rounds the source's).
     fn stamp(&self, fd: impl AsFd, record: &Record, hash: [u8; 32]) -> Stamp {
-        let dest_mtime_ns = if self.preserve.mtime {
-            record_time_ns(record)
-        } else {
-            rustix::fs::fstat(&fd).map_or(0, |st| {
-                st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64
-            })
-        };
+        let dest_mtime_ns = rustix::fs::fstat(&fd).map_or(record_time_ns(record), |st| {
+            st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64
+        });
         Stamp {
             hash,
             dest_mtime_ns,
@@ -820,13 +816,26 @@ struct Found {
 /// The destination's file at `name`, if any, against the record's size and time.
 fn existing(dir: &OwnedFd, name: &[u8], record: &Record) -> Option<Found> {
     let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let mtime_ns = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
     Some(Found {
         same: st.st_size as u64 == record.size
-            && st.st_mtime == record.mtime_sec
-            && st.st_mtime_nsec as u32 == record.mtime_nsec,
+            && same_time(i128::from(mtime_ns), i128::from(record_time_ns(record))),
         size: st.st_size as u64,
-        mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+        mtime_ns,
     })
+}
+
+/// Whether a destination time is the source's, within the destination's precision: the
+/// same, or the source's rounded (down or up) to a microsecond, millisecond, second or
+/// two seconds (FAT), as filesystems and network shares with coarser clocks keep it.
+pub fn same_time(dest_ns: i128, source_ns: i128) -> bool {
+    dest_ns == source_ns
+        || [1_000, 1_000_000, 1_000_000_000, 2_000_000_000]
+            .iter()
+            .any(|&unit: &i128| {
+                let down = source_ns - source_ns.rem_euclid(unit);
+                dest_ns == down || dest_ns == down + unit
+            })
 }
 
 /// BLAKE3 of the destination's file at `name` (`verify: all`).
@@ -1348,6 +1357,17 @@ mod tests {
             import_stream(&dest, stream(&[record(b"ok/a.txt", b"yes")]).as_slice()).unwrap();
         assert!(matches!(outcomes[..], [Outcome::Imported { .. }]));
         assert_eq!(fs::read(dest_path.join("ok/a.txt")).unwrap(), b"yes");
+    }
+
+    #[test]
+    fn times_match_within_the_destinations_precision() {
+        let t = 1_700_000_000_123_456_789i128;
+        assert!(same_time(t, t));
+        assert!(same_time(1_700_000_000_123_456_000, t));
+        assert!(same_time(1_700_000_000_000_000_000, t));
+        assert!(same_time(1_700_000_002_000_000_000, t));
+        assert!(!same_time(t + 1, t));
+        assert!(!same_time(1_700_000_003_000_000_000, t));
     }
 
     #[test]

@@ -262,7 +262,10 @@ fn action(index: &Index, task: &Task, item: &Item) -> Action {
     if source_same && ours {
         return Action::Skip;
     }
-    if known.is_none() && found.len() == item.meta.size && found_ns == item.meta.mtime_ns {
+    if known.is_none()
+        && found.len() == item.meta.size
+        && crate::pipeline::import::same_time(found_ns, item.meta.mtime_ns)
+    {
         return Action::Skip;
     }
     if ours || task.settings.conflicts == Conflicts::Overwrite {
