@@ -245,7 +245,7 @@ fn abandon(
     if let Ok(key) = KeyFile::read(&key_path, i64::MIN)
         && let Ok(container) = LocalContainer::open(&plan.staging.path, &hex(&key.container_id))
     {
-        let _ = container.remove();
+        let _ = container.discard();
     }
     let _ = fs::remove_file(&key_path);
     let _ = fs::remove_file(state.join("staged.json"));
@@ -535,7 +535,7 @@ fn run_round(
                         && let Ok(c) =
                             LocalContainer::open(&plan.staging.path, &hex(&old.container_id))
                     {
-                        let _ = c.remove();
+                        let _ = c.discard();
                     }
                     let _ = fs::remove_file(&key_path);
                 } else {

@@ -300,7 +300,7 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
                 if let Ok(c) =
                     crate::staging::local::LocalContainer::open(&plan.staging.path, &name)
                 {
-                    let _ = c.remove();
+                    let _ = c.discard();
                 }
             }
         }

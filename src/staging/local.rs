@@ -69,6 +69,15 @@ impl LocalContainer {
     }
 }
 
+impl LocalContainer {
+    /// Deletes the container with whatever it holds: staged data whose key is being
+    /// thrown away (expired, or its round abandoned or forgotten) can never be opened.
+    pub fn discard(self) -> io::Result<()> {
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))?;
+        fs::remove_dir_all(&self.path)
+    }
+}
+
 fn check_name(name: &str) -> io::Result<()> {
     let fine = !name.is_empty()
         && name.len() <= 128

@@ -464,3 +464,26 @@ fn mirror_deletes_what_the_source_lost_within_the_cap() {
     again.assert_code(0);
     assert!(again.stderr.contains("0 deleted"), "{}", again.stderr);
 }
+
+#[test]
+fn a_staged_round_whose_key_expired_is_staged_again_under_a_new_key() {
+    let f = Fixture::new();
+    tree(&f);
+    f.plan(&plan(SMALL_PACKAGES));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let key = f.path("state/p/t/keys/R1.key");
+    let mut stored: serde_json::Value = serde_json::from_slice(&fs::read(&key).unwrap()).unwrap();
+    let old_container = stored["container_id"].as_str().unwrap().to_string();
+    stored["expires_at"] = serde_json::json!(1);
+    fs::write(&key, serde_json::to_vec(&stored).unwrap()).unwrap();
+    // The importing role alone cannot use it.
+    let refused = f.ferry(&["run", "plan.yaml", "--stages", "import"]);
+    refused.assert_code(5);
+    assert!(refused.stderr.contains("expired"), "{}", refused.stderr);
+    // A run that also stages packages the round again under a new key and container.
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    assert!(!f.path("state/staging").join(&old_container).exists());
+    assert_eq!(session(&f)["round"], 1);
+}
