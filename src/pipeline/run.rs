@@ -36,6 +36,7 @@ use crate::crypto::keyfile::{KeyFile, KeyFileError};
 use crate::crypto::{ContainerKey, RandomError};
 use crate::plan::raw::Deletions;
 use crate::plan::{Plan, Task};
+use crate::report::round::{ItemReport, RoundIds, RoundSummary, ScanCounts};
 use crate::session::index::{Index, Indexed};
 use crate::session::journal::{self, Entry, ItemRecord, ItemResult, Journal};
 use crate::session::{self, Session, SessionError, Status as SessionStatus};
@@ -144,6 +145,9 @@ struct Scanned {
     /// Items in the index when the round began (the base of `max_delete.percent`).
     #[serde(default)]
     indexed: u64,
+    /// The scan's counters, for the round's reports.
+    #[serde(default)]
+    counts: ScanCounts,
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunError + 'a {
@@ -176,9 +180,10 @@ fn unchanged_since(index: &Index, item: &Item) -> bool {
         .items
         .get(item.rel.as_os_str().as_bytes())
         .is_some_and(|known| {
+            // A folder is there or not: its size and time change with its contents.
             known.kind == kind_code(&item.kind)
-                && known.size == item.meta.size
-                && (known.mtime_ns == item.meta.mtime_ns || known.kind == package::KIND_FOLDER)
+                && (known.kind == package::KIND_FOLDER
+                    || (known.size == item.meta.size && known.mtime_ns == item.meta.mtime_ns))
         })
 }
 
@@ -188,8 +193,6 @@ fn fold(index: &mut Index, entries: &[Entry]) {
         if let Entry::Imported { items, .. } = entry {
             for record in items {
                 if let ItemResult::Done {
-                    kind,
-                    size,
                     mtime_ns,
                     hash,
                     dest_mtime_ns,
@@ -199,8 +202,8 @@ fn fold(index: &mut Index, entries: &[Entry]) {
                     index.items.insert(
                         record.path.clone(),
                         Indexed {
-                            kind,
-                            size,
+                            kind: record.kind,
+                            size: record.size,
                             mtime_ns,
                             hash,
                             dest_mtime_ns,
@@ -460,6 +463,16 @@ fn run_round(
             let items = writer
                 .finish()
                 .map_err(io_error("write the item list", &items_path))?;
+            let counts = ScanCounts {
+                scanned: scan.totals.items,
+                folders: scan.totals.folders,
+                files: scan.totals.files,
+                items_with_issues: scan.totals.items_with_issues,
+                filtered: scan.totals.filtered,
+                to_migrate: items,
+                bytes_to_migrate: bytes,
+                unchanged,
+            };
             run.scan = Some(scan);
             let mut deletions: Vec<PathBuf> = unseen
                 .into_iter()
@@ -478,6 +491,7 @@ fn run_round(
                 unchanged,
                 deletions,
                 indexed: index.items.len() as u64,
+                counts,
             };
             let text = serde_json::to_vec_pretty(&scanned).unwrap_or_default();
             crate::report::write_atomic(&scanned_path, &text).map_err(|e| RunError::Io {
@@ -498,11 +512,20 @@ fn run_round(
 
     // Nothing new, changed or gone: the round is complete as it is (no key, container,
     // journal or destination to open — a no-change re-run costs little more than the scan).
+    let reports = folder.join("reports").join(format!("R{round}"));
+    let ids = RoundIds {
+        round,
+        task: task.name.clone(),
+        device: super::device_name(),
+        destination: task.destination.clone(),
+    };
+    let journal_path = state.join("journal");
+    let binding = journal::binding(&plan.name, &task.name, round);
     if stages.stage
         && stages.import
         && scanned.items == 0
         && scanned.deletions.is_empty()
-        && !state.join("journal").exists()
+        && !journal_path.exists()
     {
         let _ = fs::remove_file(&key_path);
         session.status = SessionStatus::Completed;
@@ -517,6 +540,21 @@ fn run_round(
             deleted: 0,
         });
         session.save(folder)?;
+        let empty = ItemReport::start(&reports, ids.clone(), &[]).map_err(report_error)?;
+        round_reports(
+            plan,
+            task,
+            session,
+            &scanned,
+            &run,
+            "completed",
+            Some(empty),
+            &[],
+            &journal_path,
+            binding,
+            &ids,
+            &reports,
+        )?;
         return Ok(run);
     }
 
@@ -563,11 +601,7 @@ fn run_round(
     )?;
 
     // The journal: what earlier runs of this round made durable.
-    let (journal, loaded) = Journal::open(
-        &state.join("journal"),
-        journal::binding(&plan.name, &task.name, round),
-    )
-    .map_err(SessionError::from)?;
+    let (journal, loaded) = Journal::open(&journal_path, binding).map_err(SessionError::from)?;
     let mut done: HashSet<u64> = HashSet::new();
     let mut staged: HashMap<u64, Vec<ItemRecord>> = HashMap::new();
     let mut tally = Tally::default();
@@ -609,7 +643,15 @@ fn run_round(
     session.status = SessionStatus::Running;
     session.save(folder)?;
 
+    let items_report = if stages.import {
+        Some(ItemReport::start(&reports, ids.clone(), &loaded.entries).map_err(report_error)?)
+    } else {
+        None
+    };
+    let unjournaled = Mutex::new(Vec::new());
     let shared = Shared {
+        items_report: items_report.as_ref(),
+        unjournaled: &unjournaled,
         task,
         key: &key,
         container: &container,
@@ -717,9 +759,25 @@ fn run_round(
     session.progress.failed = tally.failed();
     session.progress.packages_done = tally.packages + run.packages_done_before;
     run.failures = tally.failures;
+    let unjournaled = unjournaled.into_inner().unwrap_or_else(|e| e.into_inner());
     if interrupted {
         session.status = SessionStatus::Paused;
         session.save(folder)?;
+        drop(journal);
+        round_reports(
+            plan,
+            task,
+            session,
+            &scanned,
+            &run,
+            "paused",
+            items_report,
+            &unjournaled,
+            &journal_path,
+            binding,
+            &ids,
+            &reports,
+        )?;
         return Ok(run);
     }
     if stages.import {
@@ -775,7 +833,112 @@ fn run_round(
         session.save(folder)?;
         run.handed_over = Some(key_path);
     }
+    let status = if stages.import { "completed" } else { "staged" };
+    round_reports(
+        plan,
+        task,
+        session,
+        &scanned,
+        &run,
+        status,
+        items_report,
+        &unjournaled,
+        &journal_path,
+        binding,
+        &ids,
+        &reports,
+    )?;
     Ok(run)
+}
+
+fn report_error(e: crate::report::ReportError) -> RunError {
+    RunError::Io {
+        what: "write the round's reports in",
+        path: e.path,
+        source: e.source,
+    }
+}
+
+/// Writes the round's reports at the end of a run: the round summary (`round.json`),
+/// `ItemSummary_R<n>.csv` and `ItemFailureReport_R<n>.csv`, from the journal (every
+/// run of the round) and this run's failures that no journal record holds.
+#[expect(clippy::too_many_arguments, reason = "a round's every fact")]
+fn round_reports(
+    plan: &Plan,
+    task: &Task,
+    session: &Session,
+    scanned: &Scanned,
+    run: &TaskRun,
+    status: &str,
+    items_report: Option<ItemReport>,
+    unjournaled: &[(Option<u64>, ItemRecord)],
+    journal_path: &Path,
+    binding: [u8; 32],
+    ids: &RoundIds,
+    folder: &Path,
+) -> Result<(), RunError> {
+    if let Some(report) = items_report {
+        report.finish().map_err(report_error)?;
+    }
+    let entries = match journal_path
+        .exists()
+        .then(|| Journal::open(journal_path, binding))
+    {
+        Some(Ok((_, loaded))) => loaded.entries,
+        _ => Vec::new(),
+    };
+    let mut records: Vec<(Option<u64>, &ItemRecord)> = Vec::new();
+    for entry in &entries {
+        match entry {
+            Entry::Imported { first, items, .. } => {
+                records.extend(items.iter().map(|r| (Some(*first), r)));
+            }
+            Entry::Staged { package, items, .. } if status == "staged" => {
+                records.extend(items.iter().map(|r| (Some(*package), r)));
+            }
+            Entry::Staged { .. } => {}
+        }
+    }
+    records.extend(unjournaled.iter().map(|(p, r)| (*p, r)));
+    crate::report::round::write_failures(folder, ids, &records).map_err(report_error)?;
+    let ended = jiff::Timestamp::now();
+    let started = session
+        .round_started_at
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .unwrap_or(ended);
+    let seconds = u64::try_from(ended.as_second() - started.as_second()).unwrap_or(0);
+    let (stages, failures) = RoundSummary::stages(
+        &scanned.counts,
+        run.imported_items,
+        run.unchanged,
+        run.deleted,
+        &run.failures,
+    );
+    let summary = RoundSummary {
+        version: crate::report::round::ROUND_SUMMARY_VERSION,
+        plan: plan.name.clone(),
+        task: task.name.clone(),
+        round: ids.round,
+        status: status.to_string(),
+        source: crate::report::escape_path(&task.source).into_owned(),
+        destination: crate::report::escape_path(&task.destination).into_owned(),
+        device: ids.device.clone(),
+        started_at: started
+            .round(jiff::Unit::Second)
+            .unwrap_or(started)
+            .to_string(),
+        ended_at: ended.round(jiff::Unit::Second).unwrap_or(ended).to_string(),
+        duration_seconds: seconds,
+        scan: scanned.counts.clone(),
+        stages,
+        bytes_imported: run.imported_bytes,
+        gb_per_hour: crate::report::round::gb_per_hour(run.imported_bytes, seconds.max(1)),
+        failures,
+    };
+    summary.save(folder).map_err(report_error)?;
+    summary.write_item_summary(folder).map_err(report_error)?;
+    Ok(())
 }
 
 fn record_failure(
@@ -832,15 +995,10 @@ impl Tally {
     fn records(&mut self, records: &[ItemRecord]) {
         for record in records {
             match &record.result {
-                ItemResult::Done {
-                    written: true,
-                    kind,
-                    size,
-                    ..
-                } => {
+                ItemResult::Done { written: true, .. } => {
                     self.imported += 1;
-                    if *kind == package::KIND_FILE {
-                        self.bytes += size;
+                    if record.kind == package::KIND_FILE {
+                        self.bytes += record.size;
                     }
                 }
                 ItemResult::Done { written: false, .. } => self.unchanged += 1,
@@ -876,9 +1034,12 @@ impl Tally {
 const NOT_STAGED: &str =
     "its package is not in staging (the staging run did not finish it): stage the round again";
 
-fn failed_record(path: &Path, code: &str, message: String) -> ItemRecord {
+fn failed_record(item: &Item, code: &str, message: String) -> ItemRecord {
     ItemRecord {
-        path: path.as_os_str().as_bytes().to_vec(),
+        path: item.rel.as_os_str().as_bytes().to_vec(),
+        source: item.source.as_os_str().as_bytes().to_vec(),
+        kind: kind_code(&item.kind),
+        size: item.meta.size,
         result: ItemResult::Failed {
             code: code.to_string(),
             message,
@@ -900,7 +1061,19 @@ fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Vec<ItemRecor
                 code,
                 message,
             } => {
-                records.push(failed_record(&path, code, message));
+                match by_path.get(path.as_path()) {
+                    Some(item) => records.push(failed_record(item, code, message)),
+                    None => records.push(ItemRecord {
+                        source: path.as_os_str().as_bytes().to_vec(),
+                        path: path.into_os_string().into_vec(),
+                        kind: 0,
+                        size: 0,
+                        result: ItemResult::Failed {
+                            code: code.to_string(),
+                            message,
+                        },
+                    }),
+                }
                 continue;
             }
         };
@@ -910,10 +1083,11 @@ fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Vec<ItemRecor
         };
         records.push(ItemRecord {
             path: path.into_os_string().into_vec(),
+            source: item.source.as_os_str().as_bytes().to_vec(),
+            kind: kind_code(&item.kind),
+            size: item.meta.size,
             result: ItemResult::Done {
                 written,
-                kind: kind_code(&item.kind),
-                size: item.meta.size,
                 mtime_ns: item.meta.mtime_ns,
                 hash: stamp.hash,
                 dest_mtime_ns: stamp.dest_mtime_ns,
@@ -947,6 +1121,10 @@ struct Shared<'a> {
     staged: &'a HashMap<u64, Vec<ItemRecord>>,
     stop: &'a AtomicBool,
     events: SyncSender<Event>,
+    /// The live item report, when this run imports.
+    items_report: Option<&'a ItemReport>,
+    /// Failures of this run that no journal record holds.
+    unjournaled: &'a Mutex<Vec<(Option<u64>, ItemRecord)>>,
 }
 
 impl Shared<'_> {
@@ -965,7 +1143,15 @@ impl Shared<'_> {
     /// could not be resumed).
     fn journal(&self, entry: &Entry, tally: &mut Tally) -> bool {
         match self.journal.append(entry) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(report) = self.items_report
+                    && let Entry::Imported { first, items, .. } = entry
+                    && let Err(e) = report.package(Some(*first), items)
+                {
+                    tally.fail(Path::new("(item report)"), "report-failed", &e.to_string());
+                }
+                true
+            }
             Err(e) => {
                 tally.fail(Path::new("(journal)"), "journal-failed", &e.to_string());
                 self.stop.store(true, Ordering::Relaxed);
@@ -997,8 +1183,10 @@ impl Shared<'_> {
                             Err(e) => {
                                 // Not journalled: the next run of the round tries again.
                                 for item in &items {
-                                    tally.fail(
-                                        &item.rel,
+                                    self.fail(
+                                        tally,
+                                        Some(id),
+                                        item,
                                         "stage-failed",
                                         &format!("package {id} could not be staged: {e}"),
                                     );
@@ -1009,7 +1197,7 @@ impl Shared<'_> {
                         let mut failed = Vec::new();
                         for (item, packed) in items.iter().zip(packed) {
                             if let Packed::Failed { code, message } = packed {
-                                failed.push(failed_record(&item.rel, code, message));
+                                failed.push(failed_record(item, code, message));
                             }
                         }
                         if !self.import {
@@ -1032,7 +1220,7 @@ impl Shared<'_> {
                     None if self.present(id) => Vec::new(),
                     None => {
                         for item in &items {
-                            tally.fail(&item.rel, "not-staged", NOT_STAGED);
+                            self.fail(tally, None, item, "not-staged", NOT_STAGED);
                         }
                         return;
                     }
@@ -1044,7 +1232,7 @@ impl Shared<'_> {
                     Ok(outcomes) => records.extend(outcome_records(outcomes, &items)),
                     Err(message) => {
                         for item in items.iter() {
-                            tally.fail(&item.rel, "integrity-failed", &message);
+                            self.fail(tally, Some(id), item, "integrity-failed", &message);
                         }
                         return;
                     }
@@ -1092,7 +1280,7 @@ impl Shared<'_> {
                 match self.import(id, one) {
                     Ok(o) => outcomes.extend(o),
                     Err(message) => {
-                        tally.fail(&item.rel, "integrity-failed", &message);
+                        self.fail(tally, Some(id), &item, "integrity-failed", &message);
                         return;
                     }
                 }
@@ -1106,7 +1294,7 @@ impl Shared<'_> {
                         Packed::Failed { code, message } => (code, message),
                         Packed::Ok => ("read-failed", String::new()),
                     };
-                    let records = vec![failed_record(&item.rel, code, message)];
+                    let records = vec![failed_record(&item, code, message)];
                     tally.records(&records);
                     tally.packages += 1;
                     let entry = if self.import {
@@ -1142,8 +1330,10 @@ impl Shared<'_> {
                     Ok(Vec::new())
                 });
                 if let Err(e) = built {
-                    tally.fail(
-                        &item.rel,
+                    self.fail(
+                        tally,
+                        Some(id),
+                        &item,
                         "stage-failed",
                         &format!("package {id} could not be staged: {e}"),
                     );
@@ -1155,7 +1345,7 @@ impl Shared<'_> {
                         Vec::new()
                     } else {
                         vec![failed_record(
-                            &item.rel,
+                            &item,
                             "changed-during-read",
                             "the file changed while it was read; the next round will try again"
                                 .into(),
@@ -1192,7 +1382,7 @@ impl Shared<'_> {
                         outcomes.extend(o);
                     }
                     Err(message) => {
-                        tally.fail(&item.rel, "integrity-failed", &message);
+                        self.fail(tally, Some(id), &item, "integrity-failed", &message);
                         return;
                     }
                 }
@@ -1217,7 +1407,7 @@ impl Shared<'_> {
                 return;
             }
             if failed.is_empty() {
-                tally.fail(&item.rel, "not-staged", NOT_STAGED);
+                self.fail(tally, None, &item, "not-staged", NOT_STAGED);
                 return;
             }
             outcomes.clear();
@@ -1294,6 +1484,28 @@ impl Shared<'_> {
             })?;
         PAYLOAD.with(|b| *b.borrow_mut() = payload);
         Ok(packed)
+    }
+
+    /// An item that failed before its package could be journalled: counted, shown in
+    /// the item report, kept for the failure report; the next run of the round tries
+    /// it again.
+    fn fail(
+        &self,
+        tally: &mut Tally,
+        package: Option<u64>,
+        item: &Item,
+        code: &str,
+        message: &str,
+    ) {
+        tally.fail(&item.rel, code, message);
+        let record = failed_record(item, code, message.to_string());
+        if let Some(report) = self.items_report {
+            let _ = report.package(package, std::slice::from_ref(&record));
+        }
+        self.unjournaled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((package, record));
     }
 
     /// Whether package `id` is in this round's container.

@@ -7,6 +7,7 @@
 //! become a spreadsheet formula. Report files are written beside their final name and
 //! renamed into place, so a reader never sees half a report.
 
+pub mod round;
 pub mod scan;
 
 use std::borrow::Cow;

@@ -33,8 +33,6 @@ pub enum ItemResult {
     Done {
         /// Written by this round (false: the destination already had it).
         written: bool,
-        kind: u8,
-        size: u64,
         mtime_ns: i128,
         hash: [u8; 32],
         /// The destination file's modification time after the import: with the size,
@@ -45,10 +43,15 @@ pub enum ItemResult {
     Failed { code: String, message: String },
 }
 
-/// One item's outcome, by its destination path (bytes).
+/// One item's outcome, by its destination path (bytes, relative to the destination),
+/// with what the reports show of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemRecord {
     pub path: Vec<u8>,
+    /// Where it was read (bytes).
+    pub source: Vec<u8>,
+    pub kind: u8,
+    pub size: u64,
     pub result: ItemResult,
 }
 
@@ -341,6 +344,9 @@ mod tests {
             last: n,
             items: vec![ItemRecord {
                 path: b"a/\xff b.txt".to_vec(),
+                source: b"/src/a/\xff b.txt".to_vec(),
+                kind: 1,
+                size: 3,
                 result: ItemResult::Failed {
                     code: "read-failed".into(),
                     message: "gone".into(),
