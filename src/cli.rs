@@ -137,6 +137,32 @@ pub enum Command {
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
     },
+    /// Render the reports of stored rounds again: `Summary.md`, `Summary.html`,
+    /// `summary.json` and `SummaryReport.csv` (one row per task), from each task's
+    /// last round (or `--round N`).
+    #[command(
+        after_help = "Examples:\n  ferry report plans/demo.yaml\n  ferry report plans/demo.yaml --format html --out /tmp/reports\n  ferry report plans/demo.yaml --format md --template my-summary.md"
+    )]
+    Report {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// Only this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+        /// This round of each task (default: each task's last).
+        #[arg(long, value_name = "N")]
+        round: Option<u32>,
+        /// Only this format (default: all of them).
+        #[arg(long, value_enum)]
+        format: Option<ReportFormat>,
+        /// A minijinja template to render the `md` or `html` summary with.
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
+        /// Where to write (default: the plan's folder in the working folder).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Forget a task: its session, journals, index, keys, staged data and reports. The
     /// destination is not touched; the next run starts again at round 1.
     #[command(after_help = "Example:\n  ferry delete plans/demo.yaml --task documents --yes")]
@@ -172,6 +198,15 @@ impl From<StageSet> for crate::pipeline::run::Stages {
             import: set != StageSet::Stage,
         }
     }
+}
+
+/// What `ferry report` renders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Html,
+    Csv,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -24,6 +24,8 @@ pub enum Error {
     Lock(#[from] crate::session::lock::LockError),
     #[error(transparent)]
     Delete(crate::session::commands::DeleteError),
+    #[error("cannot render the reports: {0}")]
+    Report(#[source] std::io::Error),
 }
 
 impl Error {
@@ -38,7 +40,8 @@ impl Error {
             | Error::Scan(_)
             | Error::Run(_)
             | Error::Lock(_)
-            | Error::Delete(_) => Exit::Fatal,
+            | Error::Delete(_)
+            | Error::Report(_) => Exit::Fatal,
         }
     }
 }

@@ -85,6 +85,134 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             task,
             yes,
         } => delete(&path, &task, yes),
+        Command::Report {
+            plan: path,
+            task,
+            round,
+            format,
+            template,
+            out,
+        } => report(
+            &path,
+            task.as_deref(),
+            round,
+            format,
+            template.as_deref(),
+            out,
+        ),
+    }
+}
+
+/// `ferry report`: renders stored rounds again.
+fn report(
+    path: &std::path::Path,
+    task: Option<&str>,
+    round: Option<u32>,
+    format: Option<cli::ReportFormat>,
+    template: Option<&std::path::Path>,
+    out: Option<std::path::PathBuf>,
+) -> Result<Exit, Error> {
+    use cli::ReportFormat;
+    use report::summary::{Format, PlanSummary, Templates};
+    let plan = Plan::load(path)?;
+    let tasks: Vec<&str> = chosen_tasks(&plan, path, task)?
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    // Tasks in plan order, as the summaries list them.
+    let mut ordered: Vec<&str> = plan
+        .tasks
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| tasks.contains(n))
+        .collect();
+    ordered.dedup();
+    let summary = PlanSummary::gather(&plan, &ordered, round).map_err(Error::Report)?;
+    let mut templates = match Templates::for_plan(plan.templates.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    };
+    let chosen = match (format, template) {
+        (Some(ReportFormat::Csv | ReportFormat::Json), Some(_)) => {
+            eprintln!("error: --template renders the md or html summary, not {format:?}");
+            return Ok(Exit::Usage);
+        }
+        (Some(f), _) => f,
+        (None, Some(t)) if t.extension().is_some_and(|e| e == "html" || e == "htm") => {
+            ReportFormat::Html
+        }
+        (None, Some(_)) => ReportFormat::Md,
+        (None, None) => ReportFormat::Json,
+    };
+    if let Some(file) = template {
+        let target = if chosen == ReportFormat::Html {
+            Format::Html
+        } else {
+            Format::Markdown
+        };
+        if let Err(e) = templates.replace(target, file) {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+    }
+    let (formats, json, csv) = match (format, template) {
+        (None, None) => (vec![Format::Markdown, Format::Html], true, true),
+        (_, _) => match chosen {
+            ReportFormat::Md => (vec![Format::Markdown], false, false),
+            ReportFormat::Html => (vec![Format::Html], false, false),
+            ReportFormat::Json => (Vec::new(), true, false),
+            ReportFormat::Csv => (Vec::new(), false, true),
+        },
+    };
+    let folder = out.unwrap_or_else(|| plan.working_folder.join(&plan.name));
+    let mut written = match report::summary::write(&folder, &summary, &templates, &formats, json) {
+        Ok(w) => w,
+        Err(report::summary::SummaryError::Template(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Usage);
+        }
+        Err(report::summary::SummaryError::Write(e)) => {
+            return Err(Error::Report(std::io::Error::other(e.to_string())));
+        }
+    };
+    if csv {
+        written.push(
+            report::summary::write_csv(&folder, &summary)
+                .map_err(|e| Error::Report(std::io::Error::other(e.to_string())))?,
+        );
+    }
+    for path in written {
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(Exit::Success)
+}
+
+/// After a run: the plan's summaries, from every task's last round. A template that
+/// fails is reported; the migration's result stands.
+fn plan_summaries(plan: &Plan) {
+    use report::summary::{Format, PlanSummary, Templates};
+    let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+    let folder = plan.working_folder.join(&plan.name);
+    let written = PlanSummary::gather(plan, &names, None)
+        .map_err(|e| e.to_string())
+        .and_then(|summary| {
+            let templates =
+                Templates::for_plan(plan.templates.as_deref()).map_err(|e| e.to_string())?;
+            report::summary::write(
+                &folder,
+                &summary,
+                &templates,
+                &[Format::Markdown, Format::Html],
+                true,
+            )
+            .map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(_) => eprintln!("summary: {}", folder.join("Summary.html").display()),
+        Err(e) => eprintln!("error: the plan's summary was not written: {e}"),
     }
 }
 
@@ -295,6 +423,9 @@ fn scan(
         }
     }
     reporter.finish();
+    if run.is_some() {
+        plan_summaries(&plan);
+    }
     if interrupted.load(std::sync::atomic::Ordering::Relaxed)
         || stop.load(std::sync::atomic::Ordering::Relaxed)
     {

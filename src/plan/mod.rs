@@ -33,6 +33,8 @@ pub struct Plan {
     pub file: PathBuf,
     pub working_folder: PathBuf,
     pub staging: Staging,
+    /// `report.templates`: templates that replace the built-in ones.
+    pub templates: Option<PathBuf>,
     /// In the order the plan lists them.
     pub tasks: Vec<Task>,
 }

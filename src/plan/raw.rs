@@ -45,9 +45,25 @@ pub struct RawPlan {
     #[serde(default)]
     #[schemars(with = "RawStaging")]
     pub staging: Option<RawStaging>,
+    /// How reports are rendered.
+    #[serde(default)]
+    #[schemars(with = "RawReport")]
+    pub report: Option<RawReport>,
     /// The tasks: one source folder into one destination folder each.
     #[schemars(length(min = 1))]
     pub tasks: Vec<RawTask>,
+}
+
+/// How reports are rendered.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// A folder of minijinja templates that replace the built-in ones of the same name
+    /// (`summary.md`, `summary.html`). `${VAR}` expands; relative to the plan file's
+    /// folder.
+    #[serde(default)]
+    #[schemars(with = "String", length(min = 1))]
+    pub templates: Option<String>,
 }
 
 fn version_schema(_: &mut SchemaGenerator) -> Schema {

@@ -89,6 +89,7 @@ pub(crate) fn validate(
         (None, Some(wf)) => Some(wf.join("staging")),
         (None, None) => None,
     };
+    let templates = text_at("/report/templates").and_then(|t| c.path("/report/templates", t));
     let key_ttl =
         check_unit(&mut c, "/staging/key_ttl", Duration::parse).unwrap_or(DEFAULT_KEY_TTL);
     let retention =
@@ -242,6 +243,7 @@ pub(crate) fn validate(
                 key_ttl,
                 retention,
             },
+            templates,
             tasks,
         }),
         _ => Err(c.problems),

@@ -9,6 +9,7 @@
 
 pub mod round;
 pub mod scan;
+pub mod summary;
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
