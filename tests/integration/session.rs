@@ -97,6 +97,15 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
     assert_eq!(s["progress"]["items_done"].as_u64().unwrap(), items, "{s}");
     assert_eq!(s["progress"]["failed"], 0);
     assert_eq!(s["status"], "completed");
+    // The round's item report lists every item exactly once.
+    let mut reader =
+        csv::Reader::from_path(f.path("state/p/t/reports/R1/ItemReport_R1.csv")).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        assert!(seen.insert(row[1].to_string()), "listed twice: {}", &row[1]);
+    }
+    assert_eq!(seen.len() as u64, items);
     // Nothing staged is left behind.
     let staging = f.path("state/staging");
     let left: Vec<_> = fs::read_dir(&staging)

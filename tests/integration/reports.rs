@@ -1,0 +1,337 @@
+//! The reports of a run: item reports, summaries, templates, and what a browser and a
+//! CSV reader make of them.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt as _;
+use std::process::Command;
+
+use crate::harness::{Fixture, have, redact_host};
+
+const TASK: &str = "state/p/t/reports/R1";
+
+/// A small share with hostile names and one conflict at the destination, so that the
+/// round has failures; tiny files keep the throughput figures at 0.
+fn round_with_failures(f: &Fixture, plan_extra: &str) {
+    f.file("src/plain.txt", "plain");
+    f.file("src/=HYPERLINK(\"http-evil\",\"x\").txt", "formula");
+    f.file("src/pipe|and*stars_.md", "markdown");
+    f.file("src/<img src=x onerror=alert(1)>.html", "html");
+    fs::write(f.path("src").join(OsStr::from_bytes(b"new\nline")), "nl").unwrap();
+    f.file("src/folder/inner.txt", "inner");
+    // The destination already has the folder, and a different file under a hostile
+    // name: a conflict, kept, whose name every report must show safely.
+    f.file("dest/folder/someone-elses.txt", "theirs");
+    f.file("dest/<img src=x onerror=alert(1)>.html", "someone else's");
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\n{plan_extra}tasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix }}\n"
+    ));
+    let run = f.ferry(&["run", "plan.yaml", "--workers", "1"]);
+    run.assert_code(1);
+}
+
+/// A report with the things that change from run to run replaced.
+fn redacted(f: &Fixture, text: &str) -> String {
+    let root = f.root().display().to_string();
+    let text = redact_host(&text.replace(&root, "[TEMP]"));
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let time = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").unwrap();
+    // Durations: seconds in JSON, "3s" / "2m 05s" / "1h 02m" in Markdown and HTML.
+    let seconds = regex::Regex::new(r#""duration_seconds": \d+"#).unwrap();
+    let duration = regex::Regex::new(r"\b\d+(h \d\dm|m \d\ds|s)\b").unwrap();
+    let text = time.replace_all(&text, "[TIME]");
+    let text = seconds.replace_all(&text, r#""duration_seconds": [DURATION]"#);
+    let text = duration.replace_all(&text, "[DURATION]");
+    match host.trim() {
+        "" => text.into_owned(),
+        host => text
+            .replace(&format!(",{host}\n"), ",[HOST]\n")
+            .replace(&format!("\"{host}\""), "\"[HOST]\"")
+            .replace(&format!("| {host} |"), "| [HOST] |")
+            .replace(&format!(">{host}<"), ">[HOST]<"),
+    }
+}
+
+/// The CSV's rows, header first then the rest sorted (workers finish in any order).
+fn sorted_csv(text: &str) -> String {
+    let mut lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    if lines.len() > 1 {
+        lines[1..].sort_unstable();
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+#[test]
+fn every_built_in_report_of_a_round_with_failures_and_hostile_names() {
+    let f = Fixture::new();
+    round_with_failures(&f, "");
+    for name in [
+        "ItemReport_R1.csv",
+        "ItemFailureReport_R1.csv",
+        "ItemSummary_R1.csv",
+    ] {
+        let text = fs::read_to_string(f.path(&format!("{TASK}/{name}"))).unwrap();
+        insta::assert_snapshot!(name, redacted(&f, &sorted_csv(&text)));
+    }
+    for name in ["Summary.md", "Summary.html", "summary.json"] {
+        let text = fs::read_to_string(f.path(&format!("state/p/{name}"))).unwrap();
+        insta::assert_snapshot!(name, redacted(&f, &text));
+    }
+    // The round summary is what `ferry report` renders from.
+    let round: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path(&format!("{TASK}/round.json"))).unwrap())
+            .unwrap();
+    assert_eq!(round["stages"]["imported"], 5);
+    assert_eq!(round["stages"]["already_at_destination"], 1);
+    assert_eq!(round["stages"]["failed_importing"], 1);
+}
+
+#[test]
+fn csvs_have_the_documented_columns_and_no_formulas() {
+    if !have("python3") {
+        return;
+    }
+    let f = Fixture::new();
+    round_with_failures(&f, "");
+    f.ferry(&["report", "plan.yaml", "--format", "csv"])
+        .assert_code(0);
+    let script = r#"
+import csv, json, sys
+out = {}
+for path in sys.argv[1:]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    out[path.rsplit("/", 1)[1]] = rows
+print(json.dumps(out))
+"#;
+    let files = [
+        f.path(&format!("{TASK}/ItemReport_R1.csv")),
+        f.path(&format!("{TASK}/ItemFailureReport_R1.csv")),
+        f.path(&format!("{TASK}/ItemSummary_R1.csv")),
+        f.path("state/p/SummaryReport.csv"),
+    ];
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let header = |name: &str| -> Vec<String> {
+        parsed[name][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        header("ItemReport_R1.csv"),
+        ferry::report::round::ITEM_COLUMNS
+    );
+    assert_eq!(
+        header("ItemFailureReport_R1.csv"),
+        ferry::report::round::FAILURE_COLUMNS
+    );
+    assert_eq!(
+        header("ItemSummary_R1.csv"),
+        ferry::report::round::SUMMARY_COLUMNS
+    );
+    assert_eq!(
+        header("SummaryReport.csv"),
+        ferry::report::summary::AGGREGATE_COLUMNS
+    );
+    // Every row has every column; the =HYPERLINK name is text, not a formula.
+    let mut saw_formula_name = false;
+    for name in [
+        "ItemReport_R1.csv",
+        "ItemFailureReport_R1.csv",
+        "ItemSummary_R1.csv",
+        "SummaryReport.csv",
+    ] {
+        let rows = parsed[name].as_array().unwrap();
+        let width = rows[0].as_array().unwrap().len();
+        for row in rows {
+            let cells = row.as_array().unwrap();
+            assert_eq!(cells.len(), width, "{name}: {row}");
+            for cell in cells {
+                let cell = cell.as_str().unwrap();
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@']),
+                    "{name}: a cell a spreadsheet would run: {cell}"
+                );
+                saw_formula_name |= cell.starts_with("'=HYPERLINK(");
+            }
+        }
+    }
+    assert!(saw_formula_name);
+    // ItemReport lists every item of the round once: 5 migrated, the folder that was
+    // there already, and the conflict.
+    let items = parsed["ItemReport_R1.csv"].as_array().unwrap().len() - 1;
+    assert_eq!(items, 7);
+}
+
+#[test]
+fn the_html_summary_renders_its_charts_and_tables_in_chromium() {
+    if !have("chromium") {
+        return;
+    }
+    let f = Fixture::new();
+    round_with_failures(&f, "");
+    let page = f.path("state/p/Summary.html");
+    let url = format!("file://{}", page.display());
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--enable-logging=stderr",
+        "--v=0",
+    ];
+    let profile = f.path("chromium-profile");
+    let profile = format!("--user-data-dir={}", profile.display());
+    let dom = Command::new("chromium")
+        .args(common)
+        .arg(&profile)
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom_text = String::from_utf8_lossy(&dom.stdout);
+    let log = String::from_utf8_lossy(&dom.stderr);
+    for needle in [
+        "<svg id=\"chart-tasks\"",
+        "<svg id=\"chart-failures\"",
+        "<rect",
+        "<table id=\"tasks\"",
+        "<table id=\"failures\"",
+        "destination-changed",
+        // Hostile names arrive as text, not markup.
+        "&lt;img src=x onerror=alert(1)&gt;",
+    ] {
+        assert!(
+            dom_text.contains(needle),
+            "the rendered page lacks {needle}"
+        );
+    }
+    assert!(!dom_text.contains("<img"), "a name became markup");
+    assert!(!log.contains("Uncaught"), "{log}");
+    assert!(!log.contains(":CONSOLE"), "{log}");
+    let shot = f.path("summary.png");
+    let screenshot = Command::new("chromium")
+        .args(common)
+        .arg(&profile)
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--window-size=1200,1400", &url])
+        .output()
+        .unwrap();
+    assert!(
+        screenshot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&screenshot.stderr)
+    );
+    let png = fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A blank page compresses to a few kilobytes; this one has charts and tables.
+    assert!(png.len() > 20_000, "screenshot of {} bytes", png.len());
+}
+
+#[test]
+fn a_plan_template_replaces_the_summary_and_a_broken_one_names_its_line() {
+    let f = Fixture::new();
+    f.file(
+        "templates/summary.md",
+        "Custom summary of {{ plan }}: {{ totals.imported }} imported, {{ totals.failed }} failed.\n",
+    );
+    round_with_failures(&f, "report:\n  templates: templates\n");
+    let text = fs::read_to_string(f.path("state/p/Summary.md")).unwrap();
+    assert_eq!(text, "Custom summary of p: 5 imported, 1 failed.\n");
+    // The HTML summary is still the built-in one.
+    assert!(
+        fs::read_to_string(f.path("state/p/Summary.html"))
+            .unwrap()
+            .contains("<svg")
+    );
+
+    f.file(
+        "templates/summary.md",
+        "# {{ plan }}\n\n{% for t in tasks %}\n- {{ t.task }}: {{ t.stages.imprted }}\n{% endfor %}\n",
+    );
+    let broken = f.ferry(&["report", "plan.yaml", "--format", "md"]);
+    broken.assert_code(2);
+    let root = f.root().display().to_string();
+    insta::assert_snapshot!("template_error", broken.stderr.replace(&root, "[TEMP]"));
+    // A run still finishes and says why the summary is missing.
+    let run = f.ferry(&["run", "plan.yaml"]);
+    assert!(
+        run.stderr.contains("the plan's summary was not written"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("line 4"), "{}", run.stderr);
+
+    // --template for one report, from anywhere.
+    f.file(
+        "other.html",
+        "<p>{{ plan }} has {{ tasks | length }} task</p>\n",
+    );
+    f.ferry(&[
+        "report",
+        "plan.yaml",
+        "--template",
+        "other.html",
+        "--out",
+        "out",
+    ])
+    .assert_code(0);
+    assert_eq!(
+        fs::read_to_string(f.path("out/Summary.html")).unwrap(),
+        "<p>p has 1 task</p>\n"
+    );
+}
+
+#[test]
+fn report_re_renders_a_stored_round_and_reports_go_with_their_task() {
+    let f = Fixture::new();
+    round_with_failures(&f, "");
+    f.ferry(&["run", "plan.yaml"]).assert_code(1);
+    // Round 2 changed nothing; round 1 is still there to render.
+    let again = f.ferry(&[
+        "report",
+        "plan.yaml",
+        "--round",
+        "1",
+        "--format",
+        "json",
+        "--out",
+        "r1",
+    ]);
+    again.assert_code(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path("r1/summary.json")).unwrap()).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["tasks"][0]["round"], 1);
+    assert_eq!(json["tasks"][0]["stages"]["imported"], 5);
+    let missing = f.ferry(&["report", "plan.yaml", "--round", "9"]);
+    missing.assert_code(5);
+    assert!(
+        missing.stderr.contains("no summary of round 9"),
+        "{}",
+        missing.stderr
+    );
+    f.ferry(&["delete", "plan.yaml", "--task", "t", "--yes"])
+        .assert_code(0);
+    assert!(!f.path(TASK).exists());
+}
