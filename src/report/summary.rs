@@ -256,6 +256,25 @@ impl Templates {
                 minijinja::AutoEscape::None
             }
         });
+        // HTML escaping of `&<>"'` only: paths keep their slashes readable in the source.
+        env.set_formatter(|out, state, value| {
+            if value.is_safe() || *state.auto_escape() != minijinja::AutoEscape::Html {
+                return minijinja::escape_formatter(out, state, value);
+            }
+            let text = value.to_string();
+            let mut escaped = String::with_capacity(text.len());
+            for c in text.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#39;"),
+                    c => escaped.push(c),
+                }
+            }
+            out.write_str(&escaped).map_err(minijinja::Error::from)
+        });
         env.add_filter("md", markdown_cell);
         env.add_filter("bytes", |n: u64| {
             bytesize::ByteSize(n).display().iec().to_string()
