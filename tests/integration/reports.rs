@@ -335,3 +335,32 @@ fn report_re_renders_a_stored_round_and_reports_go_with_their_task() {
         .assert_code(0);
     assert!(!f.path(TASK).exists());
 }
+
+#[test]
+fn docs_list_exactly_the_columns_of_each_report() {
+    let text = fs::read_to_string(crate::harness::repo().join("docs/reports.md")).unwrap();
+    let columns = |marker: &str| -> Vec<String> {
+        let at = text
+            .find(&format!("<!-- columns:{marker} -->"))
+            .expect(marker);
+        let paragraph = text[at..].split("\n\n").next().unwrap();
+        let list = paragraph.split("columns: ").nth(1).unwrap();
+        list.trim_end_matches('.')
+            .split(',')
+            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert_eq!(columns("ItemReport"), ferry::report::round::ITEM_COLUMNS);
+    assert_eq!(
+        columns("ItemFailureReport"),
+        ferry::report::round::FAILURE_COLUMNS
+    );
+    assert_eq!(
+        columns("ItemSummary"),
+        ferry::report::round::SUMMARY_COLUMNS
+    );
+    assert_eq!(
+        columns("SummaryReport"),
+        ferry::report::summary::AGGREGATE_COLUMNS
+    );
+}
