@@ -530,15 +530,7 @@ fn run_round(
         let _ = fs::remove_file(&key_path);
         session.status = SessionStatus::Completed;
         session.dirty = false;
-        session.last_result = Some(session::LastResult {
-            round,
-            ended_at: session::now_text(),
-            imported: 0,
-            bytes: 0,
-            unchanged: scanned.unchanged,
-            failed: 0,
-            deleted: 0,
-        });
+        session.last_result = Some(last_result(round, &run));
         session.save(folder)?;
         let empty = ItemReport::start(&reports, ids.clone(), &[]).map_err(report_error)?;
         round_reports(
@@ -807,15 +799,7 @@ fn run_round(
         let _ = fs::remove_file(&staged_path);
         session.status = SessionStatus::Completed;
         session.dirty = false;
-        session.last_result = Some(session::LastResult {
-            round,
-            ended_at: session::now_text(),
-            imported: run.imported_items,
-            bytes: run.imported_bytes,
-            unchanged: run.unchanged + run.unchanged_since_last_round,
-            failed: run.failed(),
-            deleted: run.deleted,
-        });
+        session.last_result = Some(last_result(round, &run));
         session.save(folder)?;
     } else {
         let note = serde_json::to_vec_pretty(&Staged {
@@ -849,6 +833,19 @@ fn run_round(
         &reports,
     )?;
     Ok(run)
+}
+
+/// How a completed round ended, for the session.
+fn last_result(round: u32, run: &TaskRun) -> session::LastResult {
+    session::LastResult {
+        round,
+        ended_at: session::now_text(),
+        imported: run.imported_items,
+        bytes: run.imported_bytes,
+        unchanged: run.unchanged + run.unchanged_since_last_round,
+        failed: run.failed(),
+        deleted: run.deleted,
+    }
 }
 
 fn report_error(e: crate::report::ReportError) -> RunError {
