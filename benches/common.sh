@@ -3,6 +3,8 @@
 #
 #   need TOOL... -- exits with a hint unless every tool is installed
 #   on_tmpfs     -- makes sure $dir is a tmpfs (mounting one as root)
+#   copy_corpus NAME DEST -- a copy of corpus NAME at DEST (from $dir/NAME if it is
+#                  there, else generated), for benchmarks that change their source
 dir=${BENCH_DIR:-/mnt/bench}
 make_corpus=${MAKE_CORPUS:-../shared/bench/make-corpus}
 timer=/usr/bin/time
@@ -25,4 +27,8 @@ on_tmpfs() {
             exit 1
         fi
     fi
+}
+
+copy_corpus() {
+    if [ -d "$dir/$1" ]; then cp -a "$dir/$1" "$2"; else python3 "$make_corpus" "$1" "$2" >&2; fi
 }

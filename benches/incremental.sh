@@ -22,7 +22,7 @@ work="$dir/incremental-bench"
 rm -rf "$work"
 mkdir -p "$work"
 src="$work/src"
-if [ -d "$dir/small" ]; then cp -a "$dir/small" "$src"; else python3 "$make_corpus" small "$src" >&2; fi
+copy_corpus small "$src"
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 timed() { # OUT COMMAND...: appends the wall time in seconds to OUT

@@ -15,7 +15,7 @@ ferry=$PWD/target/release/ferry
 work="$dir/soak"
 rm -rf "$work"
 mkdir -p "$work"
-if [ -d "$dir/small" ]; then cp -a "$dir/small" "$work/src"; else python3 "$make_corpus" small "$work/src" >&2; fi
+copy_corpus small "$work/src"
 cat > "$work/plan.yaml" <<PLAN
 version: 1
 name: soak

@@ -120,13 +120,12 @@ fn report(
         .map(|t| t.name.as_str())
         .collect();
     // Tasks in plan order, as the summaries list them.
-    let mut ordered: Vec<&str> = plan
+    let ordered: Vec<&str> = plan
         .tasks
         .iter()
         .map(|t| t.name.as_str())
         .filter(|n| tasks.contains(n))
         .collect();
-    ordered.dedup();
     let summary = PlanSummary::gather(&plan, &ordered, round).map_err(Error::Report)?;
     let mut templates = match Templates::for_plan(plan.templates.as_deref()) {
         Ok(t) => t,

@@ -64,6 +64,13 @@ pub struct KeyFile {
     pub expires_at: i64,
 }
 
+impl KeyFile {
+    /// The name of the container this key seals into (its id in hex).
+    pub fn container_name(&self) -> String {
+        hex(&self.container_id)
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -158,10 +158,6 @@ fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
@@ -215,6 +211,17 @@ fn fold(index: &mut Index, entries: &[Entry]) {
     }
 }
 
+/// Deletes the key file at `key_path` and the staged data it opens (expired, or of a
+/// round set aside or forgotten: nobody could ever import it).
+pub fn discard_staged(plan: &Plan, key_path: &Path) {
+    if let Ok(key) = KeyFile::read(key_path, i64::MIN)
+        && let Ok(container) = LocalContainer::open(&plan.staging.path, &key.container_name())
+    {
+        let _ = container.discard();
+    }
+    let _ = fs::remove_file(key_path);
+}
+
 /// Sets an unfinished round aside: what it put at the destination goes into the index
 /// (it is there, and ferry wrote it), its staged data and key are deleted, and a damaged
 /// journal is renamed, kept as evidence.
@@ -244,13 +251,7 @@ fn abandon(
             .save(&folder.join("index"))
             .map_err(SessionError::from)?;
     }
-    let key_path = folder.join("keys").join(format!("R{round}.key"));
-    if let Ok(key) = KeyFile::read(&key_path, i64::MIN)
-        && let Ok(container) = LocalContainer::open(&plan.staging.path, &hex(&key.container_id))
-    {
-        let _ = container.discard();
-    }
-    let _ = fs::remove_file(&key_path);
+    discard_staged(plan, &folder.join("keys").join(format!("R{round}.key")));
     let _ = fs::remove_file(state.join("staged.json"));
     session.status = SessionStatus::Completed;
     session.save(folder)?;
@@ -542,8 +543,7 @@ fn run_round(
             "completed",
             Some(empty),
             &[],
-            &journal_path,
-            binding,
+            &[],
             &ids,
             &reports,
         )?;
@@ -561,13 +561,7 @@ fn run_round(
             }
             if !missing {
                 if let KeyFileError::Expired { .. } = e {
-                    if let Ok(old) = KeyFile::read(&key_path, i64::MIN)
-                        && let Ok(c) =
-                            LocalContainer::open(&plan.staging.path, &hex(&old.container_id))
-                    {
-                        let _ = c.discard();
-                    }
-                    let _ = fs::remove_file(&key_path);
+                    discard_staged(plan, &key_path);
                 } else {
                     return Err(e.into());
                 }
@@ -588,7 +582,7 @@ fn run_round(
             key_file
         }
     };
-    let container = LocalContainer::open(&plan.staging.path, &hex(&key.container_id)).map_err(
+    let container = LocalContainer::open(&plan.staging.path, &key.container_name()).map_err(
         io_error("open the staging container in", &plan.staging.path),
     )?;
 
@@ -752,10 +746,14 @@ fn run_round(
     session.progress.packages_done = tally.packages + run.packages_done_before;
     run.failures = tally.failures;
     let unjournaled = unjournaled.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Every run of the round, as journalled: for the index and the reports.
+    drop(journal);
+    let entries = journal::read(&journal_path, binding)
+        .map_err(SessionError::from)?
+        .entries;
     if interrupted {
         session.status = SessionStatus::Paused;
         session.save(folder)?;
-        drop(journal);
         round_reports(
             plan,
             task,
@@ -765,8 +763,7 @@ fn run_round(
             "paused",
             items_report,
             &unjournaled,
-            &journal_path,
-            binding,
+            &entries,
             &ids,
             &reports,
         )?;
@@ -776,13 +773,7 @@ fn run_round(
         // The round is complete: what it moved joins the index; the staged data and the
         // key that opens it go.
         let mut index = Index::load(&index_path).map_err(SessionError::from)?;
-        drop(journal);
-        let (_, loaded) = Journal::open(
-            &state.join("journal"),
-            journal::binding(&plan.name, &task.name, round),
-        )
-        .map_err(SessionError::from)?;
-        fold(&mut index, &loaded.entries);
+        fold(&mut index, &entries);
         if let Some(destination) = &destination {
             run.deleted = mirror_deletions(
                 task,
@@ -804,7 +795,7 @@ fn run_round(
     } else {
         let note = serde_json::to_vec_pretty(&Staged {
             version: 1,
-            container: hex(&key.container_id),
+            container: key.container_name(),
             packages: produced,
         })
         .unwrap_or_default();
@@ -827,8 +818,7 @@ fn run_round(
         status,
         items_report,
         &unjournaled,
-        &journal_path,
-        binding,
+        &entries,
         &ids,
         &reports,
     )?;
@@ -869,23 +859,15 @@ fn round_reports(
     status: &str,
     items_report: Option<ItemReport>,
     unjournaled: &[(Option<u64>, ItemRecord)],
-    journal_path: &Path,
-    binding: [u8; 32],
+    entries: &[Entry],
     ids: &RoundIds,
     folder: &Path,
 ) -> Result<(), RunError> {
     if let Some(report) = items_report {
         report.finish().map_err(report_error)?;
     }
-    let entries = match journal_path
-        .exists()
-        .then(|| Journal::open(journal_path, binding))
-    {
-        Some(Ok((_, loaded))) => loaded.entries,
-        _ => Vec::new(),
-    };
     let mut records: Vec<(Option<u64>, &ItemRecord)> = Vec::new();
-    for entry in &entries {
+    for entry in entries {
         match entry {
             Entry::Imported { first, items, .. } => {
                 records.extend(items.iter().map(|r| (Some(*first), r)));
@@ -921,11 +903,8 @@ fn round_reports(
         source: crate::report::escape_path(&task.source).into_owned(),
         destination: crate::report::escape_path(&task.destination).into_owned(),
         device: ids.device.clone(),
-        started_at: started
-            .round(jiff::Unit::Second)
-            .unwrap_or(started)
-            .to_string(),
-        ended_at: ended.round(jiff::Unit::Second).unwrap_or(ended).to_string(),
+        started_at: session::time_text(started),
+        ended_at: session::time_text(ended),
         duration_seconds: seconds,
         scan: scanned.counts.clone(),
         stages,
@@ -1225,7 +1204,7 @@ impl Shared<'_> {
                 if !self.import {
                     return;
                 }
-                match self.import(id, &items) {
+                match self.import(id) {
                     Ok(outcomes) => records.extend(outcome_records(outcomes, &items)),
                     Err(message) => {
                         for item in items.iter() {
@@ -1273,15 +1252,9 @@ impl Shared<'_> {
                 if self.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let before = tally.mark();
-                match self.import(id, one) {
-                    Ok(o) => outcomes.extend(o),
-                    Err(message) => {
-                        self.fail(tally, Some(id), &item, "integrity-failed", &message);
-                        return;
-                    }
+                if !self.import_part(id, &item, &mut outcomes, tally) {
+                    return;
                 }
-                tally.report(before, &self.events);
             }
         } else if self.stage {
             let (file, at_open) = match package::open_checked(&item) {
@@ -1362,28 +1335,9 @@ impl Shared<'_> {
                     }
                     continue;
                 }
-                let before = tally.mark();
-                match self.import(id, one) {
-                    Ok(o) => {
-                        let mut t = Tally::default();
-                        for outcome in &o {
-                            if let Outcome::PartWritten { bytes, .. } = outcome {
-                                t.bytes += bytes;
-                            }
-                        }
-                        let _ = self.events.send(Event::Progress {
-                            items: 0,
-                            bytes: t.bytes,
-                            failed: 0,
-                        });
-                        outcomes.extend(o);
-                    }
-                    Err(message) => {
-                        self.fail(tally, Some(id), &item, "integrity-failed", &message);
-                        return;
-                    }
+                if !self.import_part(id, &item, &mut outcomes, tally) {
+                    return;
                 }
-                let _ = before;
                 if !ok {
                     // The importer has discarded the file; the rest is not read.
                     break;
@@ -1407,7 +1361,6 @@ impl Shared<'_> {
                 self.fail(tally, None, &item, "not-staged", NOT_STAGED);
                 return;
             }
-            outcomes.clear();
             tally.records(&failed);
             tally.packages += 1;
             self.journal(
@@ -1423,19 +1376,13 @@ impl Shared<'_> {
         let records = outcome_records(outcomes, one);
         let mut t = Tally::default();
         t.records(&records);
+        // The parts' bytes went to the reporter as they were written.
         let _ = self.events.send(Event::Progress {
             items: t.imported + t.unchanged,
             bytes: 0,
             failed: t.failed(),
         });
-        tally.imported += t.imported;
-        tally.unchanged += t.unchanged;
-        tally.bytes += t.bytes;
-        for (code, (n, ex)) in t.failures {
-            let e = tally.failures.entry(code).or_default();
-            e.0 += n;
-            e.1.extend(ex);
-        }
+        tally.merge(t);
         tally.packages += 1;
         self.journal(
             &Entry::Imported {
@@ -1445,6 +1392,39 @@ impl Shared<'_> {
             },
             tally,
         );
+    }
+
+    /// Imports part package `id` of `item`, collecting its outcomes and telling the
+    /// reporter its bytes; false (the failure recorded) when it was refused.
+    fn import_part(
+        &self,
+        id: u64,
+        item: &Item,
+        outcomes: &mut Vec<Outcome>,
+        tally: &mut Tally,
+    ) -> bool {
+        match self.import(id) {
+            Ok(o) => {
+                let bytes = o
+                    .iter()
+                    .map(|outcome| match outcome {
+                        Outcome::PartWritten { bytes, .. } => *bytes,
+                        _ => 0,
+                    })
+                    .sum();
+                let _ = self.events.send(Event::Progress {
+                    items: 0,
+                    bytes,
+                    failed: 0,
+                });
+                outcomes.extend(o);
+                true
+            }
+            Err(message) => {
+                self.fail(tally, Some(id), item, "integrity-failed", &message);
+                false
+            }
+        }
     }
 
     /// Builds package `id` with `fill`, seals it and puts it into the container.
@@ -1511,7 +1491,7 @@ impl Shared<'_> {
     }
 
     /// Imports package `id` and deletes it from staging; or says why it was refused.
-    fn import(&self, id: u64, items: &[Arc<Item>]) -> Result<Vec<Outcome>, String> {
+    fn import(&self, id: u64) -> Result<Vec<Outcome>, String> {
         let Some(destination) = self.destination else {
             return Ok(Vec::new());
         };
@@ -1521,7 +1501,6 @@ impl Shared<'_> {
             package_id: id,
             now: now(),
         };
-        let _ = items;
         let object = self
             .container
             .get(&name)

@@ -142,11 +142,10 @@ impl PlanSummary {
         } else {
             "completed"
         };
-        let now = jiff::Timestamp::now();
         PlanSummary {
             version: SUMMARY_VERSION,
             plan: plan.to_string(),
-            generated_at: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+            generated_at: crate::session::now_text(),
             status: status.to_string(),
             totals,
             failures,

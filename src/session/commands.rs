@@ -291,18 +291,7 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
     // Staged data first: without its key nobody could ever open it.
     if let Ok(keys) = fs::read_dir(folder.join("keys")) {
         for key in keys.flatten() {
-            if let Ok(file) = crate::crypto::keyfile::KeyFile::read(&key.path(), i64::MIN) {
-                let name: String = file
-                    .container_id
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                if let Ok(c) =
-                    crate::staging::local::LocalContainer::open(&plan.staging.path, &name)
-                {
-                    let _ = c.discard();
-                }
-            }
+            crate::pipeline::run::discard_staged(plan, &key.path());
         }
     }
     fs::remove_dir_all(&folder).map_err(|source| DeleteError::Io {

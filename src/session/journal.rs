@@ -246,6 +246,16 @@ pub fn parse(path: &Path, bytes: &[u8], binding: &[u8; 32]) -> Result<Loaded, Jo
     Ok(loaded)
 }
 
+/// Reads a journal without opening it for appending (a torn tail is left in place).
+pub fn read(path: &Path, binding: [u8; 32]) -> Result<Loaded, JournalError> {
+    let bytes = fs::read(path).map_err(|source| JournalError::Io {
+        what: "read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &bytes, &binding)
+}
+
 /// A round's journal, open for appending.
 #[derive(Debug)]
 pub struct Journal {
@@ -266,9 +276,9 @@ impl Journal {
                 source,
             }
         };
-        let loaded = match fs::read(path) {
-            Ok(bytes) => parse(path, &bytes, &binding)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let loaded = match read(path, binding) {
+            Ok(loaded) => loaded,
+            Err(JournalError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 let parent = path.parent().unwrap_or(Path::new("."));
                 fs::create_dir_all(parent).map_err(io("create the folder of"))?;
                 let mut partial = path.as_os_str().to_owned();
@@ -284,7 +294,7 @@ impl Journal {
                     ..Loaded::default()
                 }
             }
-            Err(e) => return Err(io("read")(e)),
+            Err(e) => return Err(e),
         };
         let file = File::options().write(true).open(path).map_err(io("open"))?;
         if loaded.torn > 0 {

@@ -64,9 +64,7 @@ impl PlanLock {
             }
             Err(TryLockError::Error(e)) => return Err(fail(e)),
         }
-        let started = jiff::Timestamp::now()
-            .round(jiff::Unit::Second)
-            .unwrap_or_default();
+        let started = super::now_text();
         let who = format!(
             "ferry on host {}, pid {}, started {started}\n",
             crate::pipeline::device_name(),

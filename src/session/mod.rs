@@ -133,11 +133,13 @@ pub enum SessionError {
     Index(#[from] index::IndexError),
 }
 
+/// A time as every state file and report shows it: RFC 3339, UTC, whole seconds.
+pub fn time_text(time: jiff::Timestamp) -> String {
+    time.round(jiff::Unit::Second).unwrap_or(time).to_string()
+}
+
 pub fn now_text() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_default()
-        .to_string()
+    time_text(jiff::Timestamp::now())
 }
 
 /// The hash of what a task does: its folders and effective settings. A round is
