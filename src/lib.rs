@@ -27,6 +27,7 @@ use plan::Plan;
 /// Runs one command. Human messages go to stderr; stdout carries only what the command
 /// was asked to print.
 pub fn run(cli: Cli) -> Result<Exit, Error> {
+    harden_process();
     match cli.command {
         Command::Validate { plans } => Ok(validate(&plans)),
         Command::Schema => print(&plan::schema_json()),
@@ -101,6 +102,28 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             out,
         ),
     }
+}
+
+/// What holds for the whole process, before any key or path is touched:
+///
+/// - No core dump: a dump of a run would hold the container key in clear (reliability
+///   review, finding 13). `PR_SET_DUMPABLE` 0 also keeps other processes of the same
+///   account from attaching to read the key.
+/// - Private by default: everything ferry creates (state, journals, item lists, keys,
+///   reports, staged objects) is at most 0600 for files and 0700 for folders, since
+///   they name every source path (finding 14). What ferry creates at the destination
+///   gets its mode explicitly, from the source or the usual 0644/0755.
+fn harden_process() {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit};
+    let _ = rustix::process::setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    );
+    let _ = rustix::process::set_dumpable_behavior(DumpableBehavior::NotDumpable);
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// `ferry report`: renders stored rounds again.

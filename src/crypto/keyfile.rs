@@ -116,10 +116,17 @@ impl KeyFile {
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = PathBuf::from(partial);
+        // A partial file left by a killed run is ours (the folder is 0700): it goes, and
+        // the new one is created fresh, never written through an existing file or link.
+        match fs::remove_file(&partial) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("remove the stale partial", e)),
+        }
         let mut file = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .mode(0o600)
             .open(&partial)
             .map_err(|e| io("create", e))?;
@@ -137,11 +144,33 @@ impl KeyFile {
 
     /// Reads and checks the key file at `path`; `now` in Unix seconds.
     pub fn read(path: &Path, now: i64) -> Result<KeyFile, KeyFileError> {
-        let meta = fs::metadata(path).map_err(|e| KeyFileError::Io {
+        let failed = |e| KeyFileError::Io {
             action: "read",
             path: path.to_path_buf(),
             source: e,
-        })?;
+        };
+        // Opened once, never through a symlink; every check is of the file that is read.
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    failed(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "it is a symlink; a key file is only ever a regular file",
+                    ))
+                } else {
+                    failed(e)
+                }
+            })?;
+        let meta = file.metadata().map_err(failed)?;
+        if !meta.is_file() {
+            return Err(failed(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is not a regular file",
+            )));
+        }
         let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyFileError::Exposed {
@@ -150,17 +179,15 @@ impl KeyFile {
             });
         }
         let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me && me != 0 {
+        // Root too: a key file someone else owns could have been planted by them.
+        if meta.uid() != me {
             return Err(KeyFileError::Owner {
                 path: path.to_path_buf(),
                 owner: meta.uid(),
             });
         }
-        let text = Zeroizing::new(fs::read(path).map_err(|e| KeyFileError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source: e,
-        })?);
+        let mut text = Zeroizing::new(Vec::with_capacity(512));
+        io::Read::read_to_end(&mut file, &mut text).map_err(failed)?;
         let malformed = |reason: &str| KeyFileError::Malformed {
             path: path.to_path_buf(),
             reason: reason.to_string(),
@@ -246,5 +273,27 @@ mod tests {
             KeyFile::read(&path, 150),
             Err(KeyFileError::Malformed { .. })
         ));
+    }
+
+    /// Reliability review, finding 16: a key file is read through no symlink, and one
+    /// another account owns is refused, also when ferry runs as root.
+    #[test]
+    fn refuses_links_and_other_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/round.key");
+        sample().write(&path).unwrap();
+        let link = dir.path().join("k/link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            KeyFile::read(&link, 150),
+            Err(KeyFileError::Io { .. })
+        ));
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            assert!(matches!(
+                KeyFile::read(&path, 150),
+                Err(KeyFileError::Owner { owner: 65534, .. })
+            ));
+        }
     }
 }

@@ -203,8 +203,19 @@ fn part_name(path: &Path) -> String {
     format!(".ferry-part-{}", &hash.to_hex()[..24])
 }
 
+/// Nanoseconds since the epoch, saturating: a time past 2262 (or before 1677) does not
+/// fit an `i64` of nanoseconds, and must neither wrap nor panic (finding 16). Both sides
+/// of a comparison saturate alike, so such a file is still recognised as unchanged.
+fn time_ns(sec: i64, nsec: i64) -> i64 {
+    sec.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 fn record_time_ns(record: &Record) -> i64 {
-    record.mtime_sec * 1_000_000_000 + i64::from(record.mtime_nsec)
+    time_ns(record.mtime_sec, i64::from(record.mtime_nsec))
+}
+
+fn stat_time_ns(st: &rustix::fs::Stat) -> i64 {
+    time_ns(st.st_mtime, st.st_mtime_nsec as i64)
 }
 
 /// A record's stamp where the destination has the record's own size and time.
@@ -213,6 +224,29 @@ fn same_stamp(record: &Record, hash: [u8; 32]) -> Stamp {
         hash,
         dest_mtime_ns: record_time_ns(record),
     }
+}
+
+/// Creates `root` and its missing parents as 0755 folders: the process's umask keeps
+/// ferry's own files private, but the destination's folders are the users'.
+fn create_public_dirs(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut missing = Vec::new();
+    let mut at = Some(root);
+    while let Some(dir) = at {
+        if fs::symlink_metadata(dir).is_ok() {
+            break;
+        }
+        missing.push(dir);
+        at = dir.parent();
+    }
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn errno(e: rustix::io::Errno) -> io::Error {
@@ -228,7 +262,7 @@ impl Destination {
         verify: Verify,
     ) -> io::Result<Destination> {
         let root_fresh = !root.exists();
-        fs::create_dir_all(root)?;
+        create_public_dirs(root)?;
         let fd = rustix::fs::open(
             root,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -259,6 +293,13 @@ impl Destination {
     /// it. A file ferry itself put there (its size and time still as the index recorded)
     /// is an earlier version of the source's: replaced. Any other is a conflict.
     fn differs(&self, path: &Path, found: Found, why: &str) -> Option<Outcome> {
+        if !found.regular {
+            return conflict(
+                self,
+                path,
+                "a symlink, folder or special file, not a regular file",
+            );
+        }
         let ours = self.index.as_ref().and_then(|index| {
             index
                 .items
@@ -274,9 +315,8 @@ impl Destination {
     /// The stamp of a file just given its metadata: the time the filesystem actually
     /// keeps (a coarse one rounds the source's).
     fn stamp(&self, fd: impl AsFd, record: &Record, hash: [u8; 32]) -> Stamp {
-        let dest_mtime_ns = rustix::fs::fstat(&fd).map_or(record_time_ns(record), |st| {
-            st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64
-        });
+        let dest_mtime_ns =
+            rustix::fs::fstat(&fd).map_or(record_time_ns(record), |st| stat_time_ns(&st));
         Stamp {
             hash,
             dest_mtime_ns,
@@ -371,7 +411,7 @@ impl Destination {
         } else {
             0o755
         };
-        self.set_mode_and_time(fd, record.mode & 0o7777, usual, time)
+        self.set_mode_and_time(fd, self.preserve.mode_bits(record.mode), usual, time)
     }
 
     /// Mode and modification time, as `preserve` asks. Without `preserve.mode` an item
@@ -440,10 +480,12 @@ impl Destination {
                 Err(e) => Removal::Failed(errno(e).to_string()),
             };
         }
-        let mtime_ns = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+        let mtime_ns = stat_time_ns(&st);
+        let regular =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
         if is_dir
             || (known.kind == KIND_FILE
-                && (st.st_size as u64 != known.size || mtime_ns != known.dest_mtime_ns))
+                && (!regular || st.st_size as u64 != known.size || mtime_ns != known.dest_mtime_ns))
         {
             return Removal::Changed;
         }
@@ -464,7 +506,7 @@ impl Destination {
                     tv_sec: ns.div_euclid(1_000_000_000) as i64,
                     tv_nsec: ns.rem_euclid(1_000_000_000) as i64,
                 };
-                (path, mode & 0o7777, time)
+                (path, self.preserve.mode_bits(mode), time)
             })
             .collect();
         *self.folders.lock().unwrap_or_else(|e| e.into_inner()) = folders;
@@ -656,7 +698,7 @@ fn read_all<R: Read>(
                     .unwrap_or_else(|e| e.into_inner())
                     .push((
                         path.clone(),
-                        record.mode & 0o7777,
+                        dest.preserve.mode_bits(record.mode),
                         Timespec {
                             tv_sec: record.mtime_sec,
                             tv_nsec: i64::from(record.mtime_nsec),
@@ -807,19 +849,26 @@ fn conflict(dest: &Destination, path: &Path, why: &str) -> Option<Outcome> {
 /// What the destination has at a record's name.
 #[derive(Clone, Copy, Debug)]
 struct Found {
-    /// The record's size and time.
+    /// A regular file with the record's size and time.
     same: bool,
+    /// A regular file: a symlink, folder or special file is never the source's file,
+    /// and never ferry's own (finding 8).
+    regular: bool,
     size: u64,
     mtime_ns: i64,
 }
 
-/// The destination's file at `name`, if any, against the record's size and time.
+/// The destination's entry at `name`, if any, against the record's size and time.
 fn existing(dir: &OwnedFd, name: &[u8], record: &Record) -> Option<Found> {
     let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    let mtime_ns = st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64;
+    let mtime_ns = stat_time_ns(&st);
+    let regular =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
     Some(Found {
-        same: st.st_size as u64 == record.size
+        same: regular
+            && st.st_size as u64 == record.size
             && same_time(i128::from(mtime_ns), i128::from(record_time_ns(record))),
+        regular,
         size: st.st_size as u64,
         mtime_ns,
     })
@@ -963,7 +1012,8 @@ fn write_file<R: Read>(
                 stamp: same_stamp(record, trailer.file_hash),
             }),
             Ok(_) => conflict(dest, &path, "the same size and time, but other content"),
-            Err(_) => None,
+            // What cannot be read cannot be shown to be ours: never overwritten silently.
+            Err(e) => conflict(dest, &path, &format!("it cannot be read to compare: {e}")),
         };
         if let Some(outcome) = outcome {
             discard(&target);
@@ -1305,6 +1355,7 @@ mod tests {
             mtime: true,
             mode: true,
             owner: false,
+            setuid: false,
         };
         let dest = Destination::open(
             &dest_path,

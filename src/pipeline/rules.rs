@@ -103,7 +103,14 @@ codes! {
     SpecialFile = "special-file",
     /// The filesystem does not record creation times, so `created_after` cannot apply.
     BirthTimeUnknown = "birth-time-unknown",
+    /// A setuid or setgid file or folder: the bits are cleared at the destination.
+    SetuidCleared = "setuid-cleared",
+    /// The item's absolute source path is longer than the system lets a program open.
+    SourcePathTooLong = "source-path-too-long",
 }
+
+/// The longest absolute path, in bytes, that the system opens (`PATH_MAX` less its NUL).
+pub const SYSTEM_MAX_PATH: usize = 4095;
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -376,6 +376,8 @@ struct Context {
     account: Account,
     /// The source root, canonical: followed and copied links must stay inside it.
     root: PathBuf,
+    /// The plan keeps setuid and setgid bits (`preserve.setuid` with `owner`).
+    keep_setuid: bool,
 }
 
 /// The (dev, inode) of a folder and of every folder above it on the logical path, to
@@ -464,6 +466,7 @@ pub fn scan(
         symlinks: settings.symlinks,
         account: Account::current(),
         root: root.clone(),
+        keep_setuid: settings.preserve.keeps_setuid(),
     });
     let pool = Arc::new(
         rayon::ThreadPoolBuilder::new()
@@ -650,10 +653,9 @@ fn judge_children(
             // A folder that is filtered out or cannot be listed is not walked.
             (EntryKind::Folder, Status::Filtered(_), _) => child.read_children = None,
             (EntryKind::Folder, _, _)
-                if entry
-                    .findings
-                    .iter()
-                    .any(|f| f.code == Code::PermissionDenied) =>
+                if entry.findings.iter().any(|f| {
+                    matches!(f.code, Code::PermissionDenied | Code::SourcePathTooLong)
+                }) =>
             {
                 child.read_children = None;
             }
@@ -734,6 +736,33 @@ fn judge(
         findings: Vec::new(),
         path_chars: seen.path_chars,
     };
+    // Below this, a path cannot be opened or listed by name (finding 3): the item is
+    // reported, and a folder's contents are unknown, never silently left out.
+    let absolute = seen.folder.as_os_str().len() + 1 + seen.name.len();
+    if absolute > rules::SYSTEM_MAX_PATH {
+        entry.status = Status::Skipped;
+        if let Ok((m, _, _)) = &stat {
+            entry.meta = *m;
+        }
+        entry.findings.push(Finding::new(
+            Code::SourcePathTooLong,
+            Severity::Error,
+            format!(
+                "its absolute source path is {absolute} bytes, over the {} this system can open; \
+                 it (and anything inside it) will not migrate: move or rename a folder above it, \
+                 or make a task of a folder further down",
+                rules::SYSTEM_MAX_PATH
+            ),
+        ));
+        if let Ok((m, FileType::Directory, _)) = stat {
+            entry.kind = EntryKind::Folder;
+            entry.meta = m;
+        } else if let Ok((m, FileType::RegularFile, _)) = stat {
+            entry.kind = EntryKind::File;
+            entry.meta = m;
+        }
+        return (entry, None);
+    }
     let (mut meta, file_type, mut owner) = match stat {
         Ok(stat) => stat,
         Err(e) => {
@@ -823,6 +852,24 @@ fn judge(
         scratch,
     );
     entry.findings.append(scratch);
+    if matches!(kind, ItemKind::File | ItemKind::Folder)
+        && meta.mode & 0o6000 != 0
+        && !context.keep_setuid
+    {
+        let bits = match meta.mode & 0o6000 {
+            0o4000 => "setuid",
+            0o2000 => "setgid",
+            _ => "setuid and setgid",
+        };
+        entry.findings.push(Finding::new(
+            Code::SetuidCleared,
+            Severity::Warning,
+            format!(
+                "the {bits} bit is cleared at the destination, whose owner is not the source's; \
+                 `preserve: {{ owner: true, setuid: true }}` keeps it"
+            ),
+        ));
+    }
     let folder = kind == ItemKind::Folder;
     if matches!(kind, ItemKind::File | ItemKind::Folder)
         && !context.account.may_read(&meta, owner.0, owner.1, folder)

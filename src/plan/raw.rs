@@ -238,6 +238,14 @@ pub struct RawPreserve {
     #[serde(default)]
     #[schemars(with = "bool")]
     pub owner: Option<bool>,
+    /// Keep the setuid and setgid bits (04000, 02000) of files and folders. Only with
+    /// `owner: true`: a setuid file given to another owner (root, when ferry runs as
+    /// root) would hand out that owner's rights. Without it the bits are cleared, as
+    /// `cp -p` does when it cannot keep the owner, and the scan warns about each such
+    /// item (`setuid-cleared`). Default: false.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub setuid: Option<bool>,
 }
 
 /// How files are cut into packages.

@@ -50,6 +50,26 @@ pub struct Preserve {
     pub mtime: bool,
     pub mode: bool,
     pub owner: bool,
+    /// Setuid and setgid bits are kept (validated: only with `owner`). Left out of the
+    /// task's hash while false, so plans that never say it keep their hash.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub setuid: bool,
+}
+
+impl Preserve {
+    /// The mode bits an item gets at the destination: the setuid and setgid bits only
+    /// when the plan keeps them, with the owner (reliability review, finding 1).
+    pub fn mode_bits(&self, mode: u32) -> u32 {
+        if self.keeps_setuid() {
+            mode & 0o7777
+        } else {
+            mode & 0o1777
+        }
+    }
+
+    pub fn keeps_setuid(&self) -> bool {
+        self.setuid && self.owner && self.mode
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -121,6 +141,7 @@ impl Settings {
                 mtime: preserve.mtime.unwrap_or(true),
                 mode: preserve.mode.unwrap_or(true),
                 owner: preserve.owner.unwrap_or(false),
+                setuid: preserve.setuid.unwrap_or(false),
             },
             package: PackageSettings {
                 max_size: package.max_size.unwrap_or(DEFAULT_PACKAGE_SIZE),

@@ -356,7 +356,22 @@ fn resolve_settings(c: &mut Checker<'_>, i: usize, own: bool, value: Value) -> O
             return None;
         }
     };
-    Some(Settings::from_raw(raw))
+    let settings = Settings::from_raw(raw);
+    if settings.preserve.setuid && !settings.preserve.owner {
+        let own_at = format!("/tasks/{i}/settings/preserve/setuid");
+        let at = if c.doc.value.pointer(&own_at).is_some() {
+            own_at
+        } else {
+            "/defaults/preserve/setuid".to_string()
+        };
+        c.at_value(
+            &at,
+            "setuid and setgid bits are kept only with the owner (`preserve.owner: true`): \
+             a setuid file given to another owner would run with that owner's rights",
+        );
+        return None;
+    }
+    Some(settings)
 }
 
 /// `min_size` above `max_size` once a task's settings are laid over the defaults,
@@ -429,6 +444,31 @@ fn check_overlaps(
                 ),
             ),
             None => {}
+        }
+        // Two tasks writing one tree at once would interleave their files (finding 2):
+        // the same or nested destinations only when one task waits for the other.
+        for (k, (_, other_destination)) in resolved.iter().enumerate().skip(i + 1) {
+            if graph::reaches(edges, k, i) || graph::reaches(edges, i, k) {
+                continue;
+            }
+            let how = match relation(other_destination, destination) {
+                Some(Relation::Same) => "the same folder as",
+                Some(Relation::Inside) => "inside",
+                Some(Relation::Contains) => "around",
+                None => continue,
+            };
+            c.at_value(
+                &format!("/tasks/{k}/destination"),
+                format!(
+                    "the destination {} is {how} the destination of task `{}` ({}), and neither task depends on the other: \
+                     both would write the same files at once; add `depends_on: [{}]` to `{}` or choose another folder",
+                    other_destination.shown(),
+                    names[i],
+                    destination.shown(),
+                    names[i],
+                    names[k]
+                ),
+            );
         }
         for (k, (other_source, _)) in resolved.iter().enumerate() {
             if k == i || graph::reaches(edges, k, i) {

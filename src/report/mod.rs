@@ -154,6 +154,7 @@ impl CsvFile {
             .map_err(|e| fail(e.into_error()))?;
         file.sync_all().map_err(fail)?;
         fs::rename(&partial, &path).map_err(fail)?;
+        sync_parent(&path).map_err(fail)?;
         Ok(path)
     }
 }
@@ -169,7 +170,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let mut file = fs::File::create(&partial).map_err(fail)?;
     file.write_all(bytes).map_err(fail)?;
     file.sync_all().map_err(fail)?;
-    fs::rename(&partial, path).map_err(fail)
+    fs::rename(&partial, path).map_err(fail)?;
+    sync_parent(path).map_err(fail)
+}
+
+/// Makes a rename into `path`'s folder durable: without it, a power cut can bring back
+/// the old file after the new one was reported written (reliability review, finding 15).
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::File::open(parent)?.sync_all()
 }
 
 #[cfg(test)]

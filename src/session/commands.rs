@@ -254,6 +254,15 @@ fn action(index: &Index, task: &Task, item: &Item) -> Action {
     let Some(found) = found else {
         return Action::Create;
     };
+    // A symlink, folder or special file where the source has a file is never the
+    // source's file, nor ferry's own: as the importer judges it (finding 8).
+    if !found.file_type().is_file() {
+        return if task.settings.conflicts == Conflicts::Overwrite {
+            Action::Update
+        } else {
+            Action::Conflict
+        };
+    }
     let found_ns = i128::from(found.mtime()) * 1_000_000_000 + i128::from(found.mtime_nsec());
     let source_same =
         known.is_some_and(|k| k.size == item.meta.size && k.mtime_ns == item.meta.mtime_ns);

@@ -4,6 +4,7 @@ mod cli;
 mod graph;
 mod harness;
 mod plans;
+mod reliability;
 mod reports;
 mod run;
 mod scan;

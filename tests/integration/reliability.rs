@@ -1,0 +1,259 @@
+//! The findings of the reliability review of d6b8773, each through the real binary.
+//! Every test names its finding; each failed on that commit.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::Fixture;
+use crate::run::plan;
+
+fn posix(extra: &str) -> String {
+    plan(&format!("{{ rules: posix{extra} }}"))
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Finding 1: a setuid file (or setgid folder) of the source must not become a
+/// setuid-root one at the destination; the scan warns about each.
+#[test]
+fn setuid_and_setgid_bits_are_cleared_unless_the_plan_keeps_them_with_the_owner() {
+    let f = Fixture::new();
+    f.file("src/home/tool", "#!/bin/sh\nid\n");
+    fs::set_permissions(f.path("src/home/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    f.dir("src/shared");
+    fs::set_permissions(f.path("src/shared"), fs::Permissions::from_mode(0o2775)).unwrap();
+    f.file("src/shared/plain.txt", "plain");
+    f.plan(&posix(""));
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("setuid-cleared"), "{}", run.stderr);
+    assert_eq!(mode(&f.path("dest/home/tool")), 0o755);
+    assert_eq!(mode(&f.path("dest/shared")), 0o775);
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ScanReport_R1.csv")).unwrap();
+    assert_eq!(report.matches("setuid-cleared").count(), 2, "{report}");
+
+    // Kept only when asked, and only with the owner.
+    let g = Fixture::new();
+    g.file("src/tool", "x");
+    fs::set_permissions(g.path("src/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    g.plan(&posix(", preserve: { setuid: true }"));
+    let refused = g.ferry(&["validate", "plan.yaml"]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("settings.preserve.setuid"),
+        "{}",
+        refused.stderr
+    );
+    if is_root() {
+        g.plan(&posix(", preserve: { setuid: true, owner: true }"));
+        g.ferry(&["run", "plan.yaml"]).assert_code(0);
+        assert_eq!(mode(&g.path("dest/tool")), 0o4755);
+    }
+}
+
+/// Finding 2a: two tasks of one plan writing the same (or a nested) destination at
+/// once are refused by `validate`, unless one depends on the other.
+#[test]
+fn tasks_with_the_same_or_nested_destinations_must_depend_on_each_other() {
+    let f = Fixture::new();
+    f.dir("a").dir("b");
+    let two = |second_dest: &str, depends: &str| {
+        format!(
+            "version: 1\nname: p\nworking_folder: state\ntasks:\n  - {{name: a, source: a, destination: dst}}\n  - {{name: b, source: b, destination: {second_dest}{depends}}}\n"
+        )
+    };
+    for dest in ["dst", "dst/sub"] {
+        f.plan(&two(dest, ""));
+        let run = f.ferry(&["validate", "plan.yaml"]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("tasks[1].destination") && run.stderr.contains("task `a`"),
+            "{}",
+            run.stderr
+        );
+        f.plan(&two(dest, ", depends_on: [a]"));
+        f.ferry(&["validate", "plan.yaml"]).assert_code(0);
+    }
+}
+
+/// Finding 3: items below a folder whose absolute path is longer than the system opens
+/// were left out silently. Now each is reported, the task is not ready, exit 1.
+#[test]
+fn items_deeper_than_path_max_are_reported_never_dropped() {
+    let f = Fixture::new();
+    f.file("src/top.txt", "short");
+    // Built relative to each folder: the whole path cannot be used.
+    let mut dir = fs::File::open(f.path("src")).unwrap();
+    let name = "d".repeat(250);
+    for _ in 0..20 {
+        rustix::fs::mkdirat(&dir, name.as_str(), rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        let next = rustix::fs::openat(
+            &dir,
+            name.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        dir = fs::File::from(next);
+    }
+    rustix::fs::openat(
+        &dir,
+        "leaf.txt",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CREATE,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    f.plan(&posix(""));
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("source-path-too-long") && run.stderr.contains("Not ready"),
+        "{}",
+        run.stderr
+    );
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ScanReport_R1.csv")).unwrap();
+    assert!(report.contains("source-path-too-long"), "{report}");
+}
+
+/// Finding 8: a symlink at the destination with the source file's size and time is not
+/// "already at destination"; it is a conflict, kept and reported.
+#[test]
+fn a_symlink_with_the_same_size_and_time_is_not_the_file() {
+    let f = Fixture::new();
+    f.file("outside/file1.txt", "B".repeat(26));
+    f.file("src/report.txt", "A".repeat(26));
+    f.dir("dest");
+    std::os::unix::fs::symlink(f.path("outside/file1.txt"), f.path("dest/report.txt")).unwrap();
+    let when = rustix::fs::Timespec {
+        tv_sec: 1_714_903_200,
+        tv_nsec: 123_456_789,
+    };
+    for (path, follow) in [
+        (f.path("src/report.txt"), true),
+        (f.path("dest/report.txt"), false),
+    ] {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            &path,
+            &rustix::fs::Timestamps {
+                last_access: when,
+                last_modification: when,
+            },
+            if follow {
+                rustix::fs::AtFlags::empty()
+            } else {
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+            },
+        )
+        .unwrap();
+    }
+    f.plan(&posix(""));
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("destination-changed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("0 already up to date"),
+        "{}",
+        run.stderr
+    );
+    let plan = f.ferry(&["plan", "plan.yaml"]);
+    assert!(plan.stdout.contains("conflict"), "{}", plan.stdout);
+    // With `overwrite`, the link is replaced by the file; the outside file is untouched.
+    f.plan(&posix(", conflicts: overwrite"));
+    f.ferry(&["run", "plan.yaml", "--restart"]).assert_code(0);
+    assert!(
+        fs::symlink_metadata(f.path("dest/report.txt"))
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(
+        fs::read_to_string(f.path("dest/report.txt")).unwrap(),
+        "A".repeat(26)
+    );
+    assert_eq!(
+        fs::read_to_string(f.path("outside/file1.txt")).unwrap(),
+        "B".repeat(26)
+    );
+}
+
+/// A file large enough that a run lasts while the test looks at the process.
+fn slow_tree(f: &Fixture, megabytes: usize) {
+    let data: Vec<u8> = (0..megabytes * 1_000_000)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    f.file("src/big.bin", &data);
+}
+
+/// Finding 13: a core dump of a run would hold the container key: the process allows
+/// none.
+#[test]
+fn a_run_dumps_no_core() {
+    let f = Fixture::new();
+    slow_tree(&f, 200);
+    f.plan(&posix(", package: { max_size: 1MiB }"));
+    let mut child = f.spawn(&["run", "--workers", "1", "plan.yaml"]);
+    let limits = format!("/proc/{}/limits", child.id());
+    let mut seen = None;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(10));
+        if f.path("state/p/t/keys/R1.key").exists()
+            && let Ok(text) = fs::read_to_string(&limits)
+        {
+            seen = Some(text);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.expect("the run's limits while its key existed");
+    let core = text
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}
+
+/// Every file and folder under `root`, with its mode.
+fn modes(root: &Path, out: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+    for entry in fs::read_dir(root).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        out.push((entry.path(), meta.mode() & 0o777, meta.is_dir()));
+        if meta.is_dir() {
+            modes(&entry.path(), out);
+        }
+    }
+}
+
+/// Finding 14: the state names every source path: its files are 0600 and its folders
+/// 0700, whatever the umask; the destination gets the usual modes.
+#[test]
+fn state_is_private_and_the_destination_is_not() {
+    let f = Fixture::new();
+    f.file("src/a/b.txt", "b");
+    f.file("src/c.txt", "c");
+    fs::set_permissions(f.path("src/c.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    f.plan(&posix(", package: { max_files: 1 }"));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let mut state = Vec::new();
+    modes(&f.path("state"), &mut state);
+    assert!(state.len() > 10, "{state:?}");
+    // Staging containers are 0300 (no listing); nothing is open to others.
+    for (path, mode, _) in &state {
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    assert_eq!(mode(&f.path("state/p/t/session.json")), 0o600);
+    assert_eq!(mode(&f.path("state/p/t/rounds/R1")), 0o700);
+    assert_eq!(mode(&f.path("dest")), 0o755);
+    assert_eq!(mode(&f.path("dest/c.txt")), 0o644);
+}
