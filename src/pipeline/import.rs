@@ -56,8 +56,14 @@ pub enum Outcome {
         bytes: u64,
         stamp: Stamp,
     },
-    /// A part was written; the file is committed with its last part.
-    PartWritten { path: PathBuf, bytes: u64 },
+    /// A part is durable in the file's assembly (`work`, a folder of ferry's own beside
+    /// the final name); the file is committed with its last part.
+    PartWritten {
+        path: PathBuf,
+        bytes: u64,
+        part: u32,
+        work: String,
+    },
     /// The destination already had it, unchanged (same size and time).
     Unchanged { path: PathBuf, stamp: Stamp },
     /// Not imported, with a stable code.
@@ -121,86 +127,124 @@ pub struct Destination {
     /// Folders' modes and times, applied when the task ends (a read-only folder would
     /// refuse its own contents, and writing contents changes a folder's time).
     folders: Mutex<Vec<(PathBuf, u32, Timespec)>>,
-    /// Files in parts: which parts are in. Parts may arrive in any order (an import-only
-    /// run imports packages in parallel); the file is checked and committed by whoever
-    /// brings the last missing part.
+    /// Files in parts being assembled. One worker brings a file's parts, in order; an
+    /// assembly is taken out of the map while a part is written into it.
     assembling: Mutex<std::collections::HashMap<PathBuf, Assembly>>,
     /// What ferry put at the destination in earlier rounds: a file whose fingerprint is
     /// still the one recorded there is ferry's own, and an update may replace it.
     index: Option<Arc<crate::session::index::Index>>,
 }
 
-/// The parts of one file seen so far.
-#[derive(Debug, Default)]
-struct Assembly {
-    received: u32,
-    file_hash: Option<[u8; 32]>,
-    /// A part failed: the rest are ignored.
-    failed: bool,
-    /// While parts arrive in order (always, when this run staged them), the whole
-    /// file's hash is taken as they are written, and the file need not be read back.
-    running: Option<blake3::Hasher>,
-    next: u32,
-    out_of_order: bool,
+/// Where a file in parts stands.
+#[derive(Debug)]
+enum Assembly {
+    /// Parts `0..next` are durable in `data` inside the work folder `work`, which ferry
+    /// created 0700 beside the final name: nobody else can reach the file by name, and
+    /// it is checked (owner, type, links) whenever it is opened.
+    Writing {
+        work: String,
+        work_fd: OwnedFd,
+        file: fs::File,
+        next: u32,
+    },
+    /// The destination already has the file (same size and time): parts are read past.
+    Skipping,
+    /// A part failed: the rest are read past.
+    Failed,
+}
+
+/// The name of the assembled file inside its work folder.
+const ASSEMBLY_FILE: &str = "data";
+
+/// This process's salt in its temporary names: a resumed run removes only the names of
+/// its own task's earlier runs, never another run's files in flight (finding 16).
+pub fn run_salt() -> String {
+    use std::sync::OnceLock;
+    static SALT: OnceLock<String> = OnceLock::new();
+    SALT.get_or_init(|| {
+        let mut random = [0u8; 4];
+        let _ = crate::crypto::random(&mut random);
+        format!("{:08x}", u32::from_le_bytes(random))
+    })
+    .clone()
 }
 
 /// A short temporary name, unique in this process (files are created with `O_EXCL`,
 /// so a clash with another process fails safely rather than overwriting).
 fn temp_name(kind: &str) -> String {
-    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static SALT: OnceLock<u32> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let salt = *SALT.get_or_init(|| {
-        let mut random = [0u8; 4];
-        let _ = crate::crypto::random(&mut random);
-        u32::from_le_bytes(random)
-    });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!(".ferry-{kind}-{salt:08x}-{n:x}")
+    format!(".ferry-{kind}-{}-{n:x}", run_salt())
 }
 
-/// Whether `name` is one of ferry's own temporary names (see [`temp_name`] and
-/// [`part_name`]).
-pub fn is_temp_name(name: &[u8]) -> bool {
+/// The salt of one of ferry's temporary names (see [`temp_name`]), and whether it is a
+/// work folder.
+fn temp_salt(name: &[u8]) -> Option<(&[u8], bool)> {
     let hex = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit);
-    if let Some(rest) = name.strip_prefix(b".ferry-part-") {
-        return rest.len() == 24 && hex(rest);
-    }
-    for kind in [&b".ferry-tmp-"[..], b".ferry-link-"] {
+    for (kind, work) in [
+        (&b".ferry-tmp-"[..], false),
+        (b".ferry-link-", false),
+        (b".ferry-work-", true),
+    ] {
         if let Some(rest) = name.strip_prefix(kind) {
             let mut halves = rest.splitn(2, |&b| b == b'-');
             let (salt, n) = (halves.next().unwrap_or(b""), halves.next().unwrap_or(b""));
-            return salt.len() == 8 && hex(salt) && hex(n);
+            return (salt.len() == 8 && hex(salt) && hex(n)).then_some((salt, work));
         }
     }
-    false
+    None
 }
 
-/// Removes the temporary files an interrupted import left under `root`; returns how
-/// many. Only ferry's own names are touched; symlinks are not followed.
-pub fn clean_stray(root: &Path) -> u64 {
+/// Whether `name` is one of ferry's own temporary names.
+pub fn is_temp_name(name: &[u8]) -> bool {
+    temp_salt(name).is_some()
+}
+
+/// Removes what interrupted imports of this task left under `root` (temporary files,
+/// and the work folders of files in parts that the round no longer needs, `keep` being
+/// those it resumes); returns how many. Only names carrying one of `salts` (the task's
+/// own earlier runs) are touched; symlinks are not followed.
+pub fn clean_stray(root: &Path, salts: &[String], keep: &std::collections::HashSet<String>) -> u64 {
+    if salts.is_empty() {
+        return 0;
+    }
     let mut removed = 0;
     let walk = jwalk::WalkDir::new(root)
         .skip_hidden(false)
         .follow_links(false)
-        .sort(false);
+        .sort(false)
+        .process_read_dir(|_, _, _, children| {
+            // A work folder is removed whole below: not walked into.
+            for child in children.iter_mut().flatten() {
+                if temp_salt(child.file_name.as_bytes()).is_some_and(|(_, work)| work) {
+                    child.read_children = None;
+                }
+            }
+        });
     for entry in walk.into_iter().flatten() {
-        if entry.depth() > 0
-            && !entry.file_type().is_dir()
-            && is_temp_name(entry.file_name().as_bytes())
-            && fs::remove_file(entry.path()).is_ok()
-        {
+        let name = entry.file_name().as_bytes();
+        let Some((salt, work)) = temp_salt(name) else {
+            continue;
+        };
+        if entry.depth() == 0 || !salts.iter().any(|s| s.as_bytes() == salt) {
+            continue;
+        }
+        let path = entry.path();
+        let gone = if work && entry.file_type().is_dir() {
+            if keep.contains(&*entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let _ = fs::remove_file(path.join(ASSEMBLY_FILE));
+            fs::remove_dir(&path).is_ok()
+        } else {
+            !entry.file_type().is_dir() && fs::remove_file(&path).is_ok()
+        };
+        if gone {
             removed += 1;
         }
     }
     removed
-}
-
-/// The fixed temporary name of a file being assembled from parts.
-fn part_name(path: &Path) -> String {
-    let hash = blake3::hash(path.as_os_str().as_bytes());
-    format!(".ferry-part-{}", &hash.to_hex()[..24])
 }
 
 /// Nanoseconds since the epoch, saturating: a time past 2262 (or before 1677) does not
@@ -329,7 +373,7 @@ impl Destination {
 
     /// Opens the folder that holds `parts`' last component, creating missing folders
     /// (mode 0700 until the task ends), never following a symlink.
-    fn parent(&self, parts: &[&[u8]], created: &mut Vec<PathBuf>) -> io::Result<OwnedFd> {
+    fn parent(&self, parts: &[&[u8]], created: &mut Vec<Created>) -> io::Result<OwnedFd> {
         self.parent_fresh(parts, created).map(|(fd, _)| fd)
     }
 
@@ -338,7 +382,7 @@ impl Destination {
     fn parent_fresh(
         &self,
         parts: &[&[u8]],
-        created: &mut Vec<PathBuf>,
+        created: &mut Vec<Created>,
     ) -> io::Result<(OwnedFd, bool)> {
         let mut fresh = parts.len() == 1 && self.root_fresh;
         let mut dir = rustix::fs::openat(
@@ -354,7 +398,7 @@ impl Destination {
             at.push(name);
             match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
                 Ok(()) => {
-                    created.push(at.clone());
+                    created.push(Created::new(&dir, name));
                     self.made
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -545,6 +589,43 @@ impl Destination {
     }
 }
 
+/// A folder this package created, to remove again (when empty) if the package is
+/// refused: by its parent's handle, never by a path that a swapped folder could redirect
+/// (finding 16).
+struct Created {
+    parent: Option<OwnedFd>,
+    name: std::ffi::OsString,
+}
+
+impl Created {
+    fn new(parent: &OwnedFd, name: &OsStr) -> Created {
+        Created {
+            parent: rustix::io::fcntl_dupfd_cloexec(parent, 0).ok(),
+            name: name.to_os_string(),
+        }
+    }
+}
+
+/// The code of a failed write: a full disk (or quota) stops the run, any other
+/// failure is the item's alone.
+pub fn write_code(e: &io::Error) -> &'static str {
+    if disk_full(e) { DISK_FULL } else { "write-failed" }
+}
+
+/// The code of an item the destination refused: a folder on its way is a symlink or a
+/// file. Nothing is written through it.
+pub const DESTINATION_REFUSED: &str = "destination-refused";
+
+/// The code of a destination that is full: the run stops and the round stays open.
+pub const DISK_FULL: &str = "disk-full";
+
+/// Whether an error says the disk (or the account's quota) is full.
+pub fn disk_full(e: &io::Error) -> bool {
+    let errno = e.raw_os_error();
+    errno == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || errno == Some(rustix::io::Errno::DQUOT.raw_os_error())
+}
+
 /// A file of this package written to its temporary name, waiting for the package's end.
 struct Pending {
     dir: Arc<OwnedFd>,
@@ -553,14 +634,17 @@ struct Pending {
     path: PathBuf,
     bytes: u64,
     stamp: Stamp,
+    /// Nothing was at the final name when the record was read: the rename must not
+    /// replace whatever someone put there since (finding 16).
+    absent: bool,
 }
 
 /// Imports one package stream (already authenticated segment by segment and
 /// decompressed). Returns an outcome per record, or refuses the package whole.
 pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<Outcome>, Refused> {
     let mut pending: Vec<Pending> = Vec::new();
-    let mut created: Vec<PathBuf> = Vec::new();
-    let mut parts_touched: Vec<(OwnedFd, String)> = Vec::new();
+    let mut created: Vec<Created> = Vec::new();
+    let mut parts_touched: Vec<PathBuf> = Vec::new();
     let result = read_all(
         dest,
         &mut stream,
@@ -575,12 +659,18 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
             // (one call per package rather than one per file).
             let synced = rustix::fs::syncfs(&dest.fd);
             for file in pending {
+                let flags = if file.absent {
+                    rustix::fs::RenameFlags::NOREPLACE
+                } else {
+                    rustix::fs::RenameFlags::empty()
+                };
                 let committed = synced.and_then(|()| {
-                    rustix::fs::renameat(
+                    rustix::fs::renameat_with(
                         &*file.dir,
                         file.temp.as_str(),
                         &*file.dir,
                         OsStr::from_bytes(&file.name),
+                        flags,
                     )
                 });
                 outcomes.push(match committed {
@@ -592,10 +682,20 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
                     Err(e) => {
                         let _ =
                             rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
-                        Outcome::Failed {
-                            path: file.path,
-                            code: "write-failed",
-                            message: format!("cannot put the file in place: {}", errno(e)),
+                        match e {
+                            rustix::io::Errno::EXIST => Outcome::Failed {
+                                path: file.path,
+                                code: "destination-changed",
+                                message: "something was put at the destination while the file was imported; it was kept".into(),
+                            },
+                            e => {
+                                let e = errno(e);
+                                Outcome::Failed {
+                                    path: file.path,
+                                    code: write_code(&e),
+                                    message: format!("cannot put the file in place: {e}"),
+                                }
+                            }
                         }
                     }
                 });
@@ -608,11 +708,13 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
             for file in pending {
                 let _ = rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
             }
-            for (dir, name) in parts_touched {
-                let _ = rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty());
+            for path in parts_touched {
+                dest.assembly_failed(&path);
             }
             for folder in created.iter().rev() {
-                let _ = rustix::fs::unlinkat(&dest.fd, folder.as_path(), AtFlags::REMOVEDIR);
+                if let Some(parent) = &folder.parent {
+                    let _ = rustix::fs::unlinkat(parent, folder.name.as_os_str(), AtFlags::REMOVEDIR);
+                }
             }
             Err(refused)
         }
@@ -623,8 +725,8 @@ fn read_all<R: Read>(
     dest: &Destination,
     stream: &mut R,
     pending: &mut Vec<Pending>,
-    created: &mut Vec<PathBuf>,
-    parts_touched: &mut Vec<(OwnedFd, String)>,
+    created: &mut Vec<Created>,
+    parts_touched: &mut Vec<PathBuf>,
 ) -> Result<Vec<Outcome>, Refused> {
     package::read_begin(stream)?;
     let mut outcomes = Vec::new();
@@ -655,40 +757,63 @@ fn read_all<R: Read>(
                 fresh = new;
                 Some(dir)
             }
+            // A folder on the way is a symlink or a file: the destination's doing, not
+            // the package's. This item is refused; the package's others go on (finding 9).
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                return Err(Refused::Path(e.to_string()));
+                outcomes.push(Outcome::Failed {
+                    path: path.clone(),
+                    code: DESTINATION_REFUSED,
+                    message: e.to_string(),
+                });
+                None
             }
             Err(e) => {
                 outcomes.push(Outcome::Failed {
                     path: path.clone(),
-                    code: "write-failed",
+                    code: write_code(&e),
                     message: format!("cannot create its folder: {e}"),
                 });
                 None
             }
         };
+        // Its failure is recorded: the record's data is read past, and nothing else is
+        // said of it.
+        let Some(dir) = dir else {
+            let mut sink = None;
+            copy_data(stream, record.len, None, &mut buf, &mut sink, false, None)?;
+            package::read_trailer(stream)?;
+            if record.parts > 1 {
+                dest.assembly_failed(&path);
+            }
+            continue;
+        };
         match record.kind {
             KIND_FOLDER => {
-                let trailer = package::read_trailer(stream)?;
-                let Some(dir) = dir else { continue };
-                let _ = trailer;
+                package::read_trailer(stream)?;
                 let made =
-                    rustix::fs::mkdirat(&dir, OsStr::from_bytes(&name), Mode::from_raw_mode(0o700));
+                    rustix::fs::mkdirat(&*dir, OsStr::from_bytes(&name), Mode::from_raw_mode(0o700));
                 let existed = match made {
                     Ok(()) => {
-                        created.push(path.clone());
+                        created.push(Created::new(&dir, OsStr::from_bytes(&name)));
                         dest.made
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(path.clone());
                         false
                     }
-                    Err(rustix::io::Errno::EXIST) => true,
+                    // A folder this run made for the items inside it is this run's
+                    // too: migrated, not "already at the destination".
+                    Err(rustix::io::Errno::EXIST) => !dest
+                        .made
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(&path),
                     Err(e) => {
+                        let e = errno(e);
                         outcomes.push(Outcome::Failed {
                             path,
-                            code: "write-failed",
-                            message: format!("cannot create the folder: {}", errno(e)),
+                            code: write_code(&e),
+                            message: format!("cannot create the folder: {e}"),
                         });
                         continue;
                     }
@@ -717,7 +842,6 @@ fn read_all<R: Read>(
             }
             KIND_SYMLINK => {
                 package::read_trailer(stream)?;
-                let Some(dir) = dir else { continue };
                 let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
                 if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
                     outcomes.push(Outcome::Unchanged {
@@ -737,19 +861,23 @@ fn read_all<R: Read>(
                         path,
                         bytes: 0,
                         stamp: same_stamp(&record, [0; 32]),
+                        absent: false,
                     }),
-                    Err(e) => outcomes.push(Outcome::Failed {
-                        path,
-                        code: "write-failed",
-                        message: format!("cannot create the link: {}", errno(e)),
-                    }),
+                    Err(e) => {
+                        let e = errno(e);
+                        outcomes.push(Outcome::Failed {
+                            path,
+                            code: write_code(&e),
+                            message: format!("cannot create the link: {e}"),
+                        });
+                    }
                 }
             }
             KIND_FILE if record.parts > 1 => {
                 let outcome = write_part(
                     dest,
                     stream,
-                    dir,
+                    Some(dir),
                     &record,
                     &name,
                     &path,
@@ -759,7 +887,8 @@ fn read_all<R: Read>(
                 outcomes.extend(outcome);
             }
             _ => {
-                let outcome = write_file(dest, stream, dir, fresh, &record, name, path, &mut buf)?;
+                let outcome =
+                    write_file(dest, stream, Some(dir), fresh, &record, name, path, &mut buf)?;
                 match outcome {
                     Written::Pending(p) => pending.push(p),
                     Written::Done(o) => outcomes.push(o),
@@ -950,10 +1079,11 @@ fn write_file<R: Read>(
                     let mut sink = None;
                     copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
                     package::read_trailer(stream)?;
+                    let e = errno(e);
                     return Ok(Written::Done(Outcome::Failed {
                         path,
-                        code: "write-failed",
-                        message: format!("cannot create a temporary file: {}", errno(e)),
+                        code: write_code(&e),
+                        message: format!("cannot create a temporary file: {e}"),
                     }));
                 }
             }
@@ -1037,7 +1167,7 @@ fn write_file<R: Read>(
         let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
         return Ok(Written::Done(Outcome::Failed {
             path,
-            code: "write-failed",
+            code: write_code(&e),
             message: format!("cannot write the file: {e}"),
         }));
     }
@@ -1049,9 +1179,164 @@ fn write_file<R: Read>(
         path,
         bytes: record.size,
         stamp,
+        absent: found.is_none(),
     }))
 }
 
+/// The owner, type and link count of an assembly file, or of its work folder: ferry's
+/// own (this account), a regular file with no other name, a 0700 folder. Anything else
+/// is someone else's doing and is never committed (finding 2b).
+fn owned(fd: impl AsFd, folder: bool) -> Result<(), String> {
+    let st = rustix::fs::fstat(&fd).map_err(|e| errno(e).to_string())?;
+    let me = rustix::process::geteuid().as_raw();
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    let ok = st.st_uid == me
+        && if folder {
+            kind == rustix::fs::FileType::Directory && st.st_mode & 0o777 == 0o700
+        } else {
+            kind == rustix::fs::FileType::RegularFile && st.st_nlink == 1
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {} ferry assembles the file in is not its own (owner {}, mode {:o}, {} links): someone else changed it; not committed",
+            if folder { "folder" } else { "file" },
+            st.st_uid,
+            st.st_mode & 0o7777,
+            st.st_nlink
+        ))
+    }
+}
+
+impl Destination {
+    fn take_assembly(&self, path: &Path) -> Option<Assembly> {
+        self.assembling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path)
+    }
+
+    fn put_assembly(&self, path: &Path, assembly: Assembly) {
+        self.assembling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf(), assembly);
+    }
+
+    /// Marks the file at `path` failed: its assembly is removed and later parts are read
+    /// past.
+    pub fn assembly_failed(&self, path: &Path) {
+        if let Some(Assembly::Writing { work_fd, work, .. }) = self.take_assembly(path) {
+            remove_work(&work_fd, &work);
+        }
+        self.put_assembly(path, Assembly::Failed);
+    }
+
+    /// Takes up the assembly `work` of the file at `path` that an earlier run of the
+    /// round left, with parts `0..next` in it (as journalled). It must still be ferry's
+    /// own; otherwise the file starts again from its first part.
+    pub fn resume_assembly(&self, path: &Path, work: &str, next: u32) -> Result<(), String> {
+        let bytes = path.as_os_str().as_bytes();
+        let parts = safe_components(bytes)?;
+        let dir = self
+            .parent(&parts, &mut Vec::new())
+            .map_err(|e| e.to_string())?;
+        let work_fd = rustix::fs::openat(
+            &dir,
+            work,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno(e).to_string())?;
+        owned(&work_fd, true)?;
+        let fd = rustix::fs::openat(
+            &work_fd,
+            ASSEMBLY_FILE,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| errno(e).to_string())?;
+        owned(&fd, false)?;
+        self.put_assembly(
+            path,
+            Assembly::Writing {
+                work: work.to_string(),
+                work_fd,
+                file: fs::File::from(fd),
+                next,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Removes an assembly and its (then empty) work folder `work`.
+fn remove_work(work_fd: &OwnedFd, work: &str) {
+    let _ = rustix::fs::unlinkat(work_fd, ASSEMBLY_FILE, AtFlags::empty());
+    if let Ok(parent) = rustix::fs::openat(
+        work_fd,
+        "..",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        let _ = rustix::fs::unlinkat(&parent, work, AtFlags::REMOVEDIR);
+    }
+}
+
+/// Creates the work folder and the assembly file of a file in parts, beside its final
+/// name: a folder of a name no one can predict, 0700, and in it the file, `O_EXCL`.
+fn new_assembly(dir: &OwnedFd) -> io::Result<(String, OwnedFd, fs::File)> {
+    let work = temp_name("work");
+    rustix::fs::mkdirat(dir, work.as_str(), Mode::from_raw_mode(0o700)).map_err(errno)?;
+    let opened = (|| {
+        let work_fd = rustix::fs::openat(
+            dir,
+            work.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        owned(&work_fd, true).map_err(io::Error::other)?;
+        let fd = rustix::fs::openat(
+            &work_fd,
+            ASSEMBLY_FILE,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(errno)?;
+        Ok((work_fd, fs::File::from(fd)))
+    })();
+    match opened {
+        Ok((work_fd, file)) => Ok((work, work_fd, file)),
+        Err(e) => {
+            let _ = rustix::fs::unlinkat(dir, work.as_str(), AtFlags::REMOVEDIR);
+            Err(e)
+        }
+    }
+}
+
+/// BLAKE3 of the first `len` bytes of `file`, read from disk.
+fn hash_from_disk(file: &fs::File, len: u64, buf: &mut [u8]) -> io::Result<blake3::Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut at = 0u64;
+    while at < len {
+        let want = buf.len().min((len - at) as usize);
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the assembled file is shorter than the source's",
+            ));
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+/// One part of a file in parts, into the file's assembly; with the last part, the whole
+/// file is read back from disk, checked against the source's hash, and committed.
 #[expect(clippy::too_many_arguments, reason = "one part's every fact")]
 fn write_part<R: Read>(
     dest: &Destination,
@@ -1061,105 +1346,115 @@ fn write_part<R: Read>(
     name: &[u8],
     path: &Path,
     buf: &mut [u8],
-    parts_touched: &mut Vec<(OwnedFd, String)>,
+    parts_touched: &mut Vec<PathBuf>,
 ) -> Result<Vec<Outcome>, Refused> {
-    let temp = part_name(path);
-    let lock = || dest.assembling.lock().unwrap_or_else(|e| e.into_inner());
-    let skip = lock().get(path).is_some_and(|a| a.failed);
-    let same = dir
-        .as_ref()
-        .and_then(|d| existing(d, name, record))
-        .map(|f| f.same);
-    // With `verify: all`, a file with the same size and time is assembled anyway and
-    // settled by its content when it is complete.
-    let unchanged = same == Some(true) && dest.verify != Verify::All;
-    let file = match (&dir, skip || unchanged) {
-        (Some(d), false) => rustix::fs::openat(
-            d,
-            temp.as_str(),
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .ok()
-        .map(fs::File::from),
-        _ => None,
+    let skip = |stream: &mut R, buf: &mut [u8]| -> Result<package::Trailer, Refused> {
+        let mut sink = None;
+        copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
+        Ok(package::read_trailer(stream)?)
     };
-    let mut write_error = None;
-    // The running whole-file hash, when this part is the next in order.
-    let mut running = if file.is_some() {
-        let mut table = lock();
-        let entry = table.entry(path.to_path_buf()).or_default();
-        if !entry.out_of_order && entry.next == record.part {
-            Some(entry.running.take().unwrap_or_default())
-        } else {
-            entry.out_of_order = true;
-            entry.running = None;
-            None
-        }
-    } else {
-        None
-    };
-    // Parts are checked whole, when the file is complete (see the package format).
-    copy_data(
-        stream,
-        record.len,
-        file.as_ref().map(|f| (f, record.offset)),
-        buf,
-        &mut write_error,
-        false,
-        running.as_mut(),
-    )?;
-    if let Some(running) = running {
-        let mut table = lock();
-        let entry = table.entry(path.to_path_buf()).or_default();
-        if !entry.out_of_order {
-            entry.running = Some(running);
-            entry.next += 1;
-        }
-    }
-    let trailer = package::read_trailer(stream)?;
-    if skip {
+    let Some(dir) = dir else {
+        skip(stream, buf)?;
         return Ok(Vec::new());
-    }
-    let last = record.part + 1 == record.parts;
-    if unchanged && trailer.ok {
-        let mut table = lock();
-        let entry = table.entry(path.to_path_buf()).or_default();
-        entry.received += 1;
-        let done = entry.received == record.parts;
-        return Ok(if done {
-            vec![Outcome::Unchanged {
-                path: path.to_path_buf(),
-                stamp: same_stamp(record, trailer.file_hash),
-            }]
-        } else {
-            Vec::new()
-        });
-    }
-    let (Some(dir), Some(file)) = (dir, file) else {
-        lock().entry(path.to_path_buf()).or_default().failed = true;
-        return Ok(vec![Outcome::Failed {
-            path: path.to_path_buf(),
-            code: "write-failed",
-            message: "cannot create the file's temporary copy".into(),
-        }]);
     };
-    if let Ok(dup) = rustix::fs::openat(
-        &dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        parts_touched.push((dup, temp.clone()));
-    }
-    let fail = |code: &'static str, message: String| {
-        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
-        lock().entry(path.to_path_buf()).or_default().failed = true;
+    let last = record.part + 1 == record.parts;
+    let failed = |code: &'static str, message: String| {
+        dest.assembly_failed(path);
         Ok(vec![Outcome::Failed {
             path: path.to_path_buf(),
             code,
             message,
         }])
+    };
+    let state = match dest.take_assembly(path) {
+        Some(state) => state,
+        None if record.part == 0 => {
+            let same = existing(&dir, name, record).is_some_and(|f| f.same);
+            // With `verify: all`, a file with the same size and time is assembled anyway
+            // and settled by its content when it is complete.
+            if same && dest.verify != Verify::All {
+                Assembly::Skipping
+            } else {
+                match new_assembly(&dir) {
+                    Ok((work, work_fd, file)) => Assembly::Writing {
+                        work,
+                        work_fd,
+                        file,
+                        next: 0,
+                    },
+                    Err(e) => {
+                        skip(stream, buf)?;
+                        return failed(
+                            write_code(&e),
+                            format!("cannot create the file's temporary copy: {e}"),
+                        );
+                    }
+                }
+            }
+        }
+        // A later part with no assembly: its earlier parts are not here (the assembly
+        // was lost); the round stages the file again.
+        None => Assembly::Failed,
+    };
+    let (work, work_fd, file, next) = match state {
+        Assembly::Failed => {
+            skip(stream, buf)?;
+            dest.put_assembly(path, Assembly::Failed);
+            return Ok(Vec::new());
+        }
+        Assembly::Skipping => {
+            let trailer = skip(stream, buf)?;
+            if !trailer.ok {
+                return failed(
+                    "changed-during-read",
+                    "the file changed while it was read; the next round will try again".into(),
+                );
+            }
+            if !last {
+                dest.put_assembly(path, Assembly::Skipping);
+                return Ok(Vec::new());
+            }
+            return Ok(vec![Outcome::Unchanged {
+                path: path.to_path_buf(),
+                stamp: same_stamp(record, trailer.file_hash),
+            }]);
+        }
+        Assembly::Writing {
+            work,
+            work_fd,
+            file,
+            next,
+        } => (work, work_fd, file, next),
+    };
+    if record.part != next {
+        skip(stream, buf)?;
+        remove_work(&work_fd, &work);
+        return failed(
+            "not-staged",
+            format!(
+                "part {} arrived where part {next} was expected; the file was not committed and the round stages it again",
+                record.part
+            ),
+        );
+    }
+    parts_touched.push(path.to_path_buf());
+    dest.put_assembly(path, Assembly::Failed);
+    let mut write_error = None;
+    copy_data(
+        stream,
+        record.len,
+        Some((&file, record.offset)),
+        buf,
+        &mut write_error,
+        false,
+        None,
+    )?;
+    let trailer = package::read_trailer(stream)?;
+    // Written: a later refusal of this package must not take the file with it.
+    parts_touched.pop();
+    let fail = |code: &'static str, message: String| {
+        remove_work(&work_fd, &work);
+        failed(code, message)
     };
     if !trailer.ok {
         return fail(
@@ -1167,118 +1462,113 @@ fn write_part<R: Read>(
             "the file changed while it was read; its parts were discarded and the next round will try again".into(),
         );
     }
-    if let Some(e) = write_error {
-        return fail("write-failed", format!("cannot write the file: {e}"));
+    if let Some(e) = write_error.or_else(|| file.sync_data().err()) {
+        return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
-    if let Err(e) = file.sync_data() {
-        return fail("write-failed", format!("cannot write the file: {e}"));
+    let written = Outcome::PartWritten {
+        path: path.to_path_buf(),
+        bytes: record.len,
+        part: record.part,
+        work: work.clone(),
+    };
+    if !last {
+        dest.put_assembly(
+            path,
+            Assembly::Writing {
+                work,
+                work_fd,
+                file,
+                next: next + 1,
+            },
+        );
+        return Ok(vec![written]);
     }
-    let (complete, file_hash, in_order) = {
-        let mut table = lock();
-        let entry = table.entry(path.to_path_buf()).or_default();
-        entry.received += 1;
-        if last {
-            entry.file_hash = Some(trailer.file_hash);
-        }
-        let complete = entry.received == record.parts;
-        let in_order = if complete && !entry.out_of_order {
-            entry.running.take().map(|h| h.finalize())
-        } else {
-            None
-        };
-        (complete, entry.file_hash, in_order)
-    };
-    // A later refusal of this package must not remove what is already in.
-    parts_touched.pop();
-    let bytes = record.len;
-    let Some(file_hash) = file_hash.filter(|_| complete) else {
-        return Ok(vec![Outcome::PartWritten {
-            path: path.to_path_buf(),
-            bytes,
-        }]);
-    };
-    // Every part is in: the whole file, read back from disk, must match (unless
-    // `verify: none`).
-    let whole = (|| -> io::Result<blake3::Hash> {
+    // Every part is in. The file is ferry's own still, and the whole of it, read back
+    // from disk, is the source's (unless `verify: none`).
+    let whole = (|| -> io::Result<Option<blake3::Hash>> {
         file.set_len(record.size)?;
         file.sync_all()?;
         if dest.verify == Verify::None {
-            return Ok(blake3::Hash::from_bytes(file_hash));
+            return Ok(None);
         }
-        if let Some(hash) = in_order {
-            return Ok(hash);
-        }
-        let mut hasher = blake3::Hasher::new();
-        let mut at = 0u64;
-        while at < record.size {
-            let n = file.read_at(buf, at)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            at += n as u64;
-        }
-        Ok(hasher.finalize())
+        hash_from_disk(&file, record.size, buf).map(Some)
     })();
+    if let Err(reason) = owned(&file, false) {
+        return fail(DESTINATION_REFUSED, reason);
+    }
     match whole {
-        Ok(h) if h.as_bytes() == &file_hash => {}
-        Ok(_) => {
+        Ok(Some(h)) if h.as_bytes() != &trailer.file_hash => {
             return fail(
                 "verify-failed",
-                "the assembled file does not match the source's hash (a part is missing or damaged); not committed".into(),
+                "the assembled file, read back from disk, does not match the source's hash; not committed".into(),
             );
         }
-        Err(e) => return fail("write-failed", format!("cannot read back the file: {e}")),
+        Ok(_) => {}
+        Err(e) => return fail(write_code(&e), format!("cannot read back the file: {e}")),
     }
+    let file_hash = trailer.file_hash;
     // What the destination has at the final name decides whether it is replaced.
-    let settled = match existing(&dir, name, record) {
+    let found = existing(&dir, name, record);
+    let settled = match found {
         None => None,
         Some(f) if f.same => match hash_existing(&dir, name, buf) {
             Ok(h) if h == file_hash => Some(Outcome::Unchanged {
                 path: path.to_path_buf(),
                 stamp: same_stamp(record, file_hash),
             }),
-            _ => conflict(dest, path, "the same size and time, but other content"),
+            Ok(_) => conflict(dest, path, "the same size and time, but other content"),
+            Err(e) => conflict(dest, path, &format!("it cannot be read to compare: {e}")),
         },
         Some(f) => dest.differs(path, f, "another size or time"),
     };
     if let Some(outcome) = settled {
-        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
-        return Ok(vec![
-            Outcome::PartWritten {
-                path: path.to_path_buf(),
-                bytes,
-            },
-            outcome,
-        ]);
+        remove_work(&work_fd, &work);
+        dest.take_assembly(path);
+        return Ok(vec![written, outcome]);
     }
     if let Err(e) = dest
         .apply_metadata(&file, record)
         .and_then(|()| file.sync_all())
     {
         return fail(
-            "write-failed",
+            write_code(&e),
             format!("cannot set the file's metadata: {e}"),
         );
     }
-    match rustix::fs::renameat(&dir, temp.as_str(), &dir, OsStr::from_bytes(name))
-        .and_then(|()| rustix::fs::fsync(&dir))
-    {
-        Ok(()) => Ok(vec![
-            Outcome::PartWritten {
-                path: path.to_path_buf(),
-                bytes,
-            },
-            Outcome::Imported {
-                path: path.to_path_buf(),
-                bytes: 0,
-                stamp: dest.stamp(&file, record, file_hash),
-            },
-        ]),
-        Err(e) => fail(
-            "write-failed",
-            format!("cannot put the file in place: {}", errno(e)),
+    let flags = if found.is_none() {
+        rustix::fs::RenameFlags::NOREPLACE
+    } else {
+        rustix::fs::RenameFlags::empty()
+    };
+    let committed = rustix::fs::renameat_with(
+        &work_fd,
+        ASSEMBLY_FILE,
+        &*dir,
+        OsStr::from_bytes(name),
+        flags,
+    )
+    .and_then(|()| rustix::fs::fsync(&*dir));
+    match committed {
+        Ok(()) => {
+            let _ = rustix::fs::unlinkat(&*dir, work.as_str(), AtFlags::REMOVEDIR);
+            dest.take_assembly(path);
+            Ok(vec![
+                written,
+                Outcome::Imported {
+                    path: path.to_path_buf(),
+                    bytes: 0,
+                    stamp: dest.stamp(&file, record, file_hash),
+                },
+            ])
+        }
+        Err(rustix::io::Errno::EXIST) => fail(
+            "destination-changed",
+            "something was put at the destination while the file was imported; it was kept".into(),
         ),
+        Err(e) => {
+            let e = errno(e);
+            fail(write_code(&e), format!("cannot put the file in place: {e}"))
+        }
     }
 }
 
@@ -1365,7 +1655,7 @@ mod tests {
         )
         .unwrap();
         let before = listing(root.path());
-        for bad in [&b"../x"[..], b"/etc/x", b"link/x", b"a/../../x"] {
+        for bad in [&b"../x"[..], b"/etc/x", b"a/../../x"] {
             // A good record first: it must not be committed either.
             let bytes = stream(&[record(b"good/first.txt", b"fine"), record(bad, b"evil")]);
             let result = import_stream(&dest, bytes.as_slice());
@@ -1381,6 +1671,25 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        // A symlink in the destination is never written through: that item is refused
+        // as the destination's doing, and the package's other items go in.
+        let bytes = stream(&[record(b"link/x", b"evil"), record(b"fine.txt", b"ok")]);
+        let outcomes = import_stream(&dest, bytes.as_slice()).unwrap();
+        assert!(
+            matches!(
+                &outcomes[..],
+                [
+                    Outcome::Failed {
+                        code: DESTINATION_REFUSED,
+                        ..
+                    },
+                    Outcome::Imported { .. }
+                ]
+            ),
+            "{outcomes:?}"
+        );
+        assert!(fs::read_dir(&outside).unwrap().next().is_none());
+        fs::remove_file(dest_path.join("fine.txt")).unwrap();
         // A record whose data does not match its hash refuses the package too.
         let mut tampered = record(b"t.txt", b"data");
         let at = tampered.len() - 66; // the last byte of the data

@@ -19,9 +19,50 @@ const MAGIC: &[u8; 8] = b"FERRYITM";
 /// Writes the item list.
 #[derive(Debug)]
 pub struct ItemWriter {
-    out: BufWriter<fs::File>,
+    out: BufWriter<Hashing>,
     path: PathBuf,
     count: u64,
+}
+
+/// The list's file, hashed as it is written: the scan's checkpoint records the hash,
+/// and a resumed run refuses a list that no longer matches it (finding 7).
+#[derive(Debug)]
+struct Hashing {
+    file: fs::File,
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// What a finished item list holds, to check it by later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub count: u64,
+    pub len: u64,
+    pub hash: [u8; 32],
+}
+
+/// Whether the item list at `path` is still the one written: its length and BLAKE3.
+pub fn verify(path: &Path, len: u64, hash: &[u8; 32]) -> io::Result<bool> {
+    let mut file = fs::File::open(path)?;
+    if file.metadata()?.len() != len {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(&mut file)?;
+    Ok(hasher.finalize().as_bytes() == hash)
 }
 
 fn put_bytes<W: Write>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
@@ -34,7 +75,15 @@ impl ItemWriter {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
+        let file = fs::File::create(path)?;
+        let mut out = BufWriter::with_capacity(
+            1 << 20,
+            Hashing {
+                file,
+                hasher: blake3::Hasher::new(),
+                len: 0,
+            },
+        );
         out.write_all(MAGIC)?;
         Ok(ItemWriter {
             out,
@@ -67,11 +116,15 @@ impl ItemWriter {
         Ok(())
     }
 
-    /// Syncs the list; returns how many items it holds.
-    pub fn finish(self) -> io::Result<u64> {
-        let file = self.out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok(self.count)
+    /// Syncs the list; returns how many items it holds, its length and hash.
+    pub fn finish(self) -> io::Result<Written> {
+        let hashing = self.out.into_inner().map_err(|e| e.into_error())?;
+        hashing.file.sync_all()?;
+        Ok(Written {
+            count: self.count,
+            len: hashing.len,
+            hash: *hashing.hasher.finalize().as_bytes(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -188,7 +241,9 @@ mod tests {
         for item in &items {
             w.push(item).unwrap();
         }
-        assert_eq!(w.finish().unwrap(), 2);
+        let written = w.finish().unwrap();
+        assert_eq!(written.count, 2);
+        assert!(verify(&path, written.len, &written.hash).unwrap());
         let back: Vec<Item> = ItemReader::open(&path)
             .unwrap()
             .map(Result::unwrap)

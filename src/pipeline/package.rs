@@ -478,6 +478,20 @@ pub fn add_part<W: Sink>(
     Ok(ok)
 }
 
+/// Hashes the first `len` bytes of a file in parts into `whole`, as [`add_part`] does,
+/// without packaging them: the parts an earlier run already imported. False when the
+/// file ended early or changed since `at_open`.
+pub fn hash_range(
+    file: &fs::File,
+    at_open: &fs::Metadata,
+    len: u64,
+    whole: &mut blake3::Hasher,
+) -> io::Result<bool> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let full = copy_range(file, 0, len, &mut io::sink(), &mut [whole], &mut buf)?;
+    Ok(full && still(file, at_open))
+}
+
 /// Why a package stream is refused. The importer reports every one of them as the
 /// package's integrity failure; this says which rule broke, for the log.
 #[derive(Debug, thiserror::Error)]

@@ -74,6 +74,19 @@ pub enum RunError {
         path.display()
     )]
     NothingStaged { task: String, path: PathBuf },
+    #[error(
+        "the round's checkpoint {} is damaged: {reason}. The round's progress cannot be trusted, so it was not resumed and the file was kept as it is. `ferry run --restart` sets the round aside and starts a new one (files already at the destination are recognised and not copied again)",
+        path.display()
+    )]
+    Checkpoint { path: PathBuf, reason: String },
+    #[error(
+        "task `{task}` stopped in round {round}: {reason}. Nothing more was started; the round stays open, and the same command resumes it once that is fixed"
+    )]
+    Halted {
+        task: String,
+        round: u32,
+        reason: String,
+    },
 }
 
 /// What a task's run did.
@@ -148,6 +161,59 @@ struct Scanned {
     /// The scan's counters, for the round's reports.
     #[serde(default)]
     counts: ScanCounts,
+    /// The item list's length and BLAKE3 (hex): a resumed round checks it against them.
+    #[serde(default)]
+    items_len: Option<u64>,
+    #[serde(default)]
+    items_hash: Option<String>,
+}
+
+/// The scan's checkpoint of a round, checked like the journal: absent means "not
+/// scanned yet" only while nothing else of the round exists; anything unreadable is
+/// refused, never read as "not there" (finding 7).
+fn load_scanned(
+    scanned_path: &Path,
+    items_path: &Path,
+    journal_path: &Path,
+) -> Result<Option<Scanned>, RunError> {
+    let damaged = |reason: String| RunError::Checkpoint {
+        path: scanned_path.to_path_buf(),
+        reason,
+    };
+    let bytes = match fs::read(scanned_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if journal_path.exists() {
+                return Err(damaged(
+                    "it is missing, though the round's journal holds progress".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(damaged(format!("it cannot be read: {e}"))),
+    };
+    if bytes.is_empty() {
+        return Err(damaged("it is empty (zero bytes)".into()));
+    }
+    let scanned: Scanned = serde_json::from_slice(&bytes)
+        .map_err(|e| damaged(format!("it does not parse: {e}")))?;
+    if scanned.version != 1 {
+        return Err(damaged(format!("unknown version {}", scanned.version)));
+    }
+    if let (Some(len), Some(hash)) = (scanned.items_len, &scanned.items_hash) {
+        let hash: Option<[u8; 32]> = blake3::Hash::from_hex(hash).ok().map(|h| *h.as_bytes());
+        let intact = match hash {
+            Some(hash) => super::items::verify(items_path, len, &hash).unwrap_or(false),
+            None => false,
+        };
+        if !intact {
+            return Err(RunError::Checkpoint {
+                path: items_path.to_path_buf(),
+                reason: "the round's item list is missing or no longer matches the scan's checkpoint".into(),
+            });
+        }
+    }
+    Ok(Some(scanned))
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunError + 'a {
@@ -306,7 +372,7 @@ fn mirror_deletions(
                 index.items.remove(key);
                 record_failure(
                     failures,
-                    "destination-changed",
+                    "delete-kept",
                     path,
                     "gone from the source, but changed at the destination since ferry wrote it (or a folder that is not empty); it was kept",
                 );
@@ -421,9 +487,8 @@ fn run_round(
     }
 
     // The scan, or its checkpoint: the item list is what fixes package numbers.
-    let scanned: Option<Scanned> = fs::read(&scanned_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let journal_path = state.join("journal");
+    let scanned = load_scanned(&scanned_path, &items_path, &journal_path)?;
     let scanned = match scanned {
         Some(scanned) => scanned,
         None => {
@@ -461,9 +526,10 @@ fn run_round(
                 }
                 Ok(())
             })?;
-            let items = writer
+            let written = writer
                 .finish()
                 .map_err(io_error("write the item list", &items_path))?;
+            let items = written.count;
             let counts = ScanCounts {
                 scanned: scan.totals.items,
                 folders: scan.totals.folders,
@@ -493,6 +559,8 @@ fn run_round(
                 deletions,
                 indexed: index.items.len() as u64,
                 counts,
+                items_len: Some(written.len),
+                items_hash: Some(blake3::Hash::from_bytes(written.hash).to_hex().to_string()),
             };
             let text = serde_json::to_vec_pretty(&scanned).unwrap_or_default();
             crate::report::write_atomic(&scanned_path, &text).map_err(|e| RunError::Io {
@@ -520,7 +588,6 @@ fn run_round(
         device: super::device_name(),
         destination: task.destination.clone(),
     };
-    let journal_path = state.join("journal");
     let binding = journal::binding(&plan.name, &task.name, round);
     if stages.stage
         && stages.import
@@ -590,9 +657,14 @@ fn run_round(
     let (journal, loaded) = Journal::open(&journal_path, binding).map_err(SessionError::from)?;
     let mut done: HashSet<u64> = HashSet::new();
     let mut staged: HashMap<u64, Vec<ItemRecord>> = HashMap::new();
+    // Files in parts under way: the assembly and the next part, by first package.
+    let mut in_parts: HashMap<u64, (String, u32)> = HashMap::new();
     let mut tally = Tally::default();
     for entry in &loaded.entries {
         match entry {
+            Entry::Part { first, part, work } => {
+                in_parts.insert(*first, (work.clone(), part + 1));
+            }
             Entry::Imported { first, last, items } => {
                 done.extend(*first..=*last);
                 tally.records(items);
@@ -607,6 +679,7 @@ fn run_round(
             Entry::Staged { .. } => {}
         }
     }
+    in_parts.retain(|first, _| !done.contains(first));
     run.packages_done_before = done.len() as u64;
 
     let destination = if stages.import {
@@ -618,10 +691,17 @@ fn run_round(
         )
         .map_err(io_error("open the destination", &task.destination))?;
         if session.dirty {
-            // An earlier run was importing when it stopped: its temporary files go.
-            run.cleaned = super::import::clean_stray(&task.destination);
+            // An earlier run was importing when it stopped: its temporary files go, but
+            // not the assemblies of files in parts that this run takes up.
+            let keep: HashSet<String> = in_parts.values().map(|(w, _)| w.clone()).collect();
+            run.cleaned =
+                super::import::clean_stray(&task.destination, &session.temp_salts, &keep);
         }
         session.dirty = true;
+        let salt = super::import::run_salt();
+        if !session.temp_salts.contains(&salt) {
+            session.temp_salts.push(salt);
+        }
         Some(destination.with_index(Arc::new(std::mem::take(&mut index))))
     } else {
         None
@@ -635,7 +715,11 @@ fn run_round(
         None
     };
     let unjournaled = Mutex::new(Vec::new());
+    let halt = Halt::default();
     let shared = Shared {
+        in_parts: &in_parts,
+        halt: &halt,
+        staging_path: &plan.staging.path,
         items_report: items_report.as_ref(),
         unjournaled: &unjournaled,
         task,
@@ -677,7 +761,7 @@ fn run_round(
             ItemReader::open(&items_path).map_err(io_error("read the item list", &items_path))?;
         let mut send_all = |works: Vec<Work>| -> bool {
             for work in works {
-                if control.stop.load(Ordering::Relaxed) {
+                if control.stop.load(Ordering::Relaxed) || halt.is_set() {
                     return false;
                 }
                 if last_save.elapsed() > std::time::Duration::from_secs(5) {
@@ -707,32 +791,48 @@ fn run_round(
         Ok(packer.packages())
     })?;
     let mut tally = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let interrupted = control.stop.load(Ordering::Relaxed);
+    let halted = halt.reason();
+    let interrupted = control.stop.load(Ordering::Relaxed) && halted.is_none();
     run.interrupted = interrupted;
     session.progress.packages = produced;
+    // Every run of the round, as journalled: for the folders, the index and the reports.
+    drop(journal);
+    let entries = journal::read(&journal_path, binding)
+        .map_err(SessionError::from)?
+        .entries;
     if let Some(destination) = &destination
         && !interrupted
+        && halted.is_none()
     {
-        // Every folder of the round gets its mode and time, also those an earlier,
-        // interrupted run of the round created.
+        // Every folder of the round that is in place gets its mode and time, also those
+        // an earlier, interrupted run of the round created; a folder whose package
+        // failed is not there to be given anything.
+        let in_place: HashSet<&[u8]> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Imported { items, .. } => Some(items),
+                _ => None,
+            })
+            .flatten()
+            .filter(|r| r.kind == package::KIND_FOLDER && matches!(r.result, ItemResult::Done { .. }))
+            .map(|r| r.path.as_slice())
+            .collect();
         let mut folders = Vec::new();
         for item in
             ItemReader::open(&items_path).map_err(io_error("read the item list", &items_path))?
         {
             let item = item.map_err(io_error("read the item list", &items_path))?;
-            if item.kind == ItemKind::Folder {
+            if item.kind == ItemKind::Folder && in_place.contains(item.rel.as_os_str().as_bytes())
+            {
                 folders.push((item.rel, item.meta.mode, item.meta.mtime_ns));
             }
         }
         destination.set_folders(folders);
         for outcome in destination.finish() {
-            if let Outcome::Failed {
-                path,
-                code,
-                message,
-            } = outcome
-            {
-                record_failure(&mut tally.failures, code, &path, &message);
+            if let Outcome::Failed { path, message, .. } = outcome {
+                // The folder and its contents are in place: a finding of the round,
+                // not a second state of the item.
+                record_failure(&mut tally.failures, METADATA_FAILED, &path, &message);
             }
         }
     }
@@ -746,11 +846,30 @@ fn run_round(
     session.progress.packages_done = tally.packages + run.packages_done_before;
     run.failures = tally.failures;
     let unjournaled = unjournaled.into_inner().unwrap_or_else(|e| e.into_inner());
-    // Every run of the round, as journalled: for the index and the reports.
-    drop(journal);
-    let entries = journal::read(&journal_path, binding)
-        .map_err(SessionError::from)?
-        .entries;
+    if let Some(reason) = halted {
+        // A full disk (or a journal that cannot be written): nothing more was started,
+        // and the round stays open for the run that follows the fix.
+        session.status = SessionStatus::Failed;
+        let _ = session.save(folder);
+        round_reports(
+            plan,
+            task,
+            session,
+            &scanned,
+            &run,
+            "failed",
+            items_report,
+            &unjournaled,
+            &entries,
+            &ids,
+            &reports,
+        )?;
+        return Err(RunError::Halted {
+            task: task.name.clone(),
+            round,
+            reason,
+        });
+    }
     if interrupted {
         session.status = SessionStatus::Paused;
         session.save(folder)?;
@@ -785,11 +904,21 @@ fn run_round(
             );
         }
         index.save(&index_path).map_err(SessionError::from)?;
-        let _ = container.remove();
+        // Whatever is left in the container (objects refused as tampered, or never
+        // consumed) could never be opened once the key goes: it goes first (finding 12).
+        if let Err(e) = container.discard() {
+            record_failure(
+                &mut run.failures,
+                CLEANUP_FAILED,
+                &plan.staging.path,
+                &format!("the round's staged data could not be deleted: {e}"),
+            );
+        }
         let _ = fs::remove_file(&key_path);
         let _ = fs::remove_file(&staged_path);
         session.status = SessionStatus::Completed;
         session.dirty = false;
+        session.temp_salts.clear();
         session.last_result = Some(last_result(round, &run));
         session.save(folder)?;
     } else {
@@ -875,7 +1004,7 @@ fn round_reports(
             Entry::Staged { package, items, .. } if status == "staged" => {
                 records.extend(items.iter().map(|r| (Some(*package), r)));
             }
-            Entry::Staged { .. } => {}
+            Entry::Staged { .. } | Entry::Part { .. } => {}
         }
     }
     records.extend(unjournaled.iter().map(|(p, r)| (*p, r)));
@@ -915,6 +1044,37 @@ fn round_reports(
     summary.save(folder).map_err(report_error)?;
     summary.write_item_summary(folder).map_err(report_error)?;
     Ok(())
+}
+
+/// A folder's mode or time could not be set at the round's end: the folder is in place.
+const METADATA_FAILED: &str = "metadata-failed";
+/// The round's staged data could not be deleted with its key.
+const CLEANUP_FAILED: &str = "cleanup-failed";
+
+/// The first reason a run stops for (a full disk, a journal that cannot be written):
+/// workers start nothing new once it is set.
+#[derive(Debug, Default)]
+struct Halt {
+    set: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl Halt {
+    fn stop(&self, reason: String) {
+        let mut first = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(reason);
+        }
+        self.set.store(true, Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.set.load(Ordering::Relaxed)
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 fn record_failure(
@@ -1086,6 +1246,7 @@ struct Shared<'a> {
     task: &'a Task,
     key: &'a KeyFile,
     container: &'a LocalContainer,
+    staging_path: &'a Path,
     destination: Option<&'a Destination>,
     stage: bool,
     import: bool,
@@ -1095,7 +1256,12 @@ struct Shared<'a> {
     /// Packages earlier runs staged under this round's key, with the items that failed
     /// while each was built.
     staged: &'a HashMap<u64, Vec<ItemRecord>>,
+    /// Files in parts that earlier runs of the round left under way: by first package,
+    /// the assembly and the next part.
+    in_parts: &'a HashMap<u64, (String, u32)>,
     stop: &'a AtomicBool,
+    /// Set when the run must stop for a reason a person has to fix (a full disk).
+    halt: &'a Halt,
     events: SyncSender<Event>,
     /// The live item report, when this run imports.
     items_report: Option<&'a ItemReport>,
@@ -1103,9 +1269,20 @@ struct Shared<'a> {
     unjournaled: &'a Mutex<Vec<(Option<u64>, ItemRecord)>>,
 }
 
+/// Why a package could not be imported: a stable code and the reason.
+type Unimported = (&'static str, String);
+
 impl Shared<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.halt.is_set()
+    }
+
     fn work(&self, work: Work) -> Tally {
         let mut tally = Tally::default();
+        if self.stopping() {
+            // Not started: the round's next run does it.
+            return tally;
+        }
         let before = tally.mark();
         let parts = matches!(work, Work::Parts { .. });
         self.work_into(work, &mut tally);
@@ -1116,7 +1293,7 @@ impl Shared<'_> {
     }
 
     /// Journals a record; a journal that cannot be written stops the run (its progress
-    /// could not be resumed).
+    /// could not be resumed), and so does a full disk under the item report.
     fn journal(&self, entry: &Entry, tally: &mut Tally) -> bool {
         match self.journal.append(entry) {
             Ok(()) => {
@@ -1124,16 +1301,67 @@ impl Shared<'_> {
                     && let Entry::Imported { first, items, .. } = entry
                     && let Err(e) = report.package(Some(*first), items)
                 {
-                    tally.fail(Path::new("(item report)"), "report-failed", &e.to_string());
+                    if super::import::disk_full(&e.source) {
+                        self.halt.stop(format!(
+                            "the disk that holds {} is full ({}): free space there",
+                            e.path.display(),
+                            e.source
+                        ));
+                    } else {
+                        tally.fail(Path::new("(item report)"), "report-failed", &e.to_string());
+                    }
                 }
                 true
             }
             Err(e) => {
-                tally.fail(Path::new("(journal)"), "journal-failed", &e.to_string());
-                self.stop.store(true, Ordering::Relaxed);
+                let reason = match &e {
+                    journal::JournalError::Io { source, path, .. }
+                        if super::import::disk_full(source) =>
+                    {
+                        format!(
+                            "the checkpoint journal {} cannot be written: the disk that holds ferry's state is full ({source}); free space there",
+                            path.display()
+                        )
+                    }
+                    _ => format!("{e}: check the working folder's disk"),
+                };
+                self.halt.stop(reason);
                 false
             }
         }
+    }
+
+    /// Stops the run when `e` says the staging folder is full; true when it did.
+    fn staging_full(&self, e: &io::Error) -> bool {
+        if !super::import::disk_full(e) {
+            return false;
+        }
+        self.halt.stop(format!(
+            "the staging folder {} is full ({e}): free space there, or set `staging.path` to a larger disk",
+            self.staging_path.display()
+        ));
+        true
+    }
+
+    /// Stops the run when an import met a full destination; true when it did (the
+    /// package is then not journalled: the round's next run imports it again).
+    fn destination_full(&self, outcomes: &[Outcome]) -> bool {
+        let full = outcomes.iter().find_map(|o| match o {
+            Outcome::Failed {
+                code: super::import::DISK_FULL,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
+        });
+        let Some(message) = full else {
+            return false;
+        };
+        self.halt.stop(format!(
+            "the destination {} is full ({message}): free space there",
+            self.task.destination.display()
+        ));
+        true
     }
 
     fn work_into(&self, work: Work, tally: &mut Tally) {
@@ -1157,6 +1385,9 @@ impl Shared<'_> {
                         let packed = match built {
                             Ok(packed) => packed,
                             Err(e) => {
+                                if self.staging_full(&e) {
+                                    return;
+                                }
                                 // Not journalled: the next run of the round tries again.
                                 for item in &items {
                                     self.fail(
@@ -1177,16 +1408,17 @@ impl Shared<'_> {
                             }
                         }
                         if !self.import {
-                            tally.records(&failed);
-                            tally.staged += 1;
-                            self.journal(
+                            if self.journal(
                                 &Entry::Staged {
                                     package: id,
                                     container: self.key.container_id,
-                                    items: failed,
+                                    items: failed.clone(),
                                 },
                                 tally,
-                            );
+                            ) {
+                                tally.records(&failed);
+                                tally.staged += 1;
+                            }
                             return;
                         }
                         failed
@@ -1205,24 +1437,32 @@ impl Shared<'_> {
                     return;
                 }
                 match self.import(id) {
-                    Ok(outcomes) => records.extend(outcome_records(outcomes, &items)),
-                    Err(message) => {
+                    Ok(outcomes) => {
+                        if self.destination_full(&outcomes) {
+                            return;
+                        }
+                        records.extend(outcome_records(outcomes, &items));
+                    }
+                    Err((code, message)) => {
                         for item in items.iter() {
-                            self.fail(tally, Some(id), item, "integrity-failed", &message);
+                            self.fail(tally, Some(id), item, code, &message);
                         }
                         return;
                     }
                 }
-                tally.records(&records);
-                tally.packages += 1;
-                self.journal(
-                    &Entry::Imported {
-                        first: id,
-                        last: id,
-                        items: records,
-                    },
-                    tally,
-                );
+                let records = one_per_item(records);
+                let entry = Entry::Imported {
+                    first: id,
+                    last: id,
+                    items: records,
+                };
+                if self.journal(&entry, tally) {
+                    if let Entry::Imported { items, .. } = &entry {
+                        tally.records(items);
+                    }
+                    tally.packages += 1;
+                    self.consumed(id);
+                }
             }
             Work::Parts {
                 first_id,
@@ -1234,25 +1474,41 @@ impl Shared<'_> {
     }
 
     /// A file in parts: staged (unless an earlier run of the round did) and imported
-    /// part by part; journalled once the whole file is in.
+    /// part by part, each part journalled once it is durable at the destination (and
+    /// only then deleted from staging), the file once it is whole. A run that resumes
+    /// the round takes the file up after its last journalled part.
     fn parts(&self, first_id: u64, count: u64, part_size: u64, item: Arc<Item>, tally: &mut Tally) {
         let last_id = first_id + count.max(1) - 1;
         if self.done.contains(&first_id) {
             return;
         }
         let one = std::slice::from_ref(&item);
+        let parts = u32::try_from(count).unwrap_or(u32::MAX);
+        // Where an earlier run of the round left the file, if its assembly is still
+        // there and still ferry's own.
+        let start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
+            (Some(destination), Some((work, next))) if self.import => {
+                match destination.resume_assembly(&item.rel, work, *next) {
+                    Ok(()) => *next,
+                    Err(_) => 0,
+                }
+            }
+            _ => 0,
+        };
+        let ids = first_id + u64::from(start)..=last_id;
         let mut outcomes = Vec::new();
-        let all_staged = (first_id..=last_id).all(|id| self.staged.contains_key(&id));
+        let all_staged = ids.clone().all(|id| self.staged.contains_key(&id));
         let available = all_staged
             || (!self.stage
-                && (first_id..=last_id)
+                && ids
+                    .clone()
                     .all(|id| self.staged.contains_key(&id) || self.present(id)));
         if available && self.import {
-            for id in first_id..=last_id {
-                if self.stop.load(Ordering::Relaxed) {
+            for id in ids {
+                if self.stopping() {
                     return;
                 }
-                if !self.import_part(id, &item, &mut outcomes, tally) {
+                if !self.import_part(id, first_id, &item, &mut outcomes, tally) {
                     return;
                 }
             }
@@ -1265,29 +1521,52 @@ impl Shared<'_> {
                         Packed::Ok => ("read-failed", String::new()),
                     };
                     let records = vec![failed_record(&item, code, message)];
-                    tally.records(&records);
-                    tally.packages += 1;
                     let entry = if self.import {
                         Entry::Imported {
                             first: first_id,
                             last: last_id,
-                            items: records,
+                            items: records.clone(),
                         }
                     } else {
                         Entry::Staged {
                             package: first_id,
                             container: self.key.container_id,
-                            items: records,
+                            items: records.clone(),
                         }
                     };
-                    self.journal(&entry, tally);
+                    if self.journal(&entry, tally) {
+                        tally.records(&records);
+                        tally.packages += 1;
+                    }
                     return;
                 }
             };
             let mut whole = blake3::Hasher::new();
-            let parts = u32::try_from(count).unwrap_or(u32::MAX);
-            for part in 0..parts {
-                if self.stop.load(Ordering::Relaxed) {
+            // The parts already at the destination are not staged again, but the
+            // whole file's hash covers them: they are read again, only to be hashed.
+            if start > 0 {
+                let hashed = package::hash_range(
+                    &file,
+                    &at_open,
+                    u64::from(start) * part_size,
+                    &mut whole,
+                );
+                if !matches!(hashed, Ok(true)) {
+                    if let Some(destination) = self.destination {
+                        destination.assembly_failed(&item.rel);
+                    }
+                    self.fail(
+                        tally,
+                        Some(first_id),
+                        &item,
+                        "changed-during-read",
+                        "the file changed since its first parts were imported; the next round will try again",
+                    );
+                    return;
+                }
+            }
+            for part in start..parts {
+                if self.stopping() {
                     return;
                 }
                 let id = first_id + u64::from(part);
@@ -1300,6 +1579,9 @@ impl Shared<'_> {
                     Ok(Vec::new())
                 });
                 if let Err(e) = built {
+                    if self.staging_full(&e) {
+                        return;
+                    }
                     self.fail(
                         tally,
                         Some(id),
@@ -1310,7 +1592,6 @@ impl Shared<'_> {
                     return;
                 }
                 if !self.import {
-                    tally.staged += 1;
                     let failed = if ok {
                         Vec::new()
                     } else {
@@ -1321,21 +1602,25 @@ impl Shared<'_> {
                                 .into(),
                         )]
                     };
-                    tally.records(&failed);
-                    self.journal(
+                    let journalled = self.journal(
                         &Entry::Staged {
                             package: id,
                             container: self.key.container_id,
-                            items: failed,
+                            items: failed.clone(),
                         },
                         tally,
                     );
+                    if !journalled {
+                        return;
+                    }
+                    tally.staged += 1;
+                    tally.records(&failed);
                     if !ok {
                         return;
                     }
                     continue;
                 }
-                if !self.import_part(id, &item, &mut outcomes, tally) {
+                if !self.import_part(id, first_id, &item, &mut outcomes, tally) {
                     return;
                 }
                 if !ok {
@@ -1361,19 +1646,31 @@ impl Shared<'_> {
                 self.fail(tally, None, &item, "not-staged", NOT_STAGED);
                 return;
             }
-            tally.records(&failed);
-            tally.packages += 1;
-            self.journal(
+            let failed = one_per_item(failed);
+            if self.journal(
                 &Entry::Imported {
                     first: first_id,
                     last: last_id,
-                    items: failed,
+                    items: failed.clone(),
                 },
                 tally,
-            );
+            ) {
+                tally.records(&failed);
+                tally.packages += 1;
+            }
             return;
         }
-        let records = outcome_records(outcomes, one);
+        let records = one_per_item(outcome_records(outcomes, one));
+        if !self.journal(
+            &Entry::Imported {
+                first: first_id,
+                last: last_id,
+                items: records.clone(),
+            },
+            tally,
+        ) {
+            return;
+        }
         let mut t = Tally::default();
         t.records(&records);
         // The parts' bytes went to the reporter as they were written.
@@ -1384,34 +1681,46 @@ impl Shared<'_> {
         });
         tally.merge(t);
         tally.packages += 1;
-        self.journal(
-            &Entry::Imported {
-                first: first_id,
-                last: last_id,
-                items: records,
-            },
-            tally,
-        );
     }
 
-    /// Imports part package `id` of `item`, collecting its outcomes and telling the
-    /// reporter its bytes; false (the failure recorded) when it was refused.
+    /// Imports part package `id` of `item` (whose parts start at `first_id`): the part
+    /// is journalled once durable, and only then deleted from staging. Collects the
+    /// outcomes and tells the reporter the bytes; false when the file cannot go on (the
+    /// failure recorded, or the run stopping).
     fn import_part(
         &self,
         id: u64,
+        first_id: u64,
         item: &Item,
         outcomes: &mut Vec<Outcome>,
         tally: &mut Tally,
     ) -> bool {
         match self.import(id) {
             Ok(o) => {
-                let bytes = o
-                    .iter()
-                    .map(|outcome| match outcome {
-                        Outcome::PartWritten { bytes, .. } => *bytes,
-                        _ => 0,
-                    })
-                    .sum();
+                if self.destination_full(&o) {
+                    return false;
+                }
+                let mut bytes = 0;
+                for outcome in &o {
+                    if let Outcome::PartWritten {
+                        bytes: b,
+                        part,
+                        work,
+                        ..
+                    } = outcome
+                    {
+                        bytes += b;
+                        let entry = Entry::Part {
+                            first: first_id,
+                            part: *part,
+                            work: work.clone(),
+                        };
+                        if !self.journal(&entry, tally) {
+                            return false;
+                        }
+                    }
+                }
+                self.consumed(id);
                 let _ = self.events.send(Event::Progress {
                     items: 0,
                     bytes,
@@ -1420,8 +1729,8 @@ impl Shared<'_> {
                 outcomes.extend(o);
                 true
             }
-            Err(message) => {
-                self.fail(tally, Some(id), item, "integrity-failed", &message);
+            Err((code, message)) => {
+                self.fail(tally, Some(id), item, code, &message);
                 false
             }
         }
@@ -1490,8 +1799,15 @@ impl Shared<'_> {
         self.container.get(&self.key.key.object_name(id)).is_ok()
     }
 
-    /// Imports package `id` and deletes it from staging; or says why it was refused.
-    fn import(&self, id: u64) -> Result<Vec<Outcome>, String> {
+    /// Deletes package `id` from staging: its import is journalled.
+    fn consumed(&self, id: u64) {
+        let _ = self.container.delete(&self.key.key.object_name(id));
+    }
+
+    /// Imports package `id`; or says why it was refused, with a code: `not-staged` when
+    /// staging does not have it, `integrity-failed` when it fails its tags or its
+    /// stream is malformed. The staged object stays until the import is journalled.
+    fn import(&self, id: u64) -> Result<Vec<Outcome>, Unimported> {
         let Some(destination) = self.destination else {
             return Ok(Vec::new());
         };
@@ -1501,29 +1817,60 @@ impl Shared<'_> {
             package_id: id,
             now: now(),
         };
-        let object = self
-            .container
-            .get(&name)
-            .map_err(|e| format!("package {id} cannot be read from staging: {e}"))?;
-        let opened = envelope::open(&self.key.key, expect, object).map_err(|e| e.to_string())?;
+        let object = self.container.get(&name).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                (
+                    "not-staged",
+                    format!("package {id} is not in staging (it was deleted, or never staged): stage the round again"),
+                )
+            } else {
+                (
+                    "stage-failed",
+                    format!("package {id} cannot be read from staging: {e}"),
+                )
+            }
+        })?;
+        let integrity = |e: String| ("integrity-failed", e);
+        let opened = envelope::open(&self.key.key, expect, object)
+            .map_err(|e| integrity(e.to_string()))?;
         let decoder = zstd::stream::Decoder::with_buffer(opened)
-            .map_err(|e| OpenError::from_io(e, id).to_string())?;
+            .map_err(|e| integrity(OpenError::from_io(e, id).to_string()))?;
         // Record headers are read a few bytes at a time: a buffer keeps each small read
         // from being a call into the decompressor.
         let decoder = io::BufReader::with_capacity(64 * 1024, decoder);
-        match super::import::import_stream(destination, decoder) {
-            Ok(outcomes) => {
-                let _ = self.container.delete(&name);
-                Ok(outcomes)
-            }
-            Err(refused) => Err(match refused {
+        super::import::import_stream(destination, decoder).map_err(|refused| {
+            integrity(match refused {
                 super::import::Refused::Stream(package::StreamError::Io(e)) => {
                     OpenError::from_io(e, id).to_string()
                 }
                 _ => OpenError::Integrity { package_id: id }.to_string(),
-            }),
+            })
+        })
+    }
+}
+
+/// One record per item of a package, in its final state: a file read again after it
+/// changed has a void record for each try, and the packer's own account of it (finding
+/// 11). What is in place wins; otherwise the first failure stands.
+fn one_per_item(records: Vec<ItemRecord>) -> Vec<ItemRecord> {
+    let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut out: Vec<ItemRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        match at.get(&record.path) {
+            Some(&i) => {
+                if matches!(record.result, ItemResult::Done { .. })
+                    && !matches!(out[i].result, ItemResult::Done { .. })
+                {
+                    out[i] = record;
+                }
+            }
+            None => {
+                at.insert(record.path.clone(), out.len());
+                out.push(record);
+            }
         }
     }
+    out
 }
 
 /// The run's summary for a person: what was imported or staged, and what failed, by

@@ -74,6 +74,19 @@ pub const SUMMARY_COLUMNS: [&str; 18] = [
     "Device name",
 ];
 
+/// Codes that are findings of the round, not the state of an item of it: counted and
+/// shown with examples, never added to an item's count (each item is counted once, in
+/// its one final state).
+pub const ROUND_CODES: &[&str] = &[
+    "delete-capped",
+    "delete-failed",
+    "delete-kept",
+    "journal-failed",
+    "metadata-failed",
+    "cleanup-failed",
+    "report-failed",
+];
+
 /// The stage an error code belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -401,7 +414,7 @@ impl RoundSummary {
         for (code, (count, examples)) in failures {
             let stage = Stage::of(code);
             // Round-level findings (a held-back deletion) are not items.
-            if code != "delete-capped" && code != "delete-failed" && code != "journal-failed" {
+            if !ROUND_CODES.contains(&code.as_str()) {
                 *by_stage.entry(stage).or_default() += count;
             }
             list.push(FailureCount {

@@ -72,6 +72,12 @@ pub enum Entry {
         last: u64,
         items: Vec<ItemRecord>,
     },
+    /// Part `part` of the file whose parts are the packages from `first` on is durable
+    /// at the destination, in the file's assembly `work` (a folder of ferry's own beside
+    /// the final name). A resumed run continues the file after it; the part's staged
+    /// object may go. (Added after the first release of version 1: older journals
+    /// simply hold none.)
+    Part { first: u64, part: u32, work: String },
 }
 
 /// Why a journal cannot be used. Each leaves the file exactly as it was.
@@ -261,7 +267,17 @@ pub fn read(path: &Path, binding: [u8; 32]) -> Result<Loaded, JournalError> {
 pub struct Journal {
     path: PathBuf,
     binding: [u8; 32],
-    file: Mutex<File>,
+    file: Mutex<Appender>,
+}
+
+/// The open file and where its last whole record ends.
+#[derive(Debug)]
+struct Appender {
+    file: File,
+    valid_len: u64,
+    /// An append failed: no record is ever written after a damaged one (reliability
+    /// review, finding 5), so whatever it left can only be a torn tail.
+    failed: bool,
 }
 
 impl Journal {
@@ -308,7 +324,11 @@ impl Journal {
             Journal {
                 path: path.to_path_buf(),
                 binding,
-                file: Mutex::new(file),
+                file: Mutex::new(Appender {
+                    file,
+                    valid_len: loaded.valid_len,
+                    failed: false,
+                }),
             },
             loaded,
         ))
@@ -328,14 +348,39 @@ impl Journal {
         frame.extend_from_slice(&payload);
         let t = tag(&self.binding, &[&frame]);
         frame.extend_from_slice(&t);
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        file.write_all(&frame)
-            .and_then(|()| file.sync_data())
-            .map_err(|source| JournalError::Io {
-                what: "append to",
-                path: self.path.clone(),
-                source,
-            })
+        let mut appender = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let failed = |source| JournalError::Io {
+            what: "append to",
+            path: self.path.clone(),
+            source,
+        };
+        if appender.failed {
+            return Err(failed(io::Error::other(
+                "an earlier append failed; nothing more is written until the next run",
+            )));
+        }
+        let written = appender
+            .file
+            .write_all(&frame)
+            .and_then(|()| appender.file.sync_data());
+        match written {
+            Ok(()) => {
+                appender.valid_len += frame.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // A short write (a full disk) may have left part of the frame: cut the
+                // file back to its last whole record. Should that fail too, the part
+                // stays the journal's tail, which the next run drops as torn.
+                appender.failed = true;
+                let valid_len = appender.valid_len;
+                let _ = appender
+                    .file
+                    .set_len(valid_len)
+                    .and_then(|()| appender.file.sync_data());
+                Err(failed(e))
+            }
+        }
     }
 }
 

@@ -98,6 +98,10 @@ pub struct Session {
     /// have left temporary files at the destination.
     #[serde(default)]
     pub dirty: bool,
+    /// The salts of the temporary names that this round's importing runs used at the
+    /// destination: a resumed run removes what they left, and nothing of anyone else's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub temp_salts: Vec<String>,
 }
 
 /// Why a session could not be read or written.
@@ -179,6 +183,7 @@ impl Session {
             progress: Progress::default(),
             last_result: None,
             dirty: false,
+            temp_salts: Vec::new(),
         }
     }
 

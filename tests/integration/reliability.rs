@@ -257,3 +257,104 @@ fn state_is_private_and_the_destination_is_not() {
     assert_eq!(mode(&f.path("dest")), 0o755);
     assert_eq!(mode(&f.path("dest/c.txt")), 0o644);
 }
+
+/// Builds the short-write shim of `tests/faults/` into the fixture; `None` (skipped
+/// locally, a failure in CI) without a C compiler.
+fn short_write_shim(f: &Fixture) -> Option<std::path::PathBuf> {
+    if !crate::harness::have("cc") {
+        return None;
+    }
+    let out = f.path("shortwrite.so");
+    let source = crate::harness::repo().join("tests/faults/shortwrite.c");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .args(["-ldl", "-lpthread"])
+        .status()
+        .unwrap();
+    assert!(built.success(), "the shim builds");
+    Some(out)
+}
+
+fn many_small_files(f: &Fixture, n: usize) {
+    for i in 0..n {
+        let data: Vec<u8> = (0..3000u32).map(|b| (b as usize * 31 + i) as u8).collect();
+        f.file(&format!("src/f{i:04}.bin"), &data);
+    }
+}
+
+/// Finding 5: a short write on a journal append (a disk filling up) left half a record
+/// in the middle of the journal, and every later run refused it until `--restart`.
+#[test]
+fn a_failed_journal_append_leaves_no_damage_and_the_next_run_resumes() {
+    let mut f = Fixture::new();
+    let Some(shim) = short_write_shim(&f) else {
+        return;
+    };
+    many_small_files(&f, 400);
+    f.plan(&posix(", package: { max_files: 2 }"));
+    f.env("LD_PRELOAD", &shim.display().to_string())
+        .env("FERRY_SHORT_WRITE_AT", "20");
+    let first = f.ferry(&["run", "--workers", "4", "plan.yaml"]);
+    assert_eq!(first.code, 5, "{}", first.snapshot());
+    assert!(first.stderr.contains("journal"), "{}", first.stderr);
+    f.env("FERRY_SHORT_WRITE_AT", "0");
+    let second = f.ferry(&["run", "plan.yaml"]);
+    second.assert_code(0);
+    crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
+}
+
+/// Finding 7: a damaged checkpoint (scan, item list, index, session) is refused with
+/// exit 5 naming the file and the way out, never read as "not there".
+#[test]
+fn damaged_checkpoints_are_refused_not_ignored() {
+    let f = Fixture::new();
+    many_small_files(&f, 30);
+    f.plan(&posix(", package: { max_files: 5 }"));
+    let stage = ["run", "plan.yaml", "--stages", "scan,package,upload"];
+    f.ferry(&stage).assert_code(0);
+    let round = f.path("state/p/t/rounds/R1");
+    let keep = |name: &str| fs::read(round.join(name)).unwrap();
+    let (scan, items) = (keep("scan.json"), keep("items"));
+
+    fs::write(round.join("scan.json"), b"").unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("scan.json is damaged") && run.stderr.contains("--restart"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fs::read(round.join("scan.json")).unwrap(), b"", "kept as it was");
+    fs::write(round.join("scan.json"), &scan).unwrap();
+
+    let mut bad = items.clone();
+    let n = bad.len();
+    bad[n / 2] ^= 1;
+    fs::write(round.join("items"), &bad).unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(run.stderr.contains("item list"), "{}", run.stderr);
+    fs::write(round.join("items"), &items).unwrap();
+
+    let session = f.path("state/p/t/session.json");
+    let kept = fs::read(&session).unwrap();
+    fs::write(&session, b"").unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(run.stderr.contains("session.json"), "{}", run.stderr);
+    fs::write(&session, &kept).unwrap();
+
+    // Intact again: the round completes, exactly.
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
+
+    let index = f.path("state/p/t/index");
+    let mut bytes = fs::read(&index).unwrap();
+    bytes[12] ^= 1;
+    fs::write(&index, &bytes).unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(run.stderr.contains("index"), "{}", run.stderr);
+}
