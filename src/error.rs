@@ -32,7 +32,8 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Plan(_) | Error::UnknownTask { .. } => Exit::Usage,
-            Error::Lock(crate::session::lock::LockError::Held { .. }) => Exit::Locked,
+            Error::Lock(crate::session::lock::LockError::Held { .. })
+            | Error::Run(crate::pipeline::run::RunError::DestinationBusy { .. }) => Exit::Locked,
             Error::Run(crate::pipeline::run::RunError::Session(
                 crate::session::SessionError::PlanChanged { .. },
             )) => Exit::Usage,

@@ -153,6 +153,22 @@ enum Assembly {
     Failed,
 }
 
+/// Another ferry run holds the destination (see [`Destination::lock`]).
+#[derive(Debug)]
+pub struct DestinationLock {
+    _held: Vec<fs::File>,
+}
+
+fn busy(folder: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!(
+            "another ferry run is writing into {} (another plan, or a task whose destination holds this one or lies inside it)",
+            folder.display()
+        ),
+    )
+}
+
 /// The name of the assembled file inside its work folder.
 const ASSEMBLY_FILE: &str = "data";
 
@@ -324,6 +340,33 @@ impl Destination {
             assembling: Mutex::new(std::collections::HashMap::new()),
             index: None,
         })
+    }
+
+    /// Locks the destination against every other ferry run for as long as the lock is
+    /// held: the root exclusively, every folder above it shared, so that another run
+    /// writing the same folder, one inside it or one around it is refused at once
+    /// rather than interleaved with this one (finding 2). `flock` locks: on a network
+    /// filesystem that does not pass them on, runs on other machines are not seen.
+    pub fn lock(&self) -> Result<DestinationLock, io::Error> {
+        let mut held = Vec::new();
+        let root = fs::File::open(&self.root)?;
+        match root.try_lock() {
+            Ok(()) => held.push(root),
+            Err(fs::TryLockError::WouldBlock) => return Err(busy(&self.root)),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        for above in self.root.ancestors().skip(1) {
+            let Ok(folder) = fs::File::open(above) else {
+                continue;
+            };
+            match folder.try_lock_shared() {
+                Ok(()) => held.push(folder),
+                Err(fs::TryLockError::WouldBlock) => return Err(busy(above)),
+                // A folder that cannot be locked (no permission) is passed over.
+                Err(fs::TryLockError::Error(_)) => {}
+            }
+        }
+        Ok(DestinationLock { _held: held })
     }
 
     /// Lets updates replace the files `index` says ferry put there, as long as nobody
@@ -609,7 +652,11 @@ impl Created {
 /// The code of a failed write: a full disk (or quota) stops the run, any other
 /// failure is the item's alone.
 pub fn write_code(e: &io::Error) -> &'static str {
-    if disk_full(e) { DISK_FULL } else { "write-failed" }
+    if disk_full(e) {
+        DISK_FULL
+    } else {
+        "write-failed"
+    }
 }
 
 /// The code of an item the destination refused: a folder on its way is a symlink or a
@@ -713,7 +760,8 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
             }
             for folder in created.iter().rev() {
                 if let Some(parent) = &folder.parent {
-                    let _ = rustix::fs::unlinkat(parent, folder.name.as_os_str(), AtFlags::REMOVEDIR);
+                    let _ =
+                        rustix::fs::unlinkat(parent, folder.name.as_os_str(), AtFlags::REMOVEDIR);
                 }
             }
             Err(refused)
@@ -790,8 +838,11 @@ fn read_all<R: Read>(
         match record.kind {
             KIND_FOLDER => {
                 package::read_trailer(stream)?;
-                let made =
-                    rustix::fs::mkdirat(&*dir, OsStr::from_bytes(&name), Mode::from_raw_mode(0o700));
+                let made = rustix::fs::mkdirat(
+                    &*dir,
+                    OsStr::from_bytes(&name),
+                    Mode::from_raw_mode(0o700),
+                );
                 let existed = match made {
                     Ok(()) => {
                         created.push(Created::new(&dir, OsStr::from_bytes(&name)));
@@ -887,8 +938,16 @@ fn read_all<R: Read>(
                 outcomes.extend(outcome);
             }
             _ => {
-                let outcome =
-                    write_file(dest, stream, Some(dir), fresh, &record, name, path, &mut buf)?;
+                let outcome = write_file(
+                    dest,
+                    stream,
+                    Some(dir),
+                    fresh,
+                    &record,
+                    name,
+                    path,
+                    &mut buf,
+                )?;
                 match outcome {
                     Written::Pending(p) => pending.push(p),
                     Written::Done(o) => outcomes.push(o),

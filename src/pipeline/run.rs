@@ -87,6 +87,10 @@ pub enum RunError {
         round: u32,
         reason: String,
     },
+    #[error(
+        "task `{task}` was not run: {reason}. Two runs writing one folder at once would mix their files: wait for the other run to finish, or give the tasks destinations that do not contain each other"
+    )]
+    DestinationBusy { task: String, reason: String },
 }
 
 /// What a task's run did.
@@ -195,8 +199,8 @@ fn load_scanned(
     if bytes.is_empty() {
         return Err(damaged("it is empty (zero bytes)".into()));
     }
-    let scanned: Scanned = serde_json::from_slice(&bytes)
-        .map_err(|e| damaged(format!("it does not parse: {e}")))?;
+    let scanned: Scanned =
+        serde_json::from_slice(&bytes).map_err(|e| damaged(format!("it does not parse: {e}")))?;
     if scanned.version != 1 {
         return Err(damaged(format!("unknown version {}", scanned.version)));
     }
@@ -209,7 +213,9 @@ fn load_scanned(
         if !intact {
             return Err(RunError::Checkpoint {
                 path: items_path.to_path_buf(),
-                reason: "the round's item list is missing or no longer matches the scan's checkpoint".into(),
+                reason:
+                    "the round's item list is missing or no longer matches the scan's checkpoint"
+                        .into(),
             });
         }
     }
@@ -682,6 +688,8 @@ fn run_round(
     in_parts.retain(|first, _| !done.contains(first));
     run.packages_done_before = done.len() as u64;
 
+    // Held until the round's run ends: no other run writes this destination meanwhile.
+    let mut _destination_lock = None;
     let destination = if stages.import {
         let destination = Destination::open(
             &task.destination,
@@ -690,12 +698,25 @@ fn run_round(
             task.settings.verify,
         )
         .map_err(io_error("open the destination", &task.destination))?;
+        _destination_lock = Some(destination.lock().map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                RunError::DestinationBusy {
+                    task: task.name.clone(),
+                    reason: e.to_string(),
+                }
+            } else {
+                RunError::Io {
+                    what: "lock the destination",
+                    path: task.destination.clone(),
+                    source: e,
+                }
+            }
+        })?);
         if session.dirty {
             // An earlier run was importing when it stopped: its temporary files go, but
             // not the assemblies of files in parts that this run takes up.
             let keep: HashSet<String> = in_parts.values().map(|(w, _)| w.clone()).collect();
-            run.cleaned =
-                super::import::clean_stray(&task.destination, &session.temp_salts, &keep);
+            run.cleaned = super::import::clean_stray(&task.destination, &session.temp_salts, &keep);
         }
         session.dirty = true;
         let salt = super::import::run_salt();
@@ -814,7 +835,9 @@ fn run_round(
                 _ => None,
             })
             .flatten()
-            .filter(|r| r.kind == package::KIND_FOLDER && matches!(r.result, ItemResult::Done { .. }))
+            .filter(|r| {
+                r.kind == package::KIND_FOLDER && matches!(r.result, ItemResult::Done { .. })
+            })
             .map(|r| r.path.as_slice())
             .collect();
         let mut folders = Vec::new();
@@ -822,8 +845,7 @@ fn run_round(
             ItemReader::open(&items_path).map_err(io_error("read the item list", &items_path))?
         {
             let item = item.map_err(io_error("read the item list", &items_path))?;
-            if item.kind == ItemKind::Folder && in_place.contains(item.rel.as_os_str().as_bytes())
-            {
+            if item.kind == ItemKind::Folder && in_place.contains(item.rel.as_os_str().as_bytes()) {
                 folders.push((item.rel, item.meta.mode, item.meta.mtime_ns));
             }
         }
@@ -1073,7 +1095,10 @@ impl Halt {
     }
 
     fn reason(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -1545,12 +1570,8 @@ impl Shared<'_> {
             // The parts already at the destination are not staged again, but the
             // whole file's hash covers them: they are read again, only to be hashed.
             if start > 0 {
-                let hashed = package::hash_range(
-                    &file,
-                    &at_open,
-                    u64::from(start) * part_size,
-                    &mut whole,
-                );
+                let hashed =
+                    package::hash_range(&file, &at_open, u64::from(start) * part_size, &mut whole);
                 if !matches!(hashed, Ok(true)) {
                     if let Some(destination) = self.destination {
                         destination.assembly_failed(&item.rel);
@@ -1831,8 +1852,8 @@ impl Shared<'_> {
             }
         })?;
         let integrity = |e: String| ("integrity-failed", e);
-        let opened = envelope::open(&self.key.key, expect, object)
-            .map_err(|e| integrity(e.to_string()))?;
+        let opened =
+            envelope::open(&self.key.key, expect, object).map_err(|e| integrity(e.to_string()))?;
         let decoder = zstd::stream::Decoder::with_buffer(opened)
             .map_err(|e| integrity(OpenError::from_io(e, id).to_string()))?;
         // Record headers are read a few bytes at a time: a buffer keeps each small read

@@ -105,6 +105,7 @@ impl Fixture {
             command.env(name, value);
         }
         let output = output_within(command, std::time::Duration::from_secs(120));
+        check_reports(self.root());
         Run {
             code: output.status.code().expect("ferry exited, not killed"),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -244,4 +245,117 @@ pub fn example_plans() -> Vec<PathBuf> {
         .collect();
     plans.sort();
     plans
+}
+
+/// Checks every round's reports under `root` against each other: an item appears once
+/// in the item report, in one final state; the summary's counters are the sums of its
+/// rows; the failure report lists exactly its failed rows; a completed round accounts
+/// for every item it set out to migrate. Every run of the test suite checks this after
+/// every `ferry` it runs (reliability review, finding 11).
+pub fn check_reports(root: &Path) {
+    let mut rounds = Vec::new();
+    find_rounds(root, &mut rounds);
+    for folder in rounds {
+        check_round(&folder);
+    }
+}
+
+fn find_rounds(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            find_rounds(&path, out);
+        } else if entry.file_name() == "round.json" {
+            out.push(dir.to_path_buf());
+        }
+    }
+}
+
+fn csv_rows(path: &Path) -> Option<(csv::StringRecord, Vec<csv::StringRecord>)> {
+    let mut reader = csv::Reader::from_path(path).ok()?;
+    let headers = reader.headers().ok()?.clone();
+    let rows = reader.records().map(|r| r.expect("a CSV row")).collect();
+    Some((headers, rows))
+}
+
+fn column(headers: &csv::StringRecord, name: &str) -> usize {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
+
+fn check_round(folder: &Path) {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("round.json")).expect("round.json"))
+            .expect("round.json parses");
+    let round = summary["round"].as_u64().expect("round");
+    let stages = &summary["stages"];
+    let count = |key: &str| {
+        stages[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("stages.{key}"))
+    };
+    let failed = count("failed_reading")
+        + count("failed_packaging")
+        + count("failed_uploading")
+        + count("failed_importing");
+    let shown = folder.display();
+    // ItemSummary is round.json's counters.
+    let (headers, rows) =
+        csv_rows(&folder.join(format!("ItemSummary_R{round}.csv"))).expect("ItemSummary");
+    assert_eq!(rows.len(), 1, "{shown}: one ItemSummary row");
+    for (column_name, key) in [
+        ("Imported", "imported"),
+        ("Already at destination", "already_at_destination"),
+        ("Failed reading", "failed_reading"),
+        ("Failed packaging", "failed_packaging"),
+        ("Failed uploading", "failed_uploading"),
+        ("Failed importing", "failed_importing"),
+    ] {
+        let cell: u64 = rows[0][column(&headers, column_name)]
+            .parse()
+            .expect("a count");
+        assert_eq!(cell, count(key), "{shown}: ItemSummary {column_name}");
+    }
+    let Some((headers, rows)) = csv_rows(&folder.join(format!("ItemReport_R{round}.csv"))) else {
+        return;
+    };
+    let (dest, status) = (column(&headers, "Destination"), column(&headers, "Status"));
+    let mut seen = std::collections::HashSet::new();
+    let (mut migrated, mut skipped, mut failed_rows) = (0u64, 0u64, 0u64);
+    for row in &rows {
+        assert!(
+            seen.insert(row[dest].to_string()),
+            "{shown}: {} is listed twice in the item report",
+            &row[dest]
+        );
+        match &row[status] {
+            "Migrated" => migrated += 1,
+            "Skipped" => skipped += 1,
+            "Failed" => failed_rows += 1,
+            other => panic!("{shown}: status {other}"),
+        }
+    }
+    assert_eq!(migrated, count("imported"), "{shown}: imported");
+    assert_eq!(
+        skipped,
+        count("already_at_destination"),
+        "{shown}: already there"
+    );
+    assert_eq!(failed_rows, failed, "{shown}: failed items");
+    let failure_rows = csv_rows(&folder.join(format!("ItemFailureReport_R{round}.csv")))
+        .map_or(0, |(_, rows)| rows.len() as u64);
+    assert_eq!(failure_rows, failed_rows, "{shown}: failure report rows");
+    if summary["status"] == "completed" {
+        let expected = summary["scan"]["to_migrate"].as_u64().expect("to_migrate");
+        assert_eq!(
+            migrated + skipped + failed_rows,
+            expected,
+            "{shown}: a completed round accounts for every item once"
+        );
+    }
 }

@@ -326,7 +326,11 @@ fn damaged_checkpoints_are_refused_not_ignored() {
         "{}",
         run.stderr
     );
-    assert_eq!(fs::read(round.join("scan.json")).unwrap(), b"", "kept as it was");
+    assert_eq!(
+        fs::read(round.join("scan.json")).unwrap(),
+        b"",
+        "kept as it was"
+    );
     fs::write(round.join("scan.json"), &scan).unwrap();
 
     let mut bad = items.clone();
@@ -357,4 +361,210 @@ fn damaged_checkpoints_are_refused_not_ignored() {
     let run = f.ferry(&["run", "plan.yaml"]);
     run.assert_code(5);
     assert!(run.stderr.contains("index"), "{}", run.stderr);
+}
+
+/// Finding 9: a folder of the destination replaced by a symlink refuses the items below
+/// it with their own code and reason, and only those: the rest of the package goes in.
+#[test]
+fn destination_refusals_name_the_path_and_refuse_only_their_items() {
+    let f = Fixture::new();
+    f.file("src/top.txt", "top");
+    f.file("src/sub/one.txt", "one");
+    f.dir("outside").dir("dest");
+    std::os::unix::fs::symlink(f.path("outside"), f.path("dest/sub")).unwrap();
+    f.plan(&posix(""));
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("destination-refused") && run.stderr.contains("sub/one.txt"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("symlink"), "{}", run.stderr);
+    assert!(!run.stderr.contains("integrity"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(f.path("dest/top.txt")).unwrap(), "top");
+    assert!(fs::read_dir(f.path("outside")).unwrap().next().is_none());
+}
+
+/// Finding 11: a file that keeps changing while it is read is one failure row, not one
+/// per try; `failed` never exceeds the items (the report check runs after every run).
+#[test]
+fn a_file_that_keeps_changing_is_one_failure() {
+    let f = Fixture::new();
+    let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    f.file("src/busy.bin", &big);
+    f.file("src/quiet.txt", "quiet");
+    f.plan(&posix(", retries: { attempts: 3 }"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = std::sync::Arc::clone(&stop);
+        let path = f.path("src/busy.bin");
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt as _;
+            let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+            let mut n = 0u8;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                file.write_all_at(&[n; 64], 4_000_000).unwrap();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let run = f.ferry(&["run", "plan.yaml"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    run.assert_code(1);
+    let failures =
+        fs::read_to_string(f.path("state/p/t/reports/R1/ItemFailureReport_R1.csv")).unwrap();
+    let rows = failures.lines().filter(|l| l.contains("busy.bin")).count();
+    assert_eq!(rows, 1, "{failures}");
+    assert!(run.stderr.contains("1 failed"), "{}", run.stderr);
+}
+
+/// Finding 12: staged objects nothing consumed (here one refused as tampered) go with
+/// the round's key, rather than stay in staging where nobody could open them again.
+#[test]
+fn a_completed_round_leaves_nothing_in_staging() {
+    let f = Fixture::new();
+    for i in 0..6 {
+        f.file(&format!("src/f{i}.txt"), format!("file {i}"));
+    }
+    f.plan(&posix(", package: { max_files: 2 }"));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let staging = f.path("state/staging");
+    let container = fs::read_dir(&staging)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::set_permissions(&container, fs::Permissions::from_mode(0o700)).unwrap();
+    let object = fs::read_dir(&container)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&object).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    fs::write(&object, bytes).unwrap();
+    fs::set_permissions(&container, fs::Permissions::from_mode(0o300)).unwrap();
+    let run = f.ferry(&["run", "plan.yaml", "--stages", "import"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("integrity-failed"), "{}", run.stderr);
+    assert!(!container.exists(), "the container was left behind");
+    assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+}
+
+/// A tmpfs of `megabytes` mounted at `path` for the test's life (root only).
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn tmpfs(path: &Path, megabytes: u32) -> Option<Mounted> {
+        fs::create_dir_all(path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must be able to mount a tmpfs"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here (not root)");
+            return None;
+        }
+        Some(Mounted(path.to_path_buf()))
+    }
+
+    fn resize(&self, megabytes: u32) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={megabytes}m")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn two_megabyte_files(f: &Fixture, n: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..n {
+        // Incompressible: the sizes in staging are the sizes of the files.
+        let data: Vec<u8> = (0..2_000_000u32)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        f.file(&format!("src/big-{i:02}.bin"), &data);
+    }
+    for i in 0..50 {
+        f.file(&format!("src/small/{i:02}.txt"), format!("small {i}"));
+    }
+}
+
+/// Finding 10: a full destination stops the run (exit 5, saying what to free) and the
+/// round stays open; once there is space, the next run completes it, exactly.
+#[test]
+fn a_full_destination_stops_the_run_and_the_next_run_completes_the_round() {
+    let f = Fixture::new();
+    let Some(dest) = Mounted::tmpfs(&f.path("dest"), 20) else {
+        return;
+    };
+    two_megabyte_files(&f, 25);
+    f.plan(&posix(", package: { max_files: 4 }"));
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("is full") && run.stderr.contains("free space"),
+        "{}",
+        run.stderr
+    );
+    let session: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.path("state/p/t/session.json")).unwrap()).unwrap();
+    assert_eq!(session["status"], "failed");
+    assert_eq!(session["round"], 1);
+    dest.resize(100);
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
+    let session: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.path("state/p/t/session.json")).unwrap()).unwrap();
+    assert_eq!(session["round"], 1, "the same round completed");
+}
+
+/// Finding 10: a full staging folder stops the run too.
+#[test]
+fn a_full_staging_folder_stops_the_run() {
+    let f = Fixture::new();
+    let Some(staging) = Mounted::tmpfs(&f.path("staging"), 3) else {
+        return;
+    };
+    two_megabyte_files(&f, 6);
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\nstaging: {{ kind: local, path: staging }}\ndefaults: {{ rules: posix, package: {{ max_files: 4 }} }}\ntasks:\n  - {{ name: t, source: src, destination: dest }}\n"
+    ));
+    let run = f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"]);
+    run.assert_code(5);
+    assert!(run.stderr.contains("staging folder"), "{}", run.stderr);
+    staging.resize(50);
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    f.ferry(&["run", "plan.yaml", "--stages", "import"])
+        .assert_code(0);
+    crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
 }

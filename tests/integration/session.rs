@@ -460,11 +460,7 @@ fn mirror_deletes_what_the_source_lost_within_the_cap() {
     let forced = f.ferry(&["run", "plan.yaml", "--force"]);
     forced.assert_code(1);
     assert!(forced.stderr.contains("3 deleted"), "{}", forced.stderr);
-    assert!(
-        forced.stderr.contains("delete-kept"),
-        "{}",
-        forced.stderr
-    );
+    assert!(forced.stderr.contains("delete-kept"), "{}", forced.stderr);
     assert!(!f.path("dest/gone").exists());
     assert!(f.path("dest/edited.txt").exists());
     assert_eq!(fs::read_dir(f.path("dest/keep")).unwrap().count(), 10);
