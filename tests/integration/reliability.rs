@@ -555,9 +555,9 @@ fn a_full_staging_folder_stops_the_run() {
         return;
     };
     two_megabyte_files(&f, 6);
-    f.plan(&format!(
-        "version: 1\nname: p\nworking_folder: state\nstaging: {{ kind: local, path: staging }}\ndefaults: {{ rules: posix, package: {{ max_files: 4 }} }}\ntasks:\n  - {{ name: t, source: src, destination: dest }}\n"
-    ));
+    f.plan(
+        "version: 1\nname: p\nworking_folder: state\nstaging: { kind: local, path: staging }\ndefaults: { rules: posix, package: { max_files: 4 } }\ntasks:\n  - { name: t, source: src, destination: dest }\n",
+    );
     let run = f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"]);
     run.assert_code(5);
     assert!(run.stderr.contains("staging folder"), "{}", run.stderr);
