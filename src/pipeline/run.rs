@@ -469,7 +469,8 @@ fn run_round(
         session.plan_hash = hash;
         session.round_started_at = Some(session::now_text());
         session.progress = session::Progress::default();
-        session.dirty = false;
+        // `dirty` stays as it was: what an abandoned round left at the destination is
+        // cleaned by this round's first importing run.
     }
     let round = session.round;
     session.host = super::device_name();
@@ -603,7 +604,6 @@ fn run_round(
     {
         let _ = fs::remove_file(&key_path);
         session.status = SessionStatus::Completed;
-        session.dirty = false;
         session.last_result = Some(last_result(round, &run));
         session.save(folder)?;
         let empty = ItemReport::start(&reports, ids.clone(), &[]).map_err(report_error)?;

@@ -568,3 +568,172 @@ fn a_full_staging_folder_stops_the_run() {
         .assert_code(0);
     crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
 }
+
+/// The work folder of a file in parts at `dest/folder`, and its assembly's size.
+fn assembly(folder: &Path) -> Option<(String, u64)> {
+    for entry in fs::read_dir(folder).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".ferry-work-")
+            && let Ok(meta) = fs::metadata(entry.path().join("data"))
+        {
+            return Some((name, meta.len()));
+        }
+    }
+    None
+}
+
+/// Waits until the assembly under `folder` holds at least `bytes`; its work folder.
+fn wait_for_assembly(folder: &Path, bytes: u64, child: &mut std::process::Child) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((work, size)) = assembly(folder)
+            && size >= bytes
+        {
+            return work;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its file in parts reached {bytes} bytes"
+        );
+        assert!(std::time::Instant::now() < deadline, "no assembly grew");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn random_file(f: &Fixture, relative: &str, bytes: usize, seed: u64) {
+    let mut state = seed | 1;
+    let data: Vec<u8> = (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    f.file(relative, &data);
+}
+
+fn kill_9(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Findings 4 and 6: `kill -9` during the import of a file in parts keeps the parts that
+/// are in; the next run takes the same assembly up where it stopped, in a run that
+/// stages and imports, and in an import-only run, whose staged parts are deleted only
+/// once they are durable and journalled.
+#[test]
+fn kill_9_inside_a_file_in_parts_keeps_its_progress() {
+    for import_only in [false, true] {
+        let f = Fixture::new();
+        random_file(&f, "src/big.bin", 40_000_000, 11);
+        f.file("src/small.txt", "small");
+        f.plan(&posix(", package: { max_size: 1MiB }"));
+        let import: &[&str] = if import_only {
+            f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+                .assert_code(0);
+            &["run", "--workers", "1", "plan.yaml", "--stages", "import"]
+        } else {
+            &["run", "--workers", "1", "plan.yaml"]
+        };
+        let mut work = None;
+        for (kill, at) in [8_000_000u64, 16_000_000, 24_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            let mut child = f.spawn(import);
+            let now = wait_for_assembly(&f.path("dest"), at, &mut child);
+            kill_9(&mut child);
+            if let Some(before) = &work {
+                assert_eq!(before, &now, "kill {kill}: the assembly was started over");
+            }
+            work = Some(now);
+        }
+        let last: Vec<&str> = import
+            .iter()
+            .copied()
+            .filter(|a| *a != "--workers" && *a != "1")
+            .collect();
+        f.ferry(&last).assert_code(0);
+        crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
+        assert!(assembly(&f.path("dest")).is_none());
+        assert!(crate::run::ferry_temp_files(&f.path("dest")).is_empty());
+        assert_eq!(fs::read_dir(f.path("state/staging")).unwrap().count(), 0);
+    }
+}
+
+/// Finding 2b: the file a file in parts is assembled in cannot be predicted, planted
+/// or reached by another account, even in a folder anyone may write.
+#[test]
+fn a_planted_part_file_takes_nothing_over() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as another account");
+        return;
+    }
+    let f = Fixture::new();
+    random_file(&f, "src/shared/payroll.bin", 12_000_000, 5);
+    fs::set_permissions(
+        f.path("src/shared/payroll.bin"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    f.dir("dest/shared");
+    fs::set_permissions(f.path("dest"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(f.path("dest/shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(f.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    // The name d6b8773 used, planted by another account.
+    let planted = format!(
+        ".ferry-part-{}",
+        &blake3::hash(b"shared/payroll.bin").to_hex()[..24]
+    );
+    let ok = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "touch"])
+        .arg(f.path("dest/shared").join(&planted))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    f.plan(&posix(", package: { max_size: 4MiB }"));
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let copy = fs::metadata(f.path("dest/shared/payroll.bin")).unwrap();
+    assert_eq!((copy.uid(), copy.mode() & 0o7777), (0, 0o600));
+    assert_eq!(
+        fs::read(f.path("dest/shared/payroll.bin")).unwrap(),
+        fs::read(f.path("src/shared/payroll.bin")).unwrap()
+    );
+    assert_eq!(
+        fs::metadata(f.path("dest/shared").join(&planted))
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+/// Finding 2a: two plans (their own working folders) writing one destination at once:
+/// the second is refused with exit 4, never interleaved with the first.
+#[test]
+fn a_second_plan_writing_the_same_destination_is_refused() {
+    let f = Fixture::new();
+    random_file(&f, "a/big.bin", 40_000_000, 3);
+    random_file(&f, "b/big.bin", 1_000_000, 4);
+    let plan = |name: &str, source: &str| {
+        format!(
+            "version: 1\nname: {name}\nworking_folder: state-{name}\ndefaults: {{ rules: posix, package: {{ max_size: 1MiB }} }}\ntasks:\n  - {{ name: t, source: {source}, destination: dst }}\n"
+        )
+    };
+    f.file("a.yaml", plan("a", "a"))
+        .file("b.yaml", plan("b", "b"));
+    let mut first = f.spawn(&["run", "--workers", "1", "a.yaml"]);
+    wait_for_assembly(&f.path("dst"), 1, &mut first);
+    let second = f.ferry(&["run", "b.yaml"]);
+    second.assert_code(4);
+    assert!(
+        second.stderr.contains("another ferry run is writing into"),
+        "{}",
+        second.stderr
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        fs::read(f.path("dst/big.bin")).unwrap(),
+        fs::read(f.path("a/big.bin")).unwrap()
+    );
+}

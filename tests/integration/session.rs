@@ -114,6 +114,42 @@ fn kill_9_at_random_points_loses_and_repeats_nothing() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// The same for an import-only run (split roles), whose files in parts are resumed
+/// part by part from staging (reliability review, finding 4).
+#[test]
+fn kill_9_of_an_import_only_run_loses_and_repeats_nothing() {
+    let f = Fixture::new();
+    tree(&f);
+    f.plan(&plan(SMALL_PACKAGES));
+    let stage = ["run", "plan.yaml", "--stages", "scan,package,upload"];
+    let import = ["run", "plan.yaml", "--stages", "import"];
+    f.ferry(&stage).assert_code(0);
+    let mut rng = Lcg(4242);
+    let mut finished_early = 0;
+    for _ in 0..20 {
+        let mut child = f.spawn(&import);
+        std::thread::sleep(Duration::from_millis(5 + rng.next() % 300));
+        let _ = child.kill();
+        if child.wait().unwrap().success() {
+            finished_early += 1;
+            fs::remove_dir_all(f.path("dest")).unwrap();
+            fs::remove_dir_all(f.path("state")).unwrap();
+            f.ferry(&stage).assert_code(0);
+        }
+    }
+    assert!(finished_early < 20, "no kill landed before the end");
+    f.ferry(&import).assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    assert!(ferry_temp_files(&f.path("dest")).is_empty());
+    let s = session(&f);
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["progress"]["failed"], 0, "{s}");
+    let left: Vec<_> = fs::read_dir(f.path("state/staging"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn sigint_pauses_with_exit_3_and_the_next_run_resumes() {
     let f = Fixture::new();
