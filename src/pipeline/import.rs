@@ -63,6 +63,9 @@ pub enum Outcome {
         bytes: u64,
         part: u32,
         work: String,
+        /// With the last part: the file is ready for [`Destination::commit_assembly`],
+        /// once this part is journalled.
+        whole: Option<crate::session::journal::WholeFile>,
     },
     /// The destination already had it, unchanged (same size and time).
     Unchanged { path: PathBuf, stamp: Stamp },
@@ -1524,110 +1527,205 @@ fn write_part<R: Read>(
     if let Some(e) = write_error.or_else(|| file.sync_data().err()) {
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
-    let written = Outcome::PartWritten {
+    let whole = last.then(|| crate::session::journal::WholeFile {
+        size: record.size,
+        mode: record.mode,
+        uid: record.uid,
+        gid: record.gid,
+        mtime_sec: record.mtime_sec,
+        mtime_nsec: record.mtime_nsec,
+        hash: trailer.file_hash,
+    });
+    if last && let Err(e) = file.set_len(record.size).and_then(|()| file.sync_all()) {
+        return fail(write_code(&e), format!("cannot write the file: {e}"));
+    }
+    dest.put_assembly(
+        path,
+        Assembly::Writing {
+            work: work.clone(),
+            work_fd,
+            file,
+            next: next + 1,
+        },
+    );
+    Ok(vec![Outcome::PartWritten {
         path: path.to_path_buf(),
         bytes: record.len,
         part: record.part,
-        work: work.clone(),
-    };
-    if !last {
-        dest.put_assembly(
-            path,
-            Assembly::Writing {
-                work,
-                work_fd,
-                file,
-                next: next + 1,
-            },
-        );
-        return Ok(vec![written]);
-    }
-    // Every part is in. The file is ferry's own still, and the whole of it, read back
-    // from disk, is the source's (unless `verify: none`).
-    let whole = (|| -> io::Result<Option<blake3::Hash>> {
-        file.set_len(record.size)?;
-        file.sync_all()?;
-        if dest.verify == Verify::None {
-            return Ok(None);
+        work,
+        whole,
+    }])
+}
+
+impl Destination {
+    /// Commits a file in parts whose every part is in (and journalled): the file is
+    /// still ferry's own, and the whole of it, read back from disk, is the source's
+    /// (unless `verify: none`); then it takes its name. The outcome is the file's.
+    pub fn commit_assembly(
+        &self,
+        path: &Path,
+        whole: &crate::session::journal::WholeFile,
+    ) -> Outcome {
+        let failed = |code: &'static str, message: String| Outcome::Failed {
+            path: path.to_path_buf(),
+            code,
+            message,
+        };
+        let Some(Assembly::Writing {
+            work,
+            work_fd,
+            file,
+            ..
+        }) = self.take_assembly(path)
+        else {
+            return failed(
+                "not-staged",
+                "the file's parts are not at the destination any more; the round stages it again"
+                    .into(),
+            );
+        };
+        let fail = |code: &'static str, message: String| {
+            remove_work(&work_fd, &work);
+            failed(code, message)
+        };
+        let bytes = path.as_os_str().as_bytes();
+        let parts = match safe_components(bytes) {
+            Ok(parts) => parts,
+            Err(e) => return fail(DESTINATION_REFUSED, e),
+        };
+        let name = parts[parts.len() - 1];
+        let dir = match self.parent(&parts, &mut Vec::new()) {
+            Ok(dir) => dir,
+            Err(e) => return fail(DESTINATION_REFUSED, e.to_string()),
+        };
+        let record = Record {
+            kind: KIND_FILE,
+            path: bytes.to_vec(),
+            mode: whole.mode,
+            uid: whole.uid,
+            gid: whole.gid,
+            mtime_sec: whole.mtime_sec,
+            mtime_nsec: whole.mtime_nsec,
+            size: whole.size,
+            part: 0,
+            parts: 1,
+            offset: 0,
+            len: whole.size,
+            target: Vec::new(),
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        if let Err(reason) = owned(&file, false) {
+            return fail(DESTINATION_REFUSED, reason);
         }
-        hash_from_disk(&file, record.size, buf).map(Some)
-    })();
-    if let Err(reason) = owned(&file, false) {
-        return fail(DESTINATION_REFUSED, reason);
-    }
-    match whole {
-        Ok(Some(h)) if h.as_bytes() != &trailer.file_hash => {
+        if self.verify != Verify::None {
+            match hash_from_disk(&file, whole.size, &mut buf) {
+                Ok(h) if h.as_bytes() == &whole.hash => {}
+                Ok(_) => {
+                    return fail(
+                        "verify-failed",
+                        "the assembled file, read back from disk, does not match the source's hash; not committed".into(),
+                    );
+                }
+                Err(e) => return fail(write_code(&e), format!("cannot read back the file: {e}")),
+            }
+        }
+        // What the destination has at the final name decides whether it is replaced.
+        let found = existing(&dir, name, &record);
+        let settled = match found {
+            None => None,
+            Some(f) if f.same => match hash_existing(&dir, name, &mut buf) {
+                Ok(h) if h == whole.hash => Some(Outcome::Unchanged {
+                    path: path.to_path_buf(),
+                    stamp: same_stamp(&record, whole.hash),
+                }),
+                Ok(_) => conflict(self, path, "the same size and time, but other content"),
+                Err(e) => conflict(self, path, &format!("it cannot be read to compare: {e}")),
+            },
+            Some(f) => self.differs(path, f, "another size or time"),
+        };
+        if let Some(outcome) = settled {
+            remove_work(&work_fd, &work);
+            return outcome;
+        }
+        if let Err(e) = self
+            .apply_metadata(&file, &record)
+            .and_then(|()| file.sync_all())
+        {
             return fail(
-                "verify-failed",
-                "the assembled file, read back from disk, does not match the source's hash; not committed".into(),
+                write_code(&e),
+                format!("cannot set the file's metadata: {e}"),
             );
         }
-        Ok(_) => {}
-        Err(e) => return fail(write_code(&e), format!("cannot read back the file: {e}")),
-    }
-    let file_hash = trailer.file_hash;
-    // What the destination has at the final name decides whether it is replaced.
-    let found = existing(&dir, name, record);
-    let settled = match found {
-        None => None,
-        Some(f) if f.same => match hash_existing(&dir, name, buf) {
-            Ok(h) if h == file_hash => Some(Outcome::Unchanged {
-                path: path.to_path_buf(),
-                stamp: same_stamp(record, file_hash),
-            }),
-            Ok(_) => conflict(dest, path, "the same size and time, but other content"),
-            Err(e) => conflict(dest, path, &format!("it cannot be read to compare: {e}")),
-        },
-        Some(f) => dest.differs(path, f, "another size or time"),
-    };
-    if let Some(outcome) = settled {
-        remove_work(&work_fd, &work);
-        dest.take_assembly(path);
-        return Ok(vec![written, outcome]);
-    }
-    if let Err(e) = dest
-        .apply_metadata(&file, record)
-        .and_then(|()| file.sync_all())
-    {
-        return fail(
-            write_code(&e),
-            format!("cannot set the file's metadata: {e}"),
-        );
-    }
-    let flags = if found.is_none() {
-        rustix::fs::RenameFlags::NOREPLACE
-    } else {
-        rustix::fs::RenameFlags::empty()
-    };
-    let committed = rustix::fs::renameat_with(
-        &work_fd,
-        ASSEMBLY_FILE,
-        &*dir,
-        OsStr::from_bytes(name),
-        flags,
-    )
-    .and_then(|()| rustix::fs::fsync(&*dir));
-    match committed {
-        Ok(()) => {
-            let _ = rustix::fs::unlinkat(&*dir, work.as_str(), AtFlags::REMOVEDIR);
-            dest.take_assembly(path);
-            Ok(vec![
-                written,
+        let flags = if found.is_none() {
+            rustix::fs::RenameFlags::NOREPLACE
+        } else {
+            rustix::fs::RenameFlags::empty()
+        };
+        let committed = rustix::fs::renameat_with(
+            &work_fd,
+            ASSEMBLY_FILE,
+            &dir,
+            OsStr::from_bytes(name),
+            flags,
+        )
+        .and_then(|()| rustix::fs::fsync(&dir));
+        match committed {
+            Ok(()) => {
+                let _ = rustix::fs::unlinkat(&dir, work.as_str(), AtFlags::REMOVEDIR);
                 Outcome::Imported {
                     path: path.to_path_buf(),
                     bytes: 0,
-                    stamp: dest.stamp(&file, record, file_hash),
-                },
-            ])
+                    stamp: self.stamp(&file, &record, whole.hash),
+                }
+            }
+            Err(rustix::io::Errno::EXIST) => fail(
+                "destination-changed",
+                "something was put at the destination while the file was imported; it was kept"
+                    .into(),
+            ),
+            Err(e) => {
+                let e = errno(e);
+                fail(write_code(&e), format!("cannot put the file in place: {e}"))
+            }
         }
-        Err(rustix::io::Errno::EXIST) => fail(
-            "destination-changed",
-            "something was put at the destination while the file was imported; it was kept".into(),
-        ),
-        Err(e) => {
-            let e = errno(e);
-            fail(write_code(&e), format!("cannot put the file in place: {e}"))
+    }
+
+    /// Whether the file in parts at `path` is at the destination already, committed by
+    /// a run that stopped before it could journal so: the file there is a regular file
+    /// of the whole file's size whose content, read from disk, has its hash.
+    pub fn committed_already(
+        &self,
+        path: &Path,
+        whole: &crate::session::journal::WholeFile,
+    ) -> Option<Outcome> {
+        let bytes = path.as_os_str().as_bytes();
+        let parts = safe_components(bytes).ok()?;
+        let dir = self.parent(&parts, &mut Vec::new()).ok()?;
+        let fd = rustix::fs::openat(
+            &dir,
+            OsStr::from_bytes(parts[parts.len() - 1]),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let file = fs::File::from(fd);
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() != whole.size {
+            return None;
         }
+        let mut buf = vec![0u8; 1 << 20];
+        let hash = hash_from_disk(&file, whole.size, &mut buf).ok()?;
+        (hash.as_bytes() == &whole.hash).then(|| Outcome::Imported {
+            path: path.to_path_buf(),
+            bytes: 0,
+            stamp: Stamp {
+                hash: whole.hash,
+                dest_mtime_ns: time_ns(
+                    std::os::unix::fs::MetadataExt::mtime(&meta),
+                    std::os::unix::fs::MetadataExt::mtime_nsec(&meta),
+                ),
+            },
+        })
     }
 }
 

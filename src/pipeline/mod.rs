@@ -25,6 +25,8 @@ pub struct TaskScan {
     pub readiness: Readiness,
     /// The summary a person reads.
     pub text: String,
+    /// What will not migrate, by code.
+    pub not_migrated: Vec<crate::report::scan::NotMigrated>,
 }
 
 /// Scans one task (its roots already checked with [`scan::check_access`]) and writes its
@@ -55,11 +57,12 @@ pub fn scan_task_with(
         report.entry(entry).map_err(ScanError::from)?;
         also(entry)
     })?;
-    let text = report.finish(task, &totals, &device_name())?;
+    let (text, not_migrated) = report.finish(task, &totals, &device_name())?;
     Ok(TaskScan {
         readiness: Readiness::of(&totals),
         totals,
         text,
+        not_migrated,
     })
 }
 

@@ -546,6 +546,13 @@ fn run_round(
                 to_migrate: items,
                 bytes_to_migrate: bytes,
                 unchanged,
+                not_migrated: scan.not_migrated.clone(),
+                not_migrated_items: scan
+                    .totals
+                    .items
+                    .saturating_sub(scan.totals.filtered + scan.totals.to_migrate),
+                readiness: scan.readiness.as_str().to_string(),
+                scan_report: format!("ScanReport_R{round}.csv"),
             };
             run.scan = Some(scan);
             let mut deletions: Vec<PathBuf> = unseen
@@ -664,12 +671,17 @@ fn run_round(
     let mut done: HashSet<u64> = HashSet::new();
     let mut staged: HashMap<u64, Vec<ItemRecord>> = HashMap::new();
     // Files in parts under way: the assembly and the next part, by first package.
-    let mut in_parts: HashMap<u64, (String, u32)> = HashMap::new();
+    let mut in_parts: HashMap<u64, InParts> = HashMap::new();
     let mut tally = Tally::default();
     for entry in &loaded.entries {
         match entry {
-            Entry::Part { first, part, work } => {
-                in_parts.insert(*first, (work.clone(), part + 1));
+            Entry::Part {
+                first,
+                part,
+                work,
+                whole,
+            } => {
+                in_parts.insert(*first, (work.clone(), part + 1, *whole));
             }
             Entry::Imported { first, last, items } => {
                 done.extend(*first..=*last);
@@ -715,7 +727,7 @@ fn run_round(
         if session.dirty {
             // An earlier run was importing when it stopped: its temporary files go, but
             // not the assemblies of files in parts that this run takes up.
-            let keep: HashSet<String> = in_parts.values().map(|(w, _)| w.clone()).collect();
+            let keep: HashSet<String> = in_parts.values().map(|(w, _, _)| w.clone()).collect();
             run.cleaned = super::import::clean_stray(&task.destination, &session.temp_salts, &keep);
         }
         session.dirty = true;
@@ -1281,9 +1293,8 @@ struct Shared<'a> {
     /// Packages earlier runs staged under this round's key, with the items that failed
     /// while each was built.
     staged: &'a HashMap<u64, Vec<ItemRecord>>,
-    /// Files in parts that earlier runs of the round left under way: by first package,
-    /// the assembly and the next part.
-    in_parts: &'a HashMap<u64, (String, u32)>,
+    /// Files in parts that earlier runs of the round left under way, by first package.
+    in_parts: &'a HashMap<u64, InParts>,
     stop: &'a AtomicBool,
     /// Set when the run must stop for a reason a person has to fix (a full disk).
     halt: &'a Halt,
@@ -1293,6 +1304,10 @@ struct Shared<'a> {
     /// Failures of this run that no journal record holds.
     unjournaled: &'a Mutex<Vec<(Option<u64>, ItemRecord)>>,
 }
+
+/// A file in parts under way: its assembly, the next part, and (once every part is in)
+/// what the whole file must be.
+type InParts = (String, u32, Option<journal::WholeFile>);
 
 /// Why a package could not be imported: a stable code and the reason.
 type Unimported = (&'static str, String);
@@ -1510,12 +1525,34 @@ impl Shared<'_> {
         let one = std::slice::from_ref(&item);
         let parts = u32::try_from(count).unwrap_or(u32::MAX);
         // Where an earlier run of the round left the file, if its assembly is still
-        // there and still ferry's own.
+        // there and still ferry's own; or the file itself, if that run committed it
+        // and stopped before it could journal so.
+        let mut whole_file = None;
         let start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
-            (Some(destination), Some((work, next))) if self.import => {
+            (Some(destination), Some((work, next, done))) if self.import => {
                 match destination.resume_assembly(&item.rel, work, *next) {
-                    Ok(()) => *next,
-                    Err(_) => 0,
+                    Ok(()) => {
+                        whole_file = *done;
+                        *next
+                    }
+                    Err(_) => {
+                        let committed =
+                            done.and_then(|w| destination.committed_already(&item.rel, &w));
+                        if let Some(outcome) = committed {
+                            let records = outcome_records(vec![outcome], one);
+                            let entry = Entry::Imported {
+                                first: first_id,
+                                last: last_id,
+                                items: records.clone(),
+                            };
+                            if self.journal(&entry, tally) {
+                                tally.records(&records);
+                                tally.packages += 1;
+                            }
+                            return;
+                        }
+                        0
+                    }
                 }
             }
             _ => 0,
@@ -1533,7 +1570,7 @@ impl Shared<'_> {
                 if self.stopping() {
                     return;
                 }
-                if !self.import_part(id, first_id, &item, &mut outcomes, tally) {
+                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
                     return;
                 }
             }
@@ -1641,7 +1678,7 @@ impl Shared<'_> {
                     }
                     continue;
                 }
-                if !self.import_part(id, first_id, &item, &mut outcomes, tally) {
+                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
                     return;
                 }
                 if !ok {
@@ -1681,6 +1718,14 @@ impl Shared<'_> {
             }
             return;
         }
+        // Every part is in, and journalled: the file is checked and takes its name.
+        if let (Some(whole), Some(destination)) = (whole_file, self.destination) {
+            let outcome = destination.commit_assembly(&item.rel, &whole);
+            if self.destination_full(std::slice::from_ref(&outcome)) {
+                return;
+            }
+            outcomes.push(outcome);
+        }
         let records = one_per_item(outcome_records(outcomes, one));
         if !self.journal(
             &Entry::Imported {
@@ -1714,6 +1759,7 @@ impl Shared<'_> {
         first_id: u64,
         item: &Item,
         outcomes: &mut Vec<Outcome>,
+        whole_file: &mut Option<journal::WholeFile>,
         tally: &mut Tally,
     ) -> bool {
         match self.import(id) {
@@ -1727,6 +1773,7 @@ impl Shared<'_> {
                         bytes: b,
                         part,
                         work,
+                        whole,
                         ..
                     } = outcome
                     {
@@ -1735,7 +1782,9 @@ impl Shared<'_> {
                             first: first_id,
                             part: *part,
                             work: work.clone(),
+                            whole: *whole,
                         };
+                        *whole_file = *whole;
                         if !self.journal(&entry, tally) {
                             return false;
                         }

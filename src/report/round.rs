@@ -350,6 +350,24 @@ pub struct ScanCounts {
     pub bytes_to_migrate: u64,
     /// Unchanged since the last round: not migrated again.
     pub unchanged: u64,
+    /// Items the scan found will not migrate (an error, or the plan's choice), by code;
+    /// the scan report, relative to the round's report folder, lists each of them.
+    #[serde(default)]
+    pub not_migrated: Vec<super::scan::NotMigrated>,
+    /// Items the scan found will not migrate (one item may have several codes above).
+    #[serde(default)]
+    pub not_migrated_items: u64,
+    #[serde(default)]
+    pub readiness: String,
+    #[serde(default)]
+    pub scan_report: String,
+}
+
+impl ScanCounts {
+    /// Items the scan found will not migrate.
+    pub fn not_migrated_items(&self) -> u64 {
+        self.not_migrated_items
+    }
 }
 
 /// Counters of a round's stages.

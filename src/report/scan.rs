@@ -66,6 +66,17 @@ impl Readiness {
     }
 }
 
+/// Items the scan found will not migrate, by code: what the summaries show of the scan
+/// (the scan report has every item).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotMigrated {
+    pub code: String,
+    /// `error` (the item cannot migrate) or `info` (the plan chose not to migrate it).
+    pub severity: String,
+    pub items: u64,
+    pub examples: Vec<String>,
+}
+
 /// Items per (severity, code), with the first few paths as examples.
 type ByCode = BTreeMap<(Severity, Code), Tally>;
 
@@ -134,13 +145,13 @@ impl ScanReport {
     }
 
     /// Adds the task-level rows, writes the summary and puts both files in place;
-    /// returns the text a person reads.
+    /// returns the text a person reads, and what will not migrate, by code.
     pub fn finish(
         mut self,
         task: &Task,
         totals: &ScanTotals,
         device: &str,
-    ) -> Result<String, ReportError> {
+    ) -> Result<(String, Vec<NotMigrated>), ReportError> {
         if totals.birth_unknown > 0 {
             let message = format!(
                 "the filesystem does not record creation times, so `created_after` could not \
@@ -193,13 +204,24 @@ impl ScanReport {
             device.to_string(),
         ])?;
         let summary_path = summary.finish()?;
-        Ok(human(
+        let not_migrated = by_code
+            .iter()
+            .filter(|((severity, _), _)| matches!(severity, Severity::Error | Severity::Info))
+            .map(|((severity, code), tally)| NotMigrated {
+                code: code.as_str().to_string(),
+                severity: severity.as_str().to_string(),
+                items: tally.items,
+                examples: tally.examples.clone(),
+            })
+            .collect();
+        let text = human(
             task,
             totals,
             (&by_code, &filtered),
             readiness,
             (&summary_path, &report_path),
-        ))
+        );
+        Ok((text, not_migrated))
     }
 }
 

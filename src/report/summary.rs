@@ -38,6 +38,8 @@ pub struct Totals {
     pub failed_packaging: u64,
     pub failed_uploading: u64,
     pub failed_importing: u64,
+    /// Items the scans found will not migrate.
+    pub not_migrated: u64,
 }
 
 /// `summary.json`: the plan's last round of every task.
@@ -115,6 +117,7 @@ impl PlanSummary {
             totals.failed_uploading += t.stages.failed_uploading;
             totals.failed_importing += t.stages.failed_importing;
             totals.failed += t.failed();
+            totals.not_migrated += t.scan.not_migrated_items();
             for f in &t.failures {
                 let entry = failures
                     .entry(f.code.clone())
@@ -139,6 +142,9 @@ impl PlanSummary {
             "incomplete"
         } else if totals.failed > 0 || !failures.is_empty() {
             "completed with failures"
+        } else if totals.not_migrated > 0 {
+            // The run's exit is 1: the summary says why.
+            "completed, some items not migrated"
         } else {
             "completed"
         };
@@ -322,7 +328,7 @@ fn context(summary: &PlanSummary) -> serde_json::Value {
     }
     value["status_class"] = match summary.status.as_str() {
         "completed" => "completed",
-        "completed with failures" => "failures",
+        "completed with failures" | "completed, some items not migrated" => "failures",
         _ => "incomplete",
     }
     .into();

@@ -77,7 +77,26 @@ pub enum Entry {
     /// the final name). A resumed run continues the file after it; the part's staged
     /// object may go. (Added after the first release of version 1: older journals
     /// simply hold none.)
-    Part { first: u64, part: u32, work: String },
+    Part {
+        first: u64,
+        part: u32,
+        work: String,
+        /// With the last part: what the whole file must be, to commit it (or, after a
+        /// crash, to recognise it committed at the destination).
+        whole: Option<WholeFile>,
+    },
+}
+
+/// A file in parts whose every part is in: its size, metadata and the source's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WholeFile {
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    pub hash: [u8; 32],
 }
 
 /// Why a journal cannot be used. Each leaves the file exactly as it was.

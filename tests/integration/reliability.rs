@@ -737,3 +737,62 @@ fn a_second_plan_writing_the_same_destination_is_refused() {
         fs::read(f.path("a/big.bin")).unwrap()
     );
 }
+
+/// Found as a new user: folders this run created in an empty destination were reported
+/// "Skipped / Already at destination"; they are migrated.
+#[test]
+fn folders_a_run_creates_are_migrated_not_already_there() {
+    let f = Fixture::new();
+    for i in 0..30 {
+        f.file(
+            &format!("src/d{}/e{}/f{i}.txt", i % 4, i % 3),
+            format!("{i}"),
+        );
+    }
+    f.plan(&posix(", package: { max_files: 3 }"));
+    f.ferry(&["run", "--workers", "4", "plan.yaml"])
+        .assert_code(0);
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ItemReport_R1.csv")).unwrap();
+    assert!(!report.contains("Already at destination"), "{report}");
+}
+
+/// Found as a new user: the demo exits 1 because the scan found items that will not
+/// migrate, but the summaries said "completed" and "No failures". They show what was not
+/// migrated and why, by code, with counts, examples and the scan report, and agree with
+/// the exit code.
+#[test]
+fn the_summaries_show_what_the_scan_keeps_back_and_agree_with_the_exit_code() {
+    let f = Fixture::new();
+    f.file("src/fine.txt", "fine");
+    f.file("src/CON", "reserved");
+    f.file("src/empty.txt", "");
+    f.plan(&plan("{}"));
+    f.ferry(&["run", "plan.yaml"]).assert_code(1);
+    let md = fs::read_to_string(f.path("state/p/Summary.md")).unwrap();
+    assert!(
+        md.contains("Status: **completed, some items not migrated**"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| t | `reserved-name` | error | 1 | CON |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| t | `zero-byte-file` | error | 1 | empty.txt |"),
+        "{md}"
+    );
+    assert!(md.contains("(t/reports/R1/ScanReport_R1.csv)"), "{md}");
+    assert!(f.path("state/p/t/reports/R1/ScanReport_R1.csv").exists());
+    let html = fs::read_to_string(f.path("state/p/Summary.html")).unwrap();
+    assert!(html.contains("id=\"not-migrated\""), "{html}");
+    assert!(!html.contains(">completed</span>"), "{html}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.path("state/p/summary.json")).unwrap()).unwrap();
+    assert_eq!(json["totals"]["not_migrated"], 2);
+    // Once the plan skips nothing that is there, a clean round says so.
+    fs::remove_file(f.path("src/CON")).unwrap();
+    fs::remove_file(f.path("src/empty.txt")).unwrap();
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let md = fs::read_to_string(f.path("state/p/Summary.md")).unwrap();
+    assert!(md.contains("Status: **completed**"), "{md}");
+}

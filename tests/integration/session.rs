@@ -138,7 +138,10 @@ fn kill_9_of_an_import_only_run_loses_and_repeats_nothing() {
         }
     }
     assert!(finished_early < 20, "no kill landed before the end");
-    f.ferry(&import).assert_code(0);
+    // A kill can land after the round completed, before the process ended.
+    if session(&f)["status"] != "completed" {
+        f.ferry(&import).assert_code(0);
+    }
     assert_same_tree(&f.path("src"), &f.path("dest"));
     assert!(ferry_temp_files(&f.path("dest")).is_empty());
     let s = session(&f);
