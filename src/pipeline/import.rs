@@ -1527,7 +1527,7 @@ fn write_part<R: Read>(
     if let Some(e) = write_error.or_else(|| file.sync_data().err()) {
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
-    let whole = last.then(|| crate::session::journal::WholeFile {
+    let whole = last.then_some(crate::session::journal::WholeFile {
         size: record.size,
         mode: record.mode,
         uid: record.uid,
