@@ -136,6 +136,10 @@ pub struct Destination {
     /// What ferry put at the destination in earlier rounds: a file whose fingerprint is
     /// still the one recorded there is ferry's own, and an update may replace it.
     index: Option<Arc<crate::session::index::Index>>,
+    /// The most data one package may carry (`package.max_size`, times the tries of a
+    /// file that changed while read): a record past it is refused before anything of
+    /// it is written, so a forged one cannot fill the destination (finding 16).
+    max_package_data: u64,
 }
 
 /// Where a file in parts stands.
@@ -342,6 +346,7 @@ impl Destination {
             folders: Mutex::new(Vec::new()),
             assembling: Mutex::new(std::collections::HashMap::new()),
             index: None,
+            max_package_data: u64::MAX,
         })
     }
 
@@ -370,6 +375,12 @@ impl Destination {
             }
         }
         Ok(DestinationLock { _held: held })
+    }
+
+    /// Caps the data one package may carry (see `max_package_data`).
+    pub fn with_package_limit(mut self, max_size: u64, attempts: u32) -> Destination {
+        self.max_package_data = max_size.saturating_mul(u64::from(attempts.max(1)));
+        self
     }
 
     /// Lets updates replace the files `index` says ferry put there, as long as nobody
@@ -785,8 +796,15 @@ fn read_all<R: Read>(
     let mut buf = vec![0u8; 256 * 1024];
     // The folder of the last record: most records of a package share it.
     let mut last_parent: Option<(Vec<u8>, Arc<OwnedFd>, bool)> = None;
+    let mut data = 0u64;
     while let Some(record) = package::read_record(stream, seen)? {
         seen += 1;
+        data = data.saturating_add(record.len);
+        if data > dest.max_package_data {
+            return Err(Refused::Stream(StreamError::Malformed(
+                "more data than a package of this task may hold",
+            )));
+        }
         let parts = safe_components(&record.path).map_err(Refused::Path)?;
         let path = PathBuf::from(OsStr::from_bytes(&record.path));
         let name = parts[parts.len() - 1].to_vec();
@@ -1874,6 +1892,48 @@ mod tests {
             import_stream(&dest, stream(&[record(b"ok/a.txt", b"yes")]).as_slice()).unwrap();
         assert!(matches!(outcomes[..], [Outcome::Imported { .. }]));
         assert_eq!(fs::read(dest_path.join("ok/a.txt")).unwrap(), b"yes");
+    }
+
+    /// Finding 16: a package cannot carry more data than the task's packages hold.
+    #[test]
+    fn a_record_past_the_package_size_is_refused_before_it_is_written() {
+        let root = tempfile::tempdir().unwrap();
+        let preserve = Preserve {
+            mtime: true,
+            mode: true,
+            owner: false,
+            setuid: false,
+        };
+        let dest = Destination::open(root.path(), preserve, Conflicts::Overwrite, Verify::All)
+            .unwrap()
+            .with_package_limit(16, 1);
+        let big = stream(&[record(b"big.bin", &[0u8; 17])]);
+        assert!(import_stream(&dest, big.as_slice()).is_err());
+        assert!(!root.path().join("big.bin").exists());
+        let fits = stream(&[record(b"ok.bin", &[1u8; 16])]);
+        assert!(import_stream(&dest, fits.as_slice()).is_ok());
+    }
+
+    /// Finding 16: a resumed run removes only its own task's temporary names, never
+    /// another run's files in flight, nor the assemblies it takes up.
+    #[test]
+    fn stray_files_of_other_runs_are_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        fs::create_dir_all(r.join("a/.ferry-work-0000aaaa-1")).unwrap();
+        fs::write(r.join("a/.ferry-work-0000aaaa-1/data"), "mine, resumed").unwrap();
+        fs::create_dir_all(r.join("a/.ferry-work-0000aaaa-2")).unwrap();
+        fs::write(r.join("a/.ferry-work-0000aaaa-2/data"), "mine, stale").unwrap();
+        fs::write(r.join("a/.ferry-tmp-0000aaaa-3"), "mine").unwrap();
+        fs::write(r.join("a/.ferry-tmp-0000bbbb-3"), "another run's").unwrap();
+        fs::write(r.join("a/.ferry-tmp-notmine"), "not ferry's").unwrap();
+        let keep = std::collections::HashSet::from([".ferry-work-0000aaaa-1".to_string()]);
+        assert_eq!(clean_stray(r, &["0000aaaa".to_string()], &keep), 2);
+        assert!(r.join("a/.ferry-work-0000aaaa-1/data").exists());
+        assert!(!r.join("a/.ferry-work-0000aaaa-2").exists());
+        assert!(!r.join("a/.ferry-tmp-0000aaaa-3").exists());
+        assert!(r.join("a/.ferry-tmp-0000bbbb-3").exists());
+        assert!(r.join("a/.ferry-tmp-notmine").exists());
     }
 
     #[test]

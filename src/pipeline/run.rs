@@ -735,7 +735,14 @@ fn run_round(
         if !session.temp_salts.contains(&salt) {
             session.temp_salts.push(salt);
         }
-        Some(destination.with_index(Arc::new(std::mem::take(&mut index))))
+        Some(
+            destination
+                .with_index(Arc::new(std::mem::take(&mut index)))
+                .with_package_limit(
+                    task.settings.package.max_size.0,
+                    task.settings.retries.attempts,
+                ),
+        )
     } else {
         None
     };
