@@ -10,7 +10,7 @@ Exit codes:
   1  finished, but some items failed or were skipped for errors
   2  usage or plan error: nothing was touched
   3  interrupted: run again to resume
-  4  another run holds the plan's lock
+  4  another run holds the plan's lock, or is writing the same destination
   5  fatal environment error: fix it and run again to resume
 
 Docs: README.md; the plan schema: `ferry schema`.";

@@ -7,7 +7,7 @@
 //! | 1 | finished, but some items failed or were skipped for errors |
 //! | 2 | usage or plan error: nothing was touched |
 //! | 3 | interrupted: run again to resume |
-//! | 4 | another run holds the plan's lock |
+//! | 4 | another run holds the plan's lock, or is writing the same destination |
 //! | 5 | fatal environment error (source unreadable, destination unwritable, disk full): fix it and run again to resume |
 
 /// How a ferry command ended.
@@ -22,7 +22,7 @@ pub enum Exit {
     Usage = 2,
     /// Interrupted: run again to resume.
     Interrupted = 3,
-    /// Another run holds the plan's lock.
+    /// Another run holds the plan's lock, or is writing the same destination.
     Locked = 4,
     /// Fatal environment error: fix it and run again to resume.
     Fatal = 5,
@@ -49,7 +49,7 @@ impl Exit {
             Exit::Partial => "finished, but some items failed or were skipped for errors",
             Exit::Usage => "usage or plan error: nothing was touched",
             Exit::Interrupted => "interrupted: run again to resume",
-            Exit::Locked => "another run holds the plan's lock",
+            Exit::Locked => "another run holds the plan's lock, or is writing the same destination",
             Exit::Fatal => {
                 "fatal environment error (source unreadable, destination unwritable, disk full): fix it and run again to resume"
             }

@@ -453,24 +453,19 @@ impl Destination {
         for part in &parts[..parts.len() - 1] {
             let name = OsStr::from_bytes(part);
             at.push(name);
+            // Held across the creation: another worker that finds the folder there
+            // must also find it recorded as this run's.
+            let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
             match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
                 Ok(()) => {
                     created.push(Created::new(&dir, name));
-                    self.made
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(at.clone());
+                    made.insert(at.clone());
                     fresh = true;
                 }
-                Err(rustix::io::Errno::EXIST) => {
-                    fresh = self
-                        .made
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains(&at);
-                }
+                Err(rustix::io::Errno::EXIST) => fresh = made.contains(&at),
                 Err(e) => return Err(errno(e)),
             }
+            drop(made);
             dir = rustix::fs::openat(
                 &dir,
                 name,
@@ -859,6 +854,7 @@ fn read_all<R: Read>(
         match record.kind {
             KIND_FOLDER => {
                 package::read_trailer(stream)?;
+                let mut made_here = dest.made.lock().unwrap_or_else(|e| e.into_inner());
                 let made = rustix::fs::mkdirat(
                     &*dir,
                     OsStr::from_bytes(&name),
@@ -867,20 +863,14 @@ fn read_all<R: Read>(
                 let existed = match made {
                     Ok(()) => {
                         created.push(Created::new(&dir, OsStr::from_bytes(&name)));
-                        dest.made
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(path.clone());
+                        made_here.insert(path.clone());
                         false
                     }
                     // A folder this run made for the items inside it is this run's
                     // too: migrated, not "already at the destination".
-                    Err(rustix::io::Errno::EXIST) => !dest
-                        .made
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains(&path),
+                    Err(rustix::io::Errno::EXIST) => !made_here.contains(&path),
                     Err(e) => {
+                        drop(made_here);
                         let e = errno(e);
                         outcomes.push(Outcome::Failed {
                             path,
@@ -890,6 +880,7 @@ fn read_all<R: Read>(
                         continue;
                     }
                 };
+                drop(made_here);
                 dest.folders
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

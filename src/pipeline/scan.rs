@@ -315,6 +315,19 @@ fn probe(folder: &Path) -> Result<(), (PathBuf, io::Error)> {
             Err(e) => return Err((at.to_path_buf(), e)),
         }
     };
+    // An unnamed file first: a run killed here leaves nothing behind at the
+    // destination. Filesystems without `O_TMPFILE` (network shares) get a named probe.
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(
+        existing,
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(_) => return Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+        }
+        Err(e) => return Err((existing.to_path_buf(), e.into())),
+    }
     let name = format!(".ferry-probe-{}-{}", std::process::id(), nanos_now());
     let path = existing.join(name);
     let result = fs::OpenOptions::new()
