@@ -65,8 +65,8 @@ echo "uninterrupted: ${clean_wall} s, $((clean / 1000000)) MB written"
 fresh
 total=0
 for k in $(seq 1 "$kills"); do
-    # Each run is killed after a third of a whole run's time: about a third of the file.
-    read -r w wall < <(one_run "$(awk -v c="$clean_wall" 'BEGIN { printf "%.2f", c / 3 }')")
+    # Each run is killed after a sixth of a whole run's time: five kills land inside the file.
+    read -r w wall < <(one_run "$(awk -v c="$clean_wall" 'BEGIN { printf "%.2f", c / 6 }')")
     asm=$(find "$work/dst" -path '*/.ferry-work-*/data' -printf '%s' 2> /dev/null || true)
     echo "run $k: killed after ${wall} s, $((w / 1000000)) MB written, assembly ${asm:-0} bytes"
     total=$((total + w))

@@ -100,7 +100,8 @@ pub enum Stage {
 impl Stage {
     pub fn of(code: &str) -> Stage {
         match code {
-            "read-failed" | "changed-during-read" | "changed-type" | "permission-denied" => {
+            "read-failed" | "changed-during-read" | "changed-type" | "permission-denied"
+            | "vanished" => {
                 Stage::Read
             }
             "package-failed" => Stage::Package,
