@@ -525,8 +525,40 @@ pub fn scan(
                     if let Some(follow) = item.client_state.follow.take() {
                         queue.push(follow);
                     }
+                    // A folder whose listing failed comes back whole, its error kept
+                    // beside it: its contents are unknown, and that is a finding, never
+                    // a silent gap (finding 3).
+                    let unlisted = item
+                        .read_children
+                        .as_ref()
+                        .and_then(|r| r.error())
+                        .map(|e| {
+                            let io = e.io_error();
+                            let denied =
+                                io.is_some_and(|io| io.kind() == io::ErrorKind::PermissionDenied);
+                            (
+                                denied,
+                                io.map_or_else(|| e.to_string(), ToString::to_string),
+                            )
+                        });
                     match item.client_state.entry.take() {
-                        Some(entry) => entry,
+                        Some(mut entry) => {
+                            if let Some((denied, reason)) = unlisted {
+                                entry.status = Status::Skipped;
+                                entry.findings.push(Finding::new(
+                                    if denied {
+                                        Code::PermissionDenied
+                                    } else {
+                                        Code::Unreadable
+                                    },
+                                    Severity::Error,
+                                    format!(
+                                        "cannot list this folder ({reason}); its contents are unknown and will not migrate"
+                                    ),
+                                ));
+                            }
+                            entry
+                        }
                         None => continue,
                     }
                 }

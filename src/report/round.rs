@@ -100,10 +100,11 @@ pub enum Stage {
 impl Stage {
     pub fn of(code: &str) -> Stage {
         match code {
-            "read-failed" | "changed-during-read" | "changed-type" | "permission-denied"
-            | "vanished" => {
-                Stage::Read
-            }
+            "read-failed"
+            | "changed-during-read"
+            | "changed-type"
+            | "permission-denied"
+            | "vanished" => Stage::Read,
             "package-failed" => Stage::Package,
             "stage-failed" | "not-staged" | "journal-failed" => Stage::Upload,
             _ => Stage::Import,

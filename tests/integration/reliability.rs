@@ -796,3 +796,38 @@ fn the_summaries_show_what_the_scan_keeps_back_and_agree_with_the_exit_code() {
     let md = fs::read_to_string(f.path("state/p/Summary.md")).unwrap();
     assert!(md.contains("Status: **completed**"), "{md}");
 }
+
+/// Finding 3: a folder whose listing fails (here an I/O error, injected) is reported
+/// with its reason and its contents are unknown; walker errors are never dropped.
+#[test]
+fn a_folder_that_cannot_be_listed_is_a_finding() {
+    let mut f = Fixture::new();
+    if !crate::harness::have("cc") {
+        return;
+    }
+    let shim = f.path("unlistable.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(crate::harness::repo().join("tests/faults/unlistable.c"))
+        .arg("-ldl")
+        .status()
+        .unwrap();
+    assert!(built.success());
+    f.file("src/top.txt", "top");
+    f.file("src/a/broken/inside.txt", "unknown");
+    f.file("src/a/fine.txt", "fine");
+    f.plan(&posix(""));
+    f.env("LD_PRELOAD", &shim.display().to_string())
+        .env("FERRY_UNLISTABLE", "/a/broken");
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("Not ready"), "{}", run.stderr);
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ScanReport_R1.csv")).unwrap();
+    assert!(
+        report.contains("unreadable") && report.contains("cannot list this folder"),
+        "{report}"
+    );
+    assert!(f.path("dest/a/fine.txt").exists());
+    assert!(!f.path("dest/a/broken").exists());
+}
