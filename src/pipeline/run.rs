@@ -283,15 +283,32 @@ fn fold(index: &mut Index, entries: &[Entry]) {
     }
 }
 
-/// Deletes the key file at `key_path` and the staged data it opens (expired, or of a
-/// round set aside or forgotten: nobody could ever import it).
-pub fn discard_staged(plan: &Plan, key_path: &Path) {
-    if let Ok(key) = KeyFile::read(key_path, i64::MIN)
-        && let Ok(container) = LocalContainer::open(&plan.staging.path, &key.container_name())
-    {
-        let _ = container.discard();
+/// Deletes the staged data the key file at `key_path` opens, then the key file (the
+/// key expired, or its round was set aside or forgotten: nobody could ever import the
+/// data). When the data cannot be deleted, the key stays, so that a later run can try
+/// again, and the error says where (finding 12).
+pub fn discard_staged(plan: &Plan, key_path: &Path) -> Result<(), RunError> {
+    if let Ok(key) = KeyFile::read(key_path, i64::MIN) {
+        let container = plan.staging.path.join(key.container_name());
+        let discarded = match LocalContainer::open(&plan.staging.path, &key.container_name()) {
+            Ok(opened) => opened.discard(),
+            Err(e) => Err(e),
+        };
+        discarded.map_err(|source| RunError::Io {
+            what: "delete the staged data of an expired or abandoned round in",
+            path: container,
+            source,
+        })?;
     }
-    let _ = fs::remove_file(key_path);
+    match fs::remove_file(key_path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RunError::Io {
+            what: "delete the key file",
+            path: key_path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Sets an unfinished round aside: what it put at the destination goes into the index
@@ -323,7 +340,7 @@ fn abandon(
             .save(&folder.join("index"))
             .map_err(SessionError::from)?;
     }
-    discard_staged(plan, &folder.join("keys").join(format!("R{round}.key")));
+    discard_staged(plan, &folder.join("keys").join(format!("R{round}.key")))?;
     let _ = fs::remove_file(state.join("staged.json"));
     session.status = SessionStatus::Completed;
     session.save(folder)?;
@@ -641,7 +658,7 @@ fn run_round(
             }
             if !missing {
                 if let KeyFileError::Expired { .. } = e {
-                    discard_staged(plan, &key_path);
+                    discard_staged(plan, &key_path)?;
                 } else {
                     return Err(e.into());
                 }

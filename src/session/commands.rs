@@ -300,7 +300,12 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
     // Staged data first: without its key nobody could ever open it.
     if let Ok(keys) = fs::read_dir(folder.join("keys")) {
         for key in keys.flatten() {
-            crate::pipeline::run::discard_staged(plan, &key.path());
+            crate::pipeline::run::discard_staged(plan, &key.path()).map_err(|e| {
+                DeleteError::Io {
+                    path: key.path(),
+                    source: io::Error::other(e.to_string()),
+                }
+            })?;
         }
     }
     fs::remove_dir_all(&folder).map_err(|source| DeleteError::Io {
