@@ -8,6 +8,7 @@ pub mod cli;
 pub mod crypto;
 pub mod error;
 pub mod exit;
+pub mod failure;
 pub mod graph;
 pub mod pipeline;
 pub mod plan;

@@ -11,6 +11,7 @@
 //! file in parts is assembled in a temporary file and committed with its last part,
 //! after the whole file's hash has been checked from disk.
 
+use crate::failure::FailureCode;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
@@ -632,7 +633,7 @@ impl Destination {
             if let Err(e) = result {
                 out.push(Outcome::Failed {
                     path,
-                    code: "metadata-failed",
+                    code: FailureCode::MetadataFailed.as_str(),
                     message: format!("cannot set the folder's mode or time: {e}"),
                 });
             }
@@ -664,16 +665,16 @@ pub fn write_code(e: &io::Error) -> &'static str {
     if disk_full(e) {
         DISK_FULL
     } else {
-        "write-failed"
+        FailureCode::WriteFailed.as_str()
     }
 }
 
 /// The code of an item the destination refused: a folder on its way is a symlink or a
 /// file. Nothing is written through it.
-pub const DESTINATION_REFUSED: &str = "destination-refused";
+pub const DESTINATION_REFUSED: &str = FailureCode::DestinationRefused.as_str();
 
 /// The code of a destination that is full: the run stops and the round stays open.
-pub const DISK_FULL: &str = "disk-full";
+pub const DISK_FULL: &str = FailureCode::DiskFull.as_str();
 
 /// Whether an error says the disk (or the account's quota) is full.
 pub fn disk_full(e: &io::Error) -> bool {
@@ -741,7 +742,7 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
                         match e {
                             rustix::io::Errno::EXIST => Outcome::Failed {
                                 path: file.path,
-                                code: "destination-changed",
+                                code: FailureCode::DestinationChanged.as_str(),
                                 message: "something was put at the destination while the file was imported; it was kept".into(),
                             },
                             e => {
@@ -1033,12 +1034,12 @@ fn conflict(dest: &Destination, path: &Path, why: &str) -> Option<Outcome> {
         Conflicts::Overwrite => None,
         Conflicts::SkipExisting => Some(Outcome::Failed {
             path: path.to_path_buf(),
-            code: "skipped-existing",
+            code: FailureCode::SkippedExisting.as_str(),
             message: "the destination already has this file (`conflicts: skip-existing`)".into(),
         }),
         Conflicts::KeepDestinationChanges => Some(Outcome::Failed {
             path: path.to_path_buf(),
-            code: "destination-changed",
+            code: FailureCode::DestinationChanged.as_str(),
             message: format!(
                 "the destination has a different file here ({why}); it was kept (`conflicts: keep-destination-changes`)"
             ),
@@ -1181,7 +1182,7 @@ fn write_file<R: Read>(
         discard(&target);
         return Ok(Written::Done(Outcome::Failed {
             path,
-            code: "changed-during-read",
+            code: FailureCode::ChangedDuringRead.as_str(),
             message: "the file changed while it was read; this copy was discarded".into(),
         }));
     }
@@ -1225,7 +1226,7 @@ fn write_file<R: Read>(
         // The folder could not be created; already reported.
         return Ok(Written::Done(Outcome::Failed {
             path,
-            code: "write-failed",
+            code: FailureCode::WriteFailed.as_str(),
             message: "its folder could not be created".into(),
         }));
     };
@@ -1477,7 +1478,7 @@ fn write_part<R: Read>(
             let trailer = skip(stream, buf)?;
             if !trailer.ok {
                 return failed(
-                    "changed-during-read",
+                    FailureCode::ChangedDuringRead.as_str(),
                     "the file changed while it was read; the next round will try again".into(),
                 );
             }
@@ -1501,7 +1502,7 @@ fn write_part<R: Read>(
         skip(stream, buf)?;
         remove_work(&work_fd, &work);
         return failed(
-            "not-staged",
+            FailureCode::NotStaged.as_str(),
             format!(
                 "part {} arrived where part {next} was expected; the file was not committed and the round stages it again",
                 record.part
@@ -1529,7 +1530,7 @@ fn write_part<R: Read>(
     };
     if !trailer.ok {
         return fail(
-            "changed-during-read",
+            FailureCode::ChangedDuringRead.as_str(),
             "the file changed while it was read; its parts were discarded and the next round will try again".into(),
         );
     }
@@ -1588,7 +1589,7 @@ impl Destination {
         }) = self.take_assembly(path)
         else {
             return failed(
-                "not-staged",
+                FailureCode::NotStaged.as_str(),
                 "the file's parts are not at the destination any more; the round stages it again"
                     .into(),
             );
@@ -1631,7 +1632,7 @@ impl Destination {
                 Ok(h) if h.as_bytes() == &whole.hash => {}
                 Ok(_) => {
                     return fail(
-                        "verify-failed",
+                        FailureCode::VerifyFailed.as_str(),
                         "the assembled file, read back from disk, does not match the source's hash; not committed".into(),
                     );
                 }
@@ -1688,7 +1689,7 @@ impl Destination {
                 }
             }
             Err(rustix::io::Errno::EXIST) => fail(
-                "destination-changed",
+                FailureCode::DestinationChanged.as_str(),
                 "something was put at the destination while the file was imported; it was kept"
                     .into(),
             ),

@@ -9,6 +9,7 @@
 //! stream is zstd-compressed (zstd stores incompressible blocks raw, so incompressible
 //! data costs at most a few bytes per 128 KiB more than storing it) and then sealed.
 
+use crate::failure::FailureCode;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
@@ -130,25 +131,25 @@ pub fn open_checked(item: &Item) -> Result<(fs::File, fs::Metadata), Packed> {
         .open(&item.source)
         .map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Packed::Failed {
-                code: "vanished",
+                code: FailureCode::Vanished.as_str(),
                 message: "the file was deleted after the scan".into(),
             },
             io::ErrorKind::PermissionDenied => Packed::Failed {
-                code: "permission-denied",
+                code: FailureCode::PermissionDenied.as_str(),
                 message: format!("cannot open the file: {e}"),
             },
             _ => Packed::Failed {
-                code: "read-failed",
+                code: FailureCode::ReadFailed.as_str(),
                 message: format!("cannot open the file: {e}"),
             },
         })?;
     let meta = file.metadata().map_err(|e| Packed::Failed {
-        code: "read-failed",
+        code: FailureCode::ReadFailed.as_str(),
         message: format!("cannot read the file's metadata: {e}"),
     })?;
     if !meta.is_file() || meta.dev() != item.meta.dev || meta.ino() != item.meta.ino {
         return Err(Packed::Failed {
-            code: "changed-type",
+            code: FailureCode::ChangedType.as_str(),
             message: "the path is no longer the file the scan saw; not read".into(),
         });
     }
@@ -372,7 +373,7 @@ pub fn add_items<W: Sink>(
             ItemKind::File => {
                 record.kind = KIND_FILE;
                 let mut outcome = Packed::Failed {
-                    code: "changed-during-read",
+                    code: FailureCode::ChangedDuringRead.as_str(),
                     message: format!(
                         "the file changed while it was read, {attempts} times; it was not migrated and the next round will try again"
                     ),

@@ -12,6 +12,7 @@
 //! file and a hand-over note (the container and its package count) in the task's
 //! state; `--stages import` imports such a round.
 
+use crate::failure::FailureCode;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
@@ -368,7 +369,7 @@ fn mirror_deletions(
     if (over_items || over_percent) && !force {
         record_failure(
             failures,
-            "delete-capped",
+            FailureCode::DeleteCapped.as_str(),
             Path::new("(deletions)"),
             &format!(
                 "{n} items are gone from the source, more than `max_delete` allows ({} items, {}% of {}); nothing was deleted. Check the source, then run with `--force` to mirror them",
@@ -395,14 +396,14 @@ fn mirror_deletions(
                 index.items.remove(key);
                 record_failure(
                     failures,
-                    "delete-kept",
+                    FailureCode::DeleteKept.as_str(),
                     path,
                     "gone from the source, but changed at the destination since ferry wrote it (or a folder that is not empty); it was kept",
                 );
             }
             super::import::Removal::Failed(e) => record_failure(
                 failures,
-                "delete-failed",
+                FailureCode::DeleteFailed.as_str(),
                 path,
                 &format!("cannot delete: {e}"),
             ),
@@ -1105,9 +1106,9 @@ fn round_reports(
 }
 
 /// A folder's mode or time could not be set at the round's end: the folder is in place.
-const METADATA_FAILED: &str = "metadata-failed";
+const METADATA_FAILED: &str = FailureCode::MetadataFailed.as_str();
 /// The round's staged data could not be deleted with its key.
-const CLEANUP_FAILED: &str = "cleanup-failed";
+const CLEANUP_FAILED: &str = FailureCode::CleanupFailed.as_str();
 
 /// The first reason a run stops for (a full disk, a journal that cannot be written):
 /// workers start nothing new once it is set.
@@ -1372,7 +1373,11 @@ impl Shared<'_> {
                             e.source
                         ));
                     } else {
-                        tally.fail(Path::new("(item report)"), "report-failed", &e.to_string());
+                        tally.fail(
+                            Path::new("(item report)"),
+                            FailureCode::ReportFailed.as_str(),
+                            &e.to_string(),
+                        );
                     }
                 }
                 true
@@ -1458,7 +1463,7 @@ impl Shared<'_> {
                                         tally,
                                         Some(id),
                                         item,
-                                        "stage-failed",
+                                        FailureCode::StageFailed.as_str(),
                                         &format!("package {id} could not be staged: {e}"),
                                     );
                                 }
@@ -1492,7 +1497,13 @@ impl Shared<'_> {
                     None if self.present(id) => Vec::new(),
                     None => {
                         for item in &items {
-                            self.fail(tally, None, item, "not-staged", NOT_STAGED);
+                            self.fail(
+                                tally,
+                                None,
+                                item,
+                                FailureCode::NotStaged.as_str(),
+                                NOT_STAGED,
+                            );
                         }
                         return;
                     }
@@ -1604,7 +1615,7 @@ impl Shared<'_> {
                 Err(failed) => {
                     let (code, message) = match failed {
                         Packed::Failed { code, message } => (code, message),
-                        Packed::Ok => ("read-failed", String::new()),
+                        Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
                     };
                     let records = vec![failed_record(&item, code, message)];
                     let entry = if self.import {
@@ -1641,7 +1652,7 @@ impl Shared<'_> {
                         tally,
                         Some(first_id),
                         &item,
-                        "changed-during-read",
+                        FailureCode::ChangedDuringRead.as_str(),
                         "the file changed since its first parts were imported; the next round will try again",
                     );
                     return;
@@ -1668,7 +1679,7 @@ impl Shared<'_> {
                         tally,
                         Some(id),
                         &item,
-                        "stage-failed",
+                        FailureCode::StageFailed.as_str(),
                         &format!("package {id} could not be staged: {e}"),
                     );
                     return;
@@ -1679,7 +1690,7 @@ impl Shared<'_> {
                     } else {
                         vec![failed_record(
                             &item,
-                            "changed-during-read",
+                            FailureCode::ChangedDuringRead.as_str(),
                             "the file changed while it was read; the next round will try again"
                                 .into(),
                         )]
@@ -1725,7 +1736,13 @@ impl Shared<'_> {
                 return;
             }
             if failed.is_empty() {
-                self.fail(tally, None, &item, "not-staged", NOT_STAGED);
+                self.fail(
+                    tally,
+                    None,
+                    &item,
+                    FailureCode::NotStaged.as_str(),
+                    NOT_STAGED,
+                );
                 return;
             }
             let failed = one_per_item(failed);
@@ -1914,17 +1931,17 @@ impl Shared<'_> {
         let object = self.container.get(&name).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 (
-                    "not-staged",
+                    FailureCode::NotStaged.as_str(),
                     format!("package {id} is not in staging (it was deleted, or never staged): stage the round again"),
                 )
             } else {
                 (
-                    "stage-failed",
+                    FailureCode::StageFailed.as_str(),
                     format!("package {id} cannot be read from staging: {e}"),
                 )
             }
         })?;
-        let integrity = |e: String| ("integrity-failed", e);
+        let integrity = |e: String| (FailureCode::IntegrityFailed.as_str(), e);
         let opened =
             envelope::open(&self.key.key, expect, object).map_err(|e| integrity(e.to_string()))?;
         let decoder = zstd::stream::Decoder::with_buffer(opened)

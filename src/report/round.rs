@@ -74,54 +74,7 @@ pub const SUMMARY_COLUMNS: [&str; 18] = [
     "Device name",
 ];
 
-/// Codes that are findings of the round, not the state of an item of it: counted and
-/// shown with examples, never added to an item's count (each item is counted once, in
-/// its one final state).
-pub const ROUND_CODES: &[&str] = &[
-    "delete-capped",
-    "delete-failed",
-    "delete-kept",
-    "journal-failed",
-    "metadata-failed",
-    "cleanup-failed",
-    "report-failed",
-];
-
-/// The stage an error code belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    Read,
-    Package,
-    Upload,
-    Import,
-}
-
-impl Stage {
-    pub fn of(code: &str) -> Stage {
-        match code {
-            "read-failed"
-            | "changed-during-read"
-            | "changed-type"
-            | "permission-denied"
-            | "vanished" => Stage::Read,
-            "package-failed" => Stage::Package,
-            "stage-failed" | "not-staged" | "journal-failed" => Stage::Upload,
-            _ => Stage::Import,
-        }
-    }
-
-    /// The "Result category" of a failure at this stage.
-    pub fn category(self, code: &str) -> &'static str {
-        match (self, code) {
-            (_, "destination-changed" | "skipped-existing") => "Conflict",
-            (Stage::Read, _) => "Read failure",
-            (Stage::Package, _) => "Packaging failure",
-            (Stage::Upload, _) => "Upload failure",
-            (Stage::Import, _) => "Import failure",
-        }
-    }
-}
+pub use crate::failure::Stage;
 
 fn content_type(kind: u8) -> &'static str {
     match kind {
@@ -165,7 +118,7 @@ fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>) -> Ro
         ),
         ItemResult::Failed { code, message } => (
             "Failed",
-            Stage::of(code).category(code),
+            Stage::category_of(code),
             message.clone(),
             code.as_str(),
         ),
@@ -434,7 +387,7 @@ impl RoundSummary {
         for (code, (count, examples)) in failures {
             let stage = Stage::of(code);
             // Round-level findings (a held-back deletion) are not items.
-            if !ROUND_CODES.contains(&code.as_str()) {
+            if !crate::failure::is_round_level(code) {
                 *by_stage.entry(stage).or_default() += count;
             }
             list.push(FailureCount {
