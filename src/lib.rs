@@ -190,7 +190,11 @@ fn report(
             ReportFormat::Csv => (Vec::new(), false, true),
         },
     };
-    let folder = out.unwrap_or_else(|| plan.working_folder.join(&plan.name));
+    let folder = out.unwrap_or_else(|| {
+        session::layout::PlanLayout::of(&plan)
+            .folder()
+            .to_path_buf()
+    });
     let mut written = match report::summary::write(&folder, &summary, &templates, &formats, json) {
         Ok(w) => w,
         Err(report::summary::SummaryError::Template(e)) => {
@@ -218,7 +222,7 @@ fn report(
 fn plan_summaries(plan: &Plan) {
     use report::summary::{Format, PlanSummary, Templates};
     let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
-    let folder = plan.working_folder.join(&plan.name);
+    let folder = session::layout::PlanLayout::of(plan).folder().to_path_buf();
     let written = PlanSummary::gather(plan, &names, None)
         .map_err(|e| e.to_string())
         .and_then(|summary| {
@@ -243,7 +247,8 @@ fn plan_summaries(plan: &Plan) {
 fn delete(path: &std::path::Path, task: &str, yes: bool) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
     let task = chosen_tasks(&plan, path, Some(task))?[0].name.clone();
-    let _lock = session::lock::PlanLock::take(&plan.working_folder.join(&plan.name), &plan.name)?;
+    let _lock =
+        session::lock::PlanLock::take(session::layout::PlanLayout::of(&plan).folder(), &plan.name)?;
     let folder = session::task_folder(&plan, &task);
     if !yes {
         use std::io::IsTerminal as _;
@@ -346,7 +351,8 @@ fn scan(
         }
     }
     // One run of a plan at a time; the checks above only read.
-    let _lock = session::lock::PlanLock::take(&plan.working_folder.join(&plan.name), &plan.name)?;
+    let _lock =
+        session::lock::PlanLock::take(session::layout::PlanLayout::of(&plan).folder(), &plan.name)?;
     let stop = stop_on_signals();
     let walk_threads = workers.map_or_else(pipeline::default_walk_threads, usize::from);
     let workers = workers.map_or_else(

@@ -48,9 +48,7 @@ pub fn scan_task_with(
     threads: usize,
     also: &mut dyn FnMut(&scan::ScanEntry) -> Result<(), ScanError>,
 ) -> Result<TaskScan, ScanError> {
-    let folder = crate::session::task_folder(plan, &task.name)
-        .join("reports")
-        .join(format!("R{round}"));
+    let folder = crate::session::layout::TaskLayout::of(plan, &task.name).reports(round);
     let mut report = ScanReport::create(folder, round, task)?;
     let now = jiff::Timestamp::now().as_nanosecond();
     let totals = scan::scan(task, threads, now, &mut |entry| {

@@ -40,6 +40,7 @@ use crate::plan::{Plan, Task};
 use crate::report::round::{ItemReport, RoundIds, RoundSummary, ScanCounts};
 use crate::session::index::{Index, Indexed};
 use crate::session::journal::{self, Entry, ItemRecord, ItemResult, Journal};
+use crate::session::layout::TaskLayout;
 use crate::session::{self, Session, SessionError, Status as SessionStatus};
 use crate::staging::Container as _;
 use crate::staging::local::LocalContainer;
@@ -323,8 +324,9 @@ fn abandon(
     index: &mut Index,
 ) -> Result<(), RunError> {
     let round = session.round;
-    let state = session::round_folder(folder, round);
-    let journal_path = state.join("journal");
+    let task_layout = TaskLayout::at(folder);
+    let state = task_layout.round(round);
+    let journal_path = state.journal();
     if journal_path.exists() {
         match Journal::open(
             &journal_path,
@@ -332,17 +334,17 @@ fn abandon(
         ) {
             Ok((_, loaded)) => fold(index, &loaded.entries),
             Err(_) => {
-                let aside = state.join(format!("journal.damaged-{}", now()));
+                let aside = state.journal_set_aside(now());
                 fs::rename(&journal_path, &aside)
                     .map_err(io_error("set aside the damaged journal", &journal_path))?;
             }
         }
         index
-            .save(&folder.join("index"))
+            .save(&task_layout.index())
             .map_err(SessionError::from)?;
     }
-    discard_staged(plan, &folder.join("keys").join(format!("R{round}.key")))?;
-    let _ = fs::remove_file(state.join("staged.json"));
+    discard_staged(plan, &task_layout.key(round))?;
+    let _ = fs::remove_file(state.staged());
     session.status = SessionStatus::Completed;
     session.save(folder)?;
     Ok(())
@@ -461,7 +463,8 @@ fn run_round(
     session: &mut Session,
 ) -> Result<TaskRun, RunError> {
     let hash = session::task_hash(task);
-    let index_path = folder.join("index");
+    let layout = TaskLayout::at(folder);
+    let index_path = layout.index();
     let mut index = Index::load(&index_path).map_err(SessionError::from)?;
     if session.unfinished() && (control.restart || session.plan_hash != hash) {
         if !control.restart {
@@ -480,7 +483,7 @@ fn run_round(
         if !stages.stage {
             return Err(RunError::NothingStaged {
                 task: task.name.clone(),
-                path: session::round_folder(folder, session.round + 1).join("staged.json"),
+                path: layout.round(session.round + 1).staged(),
             });
         }
         session.round += 1;
@@ -494,11 +497,11 @@ fn run_round(
     session.host = super::device_name();
     session.status = SessionStatus::Scanning;
     session.save(folder)?;
-    let state = session::round_folder(folder, round);
-    let items_path = state.join("items");
-    let scanned_path = state.join("scan.json");
-    let staged_path = state.join("staged.json");
-    let key_path = folder.join("keys").join(format!("R{round}.key"));
+    let state = layout.round(round);
+    let items_path = state.items();
+    let scanned_path = state.scan();
+    let staged_path = state.staged();
+    let key_path = layout.key(round);
     let mut run = TaskRun {
         round,
         resumed,
@@ -512,7 +515,7 @@ fn run_round(
     }
 
     // The scan, or its checkpoint: the item list is what fixes package numbers.
-    let journal_path = state.join("journal");
+    let journal_path = state.journal();
     let scanned = load_scanned(&scanned_path, &items_path, &journal_path)?;
     let scanned = match scanned {
         Some(scanned) => scanned,
@@ -613,7 +616,7 @@ fn run_round(
 
     // Nothing new, changed or gone: the round is complete as it is (no key, container,
     // journal or destination to open — a no-change re-run costs little more than the scan).
-    let reports = folder.join("reports").join(format!("R{round}"));
+    let reports = layout.reports(round);
     let ids = RoundIds {
         round,
         task: task.name.clone(),

@@ -78,9 +78,10 @@ impl PlanSummary {
         let mut rounds = Vec::new();
         let mut not_started = Vec::new();
         for &name in tasks {
-            let reports = crate::session::task_folder(plan, name).join("reports");
+            let task = crate::session::layout::TaskLayout::of(plan, name);
+            let reports = task.all_reports();
             match round.or_else(|| latest_round(&reports)) {
-                Some(n) => match RoundSummary::load(&reports.join(format!("R{n}"))) {
+                Some(n) => match RoundSummary::load(&task.reports(n)) {
                     Ok(summary) => rounds.push(summary),
                     Err(e) if e.kind() == io::ErrorKind::NotFound && round.is_none() => {
                         not_started.push(name.to_string());

@@ -150,9 +150,9 @@ impl Action {
 /// The dry run of one task: each item's action (skips only counted), and totals.
 pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, ScanError> {
     let folder = task_folder(plan, &task.name);
-    let index = Index::load(&folder.join("index")).map_err(|e| {
+    let index = Index::load(&super::layout::TaskLayout::at(&folder).index()).map_err(|e| {
         ScanError::Report(crate::report::ReportError {
-            path: folder.join("index"),
+            path: super::layout::TaskLayout::at(&folder).index(),
             source: io::Error::other(e.to_string()),
         })
     })?;
@@ -298,7 +298,7 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
         return Ok(None);
     }
     // Staged data first: without its key nobody could ever open it.
-    if let Ok(keys) = fs::read_dir(folder.join("keys")) {
+    if let Ok(keys) = fs::read_dir(super::layout::TaskLayout::at(&folder).keys()) {
         for key in keys.flatten() {
             crate::pipeline::run::discard_staged(plan, &key.path()).map_err(|e| {
                 DeleteError::Io {

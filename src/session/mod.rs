@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod index;
 pub mod journal;
+pub mod layout;
 pub mod lock;
 
 use std::fs;
@@ -160,12 +161,9 @@ pub fn task_hash(task: &Task) -> String {
 
 /// The folder of a task's state.
 pub fn task_folder(plan: &Plan, task_name: &str) -> PathBuf {
-    plan.working_folder.join(&plan.name).join(task_name)
-}
-
-/// The folder of a round's state.
-pub fn round_folder(task_folder: &Path, round: u32) -> PathBuf {
-    task_folder.join("rounds").join(format!("R{round}"))
+    layout::TaskLayout::of(plan, task_name)
+        .folder()
+        .to_path_buf()
 }
 
 impl Session {
@@ -188,7 +186,7 @@ impl Session {
     }
 
     fn path(folder: &Path) -> PathBuf {
-        folder.join("session.json")
+        layout::TaskLayout::at(folder).session()
     }
 
     /// The task's session, or `None` when it has never run.
