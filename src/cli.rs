@@ -4,23 +4,22 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-const AFTER_HELP: &str = "\
-Exit codes:
-  0  all done
-  1  finished, but some items failed or were skipped for errors
-  2  usage or plan error: nothing was touched
-  3  interrupted: run again to resume
-  4  another run holds the plan's lock, or is writing the same destination
-  5  fatal environment error: fix it and run again to resume
-
-Docs: README.md; the plan schema: `ferry schema`.";
+/// The exit codes under every `--help`, from the one table in `exit.rs`.
+fn after_help() -> String {
+    let mut out = String::from("Exit codes:\n");
+    for exit in crate::exit::Exit::ALL {
+        out.push_str(&format!("  {}  {}\n", exit.code(), exit.meaning()));
+    }
+    out.push_str("\nDocs: README.md; the plan schema: `ferry schema`.");
+    out
+}
 
 /// Migrate large file shares declaratively, repeatably and safely.
 ///
 /// A YAML plan says which shares go where and how; ferry validates it, compiles it into
 /// a job graph and runs it.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "ferry", version, after_help = after_help(), propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
