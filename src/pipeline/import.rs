@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
+use super::decide::{self, Found, KeepReason, Verdict, Why};
 use super::package::{self, KIND_FILE, KIND_FOLDER, KIND_SYMLINK, Record, StreamError};
 use crate::plan::Preserve;
 use crate::plan::raw::{Conflicts, Verify};
@@ -391,27 +392,43 @@ impl Destination {
         self
     }
 
-    /// What to do with a destination file that differs from the record: `None` replaces
-    /// it. A file ferry itself put there (its size and time still as the index recorded)
-    /// is an earlier version of the source's: replaced. Any other is a conflict.
-    fn differs(&self, path: &Path, found: Found, why: &str) -> Option<Outcome> {
-        if !found.regular {
-            return conflict(
-                self,
-                path,
-                "a symlink, folder or special file, not a regular file",
-            );
+    /// What the index knows of the item at `path`.
+    fn known(&self, path: &Path) -> Option<&crate::session::index::Indexed> {
+        self.index
+            .as_ref()
+            .and_then(|index| index.items.get(path.as_os_str().as_bytes()))
+    }
+
+    /// What to do with a destination entry that is not the source's file (see
+    /// [`decide::differs`]): `None` replaces it, or the outcome that keeps it.
+    fn differs(&self, path: &Path, found: Found, why: Why) -> Option<Outcome> {
+        kept(
+            path,
+            decide::differs(found, self.known(path), self.conflicts, why),
+        )
+    }
+
+    /// The outcome of a new or changed file, as far as the destination decides it
+    /// before the data is read: `Ok(None)` writes it, `Err(())` compares the content
+    /// once read (`verify: all`).
+    fn verdict(
+        &self,
+        path: &Path,
+        found: Option<Found>,
+        record: &Record,
+    ) -> Result<Option<Outcome>, ()> {
+        let source = decide::Source {
+            size: record.size,
+            mtime_ns: i128::from(record_time_ns(record)),
+        };
+        match decide::file(found, source, self.known(path), self.conflicts, self.verify) {
+            Verdict::CompareContent => Err(()),
+            Verdict::Unchanged => Ok(Some(Outcome::Unchanged {
+                path: path.to_path_buf(),
+                stamp: same_stamp(record, [0; 32]),
+            })),
+            verdict => Ok(kept(path, verdict)),
         }
-        let ours = self.index.as_ref().and_then(|index| {
-            index
-                .items
-                .get(path.as_os_str().as_bytes())
-                .map(|known| known.size == found.size && known.dest_mtime_ns == found.mtime_ns)
-        });
-        if ours == Some(true) {
-            return None;
-        }
-        conflict(self, path, why)
     }
 
     /// The stamp of a file just given its metadata: the time the filesystem actually
@@ -1027,66 +1044,52 @@ fn copy_data<R: Read>(
     Ok(hasher.map(|h| h.finalize()))
 }
 
-/// What the conflicts setting says about a destination file that differs from the
-/// source's: `None` to replace it.
-fn conflict(dest: &Destination, path: &Path, why: &str) -> Option<Outcome> {
-    match dest.conflicts {
-        Conflicts::Overwrite => None,
-        Conflicts::SkipExisting => Some(Outcome::Failed {
+/// The outcome of a verdict that keeps the destination's entry; `None` (write or
+/// replace) otherwise.
+fn kept(path: &Path, verdict: Verdict) -> Option<Outcome> {
+    let Verdict::Keep(reason) = verdict else {
+        return None;
+    };
+    Some(match reason {
+        KeepReason::SkipExisting => Outcome::Failed {
             path: path.to_path_buf(),
             code: FailureCode::SkippedExisting.as_str(),
             message: "the destination already has this file (`conflicts: skip-existing`)".into(),
-        }),
-        Conflicts::KeepDestinationChanges => Some(Outcome::Failed {
+        },
+        KeepReason::Changed(why) => Outcome::Failed {
             path: path.to_path_buf(),
             code: FailureCode::DestinationChanged.as_str(),
             message: format!(
-                "the destination has a different file here ({why}); it was kept (`conflicts: keep-destination-changes`)"
+                "the destination has a different file here ({}); it was kept (`conflicts: keep-destination-changes`)",
+                why.text()
             ),
-        }),
-    }
-}
-
-/// What the destination has at a record's name.
-#[derive(Clone, Copy, Debug)]
-struct Found {
-    /// A regular file with the record's size and time.
-    same: bool,
-    /// A regular file: a symlink, folder or special file is never the source's file,
-    /// and never ferry's own (finding 8).
-    regular: bool,
-    size: u64,
-    mtime_ns: i64,
-}
-
-/// The destination's entry at `name`, if any, against the record's size and time.
-fn existing(dir: &OwnedFd, name: &[u8], record: &Record) -> Option<Found> {
-    let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
-    let mtime_ns = stat_time_ns(&st);
-    let regular =
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-    Some(Found {
-        same: regular
-            && st.st_size as u64 == record.size
-            && same_time(i128::from(mtime_ns), i128::from(record_time_ns(record))),
-        regular,
-        size: st.st_size as u64,
-        mtime_ns,
+        },
     })
 }
 
-/// Whether a destination time is the source's, within the destination's precision: the
-/// same, or the source's rounded (down or up) to a microsecond, millisecond, second or
-/// two seconds (FAT), as filesystems and network shares with coarser clocks keep it.
-pub fn same_time(dest_ns: i128, source_ns: i128) -> bool {
-    dest_ns == source_ns
-        || [1_000, 1_000_000, 1_000_000_000, 2_000_000_000]
-            .iter()
-            .any(|&unit: &i128| {
-                let down = source_ns - source_ns.rem_euclid(unit);
-                dest_ns == down || dest_ns == down + unit
-            })
+/// The destination's entry at `name`, if any.
+fn existing(dir: &OwnedFd, name: &[u8]) -> Option<Found> {
+    let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(Found {
+        regular: rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::RegularFile,
+        size: st.st_size as u64,
+        mtime_ns: stat_time_ns(&st),
+    })
 }
+
+/// Whether the destination's entry is the record's file by size and time.
+fn same_as(found: Found, record: &Record) -> bool {
+    decide::same(
+        found,
+        decide::Source {
+            size: record.size,
+            mtime_ns: i128::from(record_time_ns(record)),
+        },
+    )
+}
+
+pub use super::decide::same_time;
 
 /// BLAKE3 of the destination's file at `name` (`verify: all`).
 fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 32]> {
@@ -1123,19 +1126,13 @@ fn write_file<R: Read>(
     let found = if fresh {
         None
     } else {
-        dir.as_ref().and_then(|d| existing(d, &name, record))
+        dir.as_ref().and_then(|d| existing(d, &name))
     };
     // `verify: all` settles a file with the same size and time by its content, after
     // the data has been read; otherwise size and time decide now.
-    let check_content = found.is_some_and(|f| f.same) && dest.verify == Verify::All;
-    let skip = match found {
-        None => None,
-        Some(f) if f.same && !check_content => Some(Outcome::Unchanged {
-            path: path.clone(),
-            stamp: same_stamp(record, [0; 32]),
-        }),
-        Some(f) if f.same => None,
-        Some(f) => dest.differs(&path, f, "another size or time"),
+    let (check_content, skip) = match dest.verdict(&path, found, record) {
+        Ok(skip) => (false, skip),
+        Err(()) => (true, None),
     };
     let target = match (&dir, &skip) {
         (Some(dir), None) => {
@@ -1207,15 +1204,15 @@ fn write_file<R: Read>(
             other => other,
         }));
     }
-    if check_content && let Some(d) = &dir {
+    if check_content && let (Some(d), Some(f)) = (&dir, found) {
         let outcome = match hash_existing(d, &name, buf) {
             Ok(h) if h == trailer.file_hash => Some(Outcome::Unchanged {
                 path: path.clone(),
                 stamp: same_stamp(record, trailer.file_hash),
             }),
-            Ok(_) => conflict(dest, &path, "the same size and time, but other content"),
+            Ok(_) => dest.differs(&path, f, Why::Content),
             // What cannot be read cannot be shown to be ours: never overwritten silently.
-            Err(e) => conflict(dest, &path, &format!("it cannot be read to compare: {e}")),
+            Err(_) => dest.differs(&path, f, Why::Unreadable),
         };
         if let Some(outcome) = outcome {
             discard(&target);
@@ -1441,7 +1438,7 @@ fn write_part<R: Read>(
     let state = match dest.take_assembly(path) {
         Some(state) => state,
         None if record.part == 0 => {
-            let same = existing(&dir, name, record).is_some_and(|f| f.same);
+            let same = existing(&dir, name).is_some_and(|f| same_as(f, record));
             // With `verify: all`, a file with the same size and time is assembled anyway
             // and settled by its content when it is complete.
             if same && dest.verify != Verify::All {
@@ -1640,18 +1637,18 @@ impl Destination {
             }
         }
         // What the destination has at the final name decides whether it is replaced.
-        let found = existing(&dir, name, &record);
+        let found = existing(&dir, name);
         let settled = match found {
             None => None,
-            Some(f) if f.same => match hash_existing(&dir, name, &mut buf) {
+            Some(f) if same_as(f, &record) => match hash_existing(&dir, name, &mut buf) {
                 Ok(h) if h == whole.hash => Some(Outcome::Unchanged {
                     path: path.to_path_buf(),
                     stamp: same_stamp(&record, whole.hash),
                 }),
-                Ok(_) => conflict(self, path, "the same size and time, but other content"),
-                Err(e) => conflict(self, path, &format!("it cannot be read to compare: {e}")),
+                Ok(_) => self.differs(path, f, Why::Content),
+                Err(_) => self.differs(path, f, Why::Unreadable),
             },
-            Some(f) => self.differs(path, f, "another size or time"),
+            Some(f) => self.differs(path, f, Why::SizeOrTime),
         };
         if let Some(outcome) = settled {
             remove_work(&work_fd, &work);
@@ -1926,17 +1923,6 @@ mod tests {
         assert!(!r.join("a/.ferry-tmp-0000aaaa-3").exists());
         assert!(r.join("a/.ferry-tmp-0000bbbb-3").exists());
         assert!(r.join("a/.ferry-tmp-notmine").exists());
-    }
-
-    #[test]
-    fn times_match_within_the_destinations_precision() {
-        let t = 1_700_000_000_123_456_789i128;
-        assert!(same_time(t, t));
-        assert!(same_time(1_700_000_000_123_456_000, t));
-        assert!(same_time(1_700_000_000_000_000_000, t));
-        assert!(same_time(1_700_000_002_000_000_000, t));
-        assert!(!same_time(t + 1, t));
-        assert!(!same_time(1_700_000_003_000_000_000, t));
     }
 
     #[test]

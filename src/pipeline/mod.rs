@@ -4,6 +4,7 @@
 //! `rules` and `filters` are pure (they judge names and metadata, never the
 //! filesystem); `scan` does the walking and owns every filesystem access of the stage.
 
+pub mod decide;
 pub mod filters;
 pub mod import;
 pub mod items;

@@ -236,7 +236,7 @@ fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-fn kind_code(kind: &ItemKind) -> u8 {
+pub(crate) fn kind_code(kind: &ItemKind) -> u8 {
     match kind {
         ItemKind::File => package::KIND_FILE,
         ItemKind::Folder => package::KIND_FOLDER,
@@ -244,17 +244,17 @@ fn kind_code(kind: &ItemKind) -> u8 {
     }
 }
 
-/// Whether the index says `item` is what ferry already put at the destination.
+/// Whether the index says `item` is unchanged since the round that put it at the
+/// destination (see [`super::decide::unchanged_since`]).
 fn unchanged_since(index: &Index, item: &Item) -> bool {
-    index
-        .items
-        .get(item.rel.as_os_str().as_bytes())
-        .is_some_and(|known| {
-            // A folder is there or not: its size and time change with its contents.
-            known.kind == kind_code(&item.kind)
-                && (known.kind == package::KIND_FOLDER
-                    || (known.size == item.meta.size && known.mtime_ns == item.meta.mtime_ns))
-        })
+    super::decide::unchanged_since(
+        index.items.get(item.rel.as_os_str().as_bytes()),
+        kind_code(&item.kind),
+        super::decide::Source {
+            size: item.meta.size,
+            mtime_ns: item.meta.mtime_ns,
+        },
+    )
 }
 
 /// Folds the Imported records of a round's journal into the index.

@@ -16,7 +16,7 @@ use super::index::Index;
 use super::{Session, SessionError, Status, task_folder};
 use crate::pipeline::packer::{Item, ItemKind};
 use crate::pipeline::scan::{self, ScanError};
-use crate::plan::raw::{Conflicts, Deletions};
+use crate::plan::raw::Deletions;
 use crate::plan::{Plan, Task};
 
 /// One task's line of `ferry status`.
@@ -238,12 +238,19 @@ pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, ScanE
 }
 
 /// The action for one item: against the index (what ferry put there) and the
-/// destination as it is now. Reads only metadata.
+/// destination as it is now, decided by the same functions `ferry run` uses. Reads only
+/// metadata.
 fn action(index: &Index, task: &Task, item: &Item) -> Action {
-    let key = item.rel.as_os_str().as_bytes();
-    let known = index.items.get(key);
-    let dest = task.destination.join(&item.rel);
-    let found = fs::symlink_metadata(&dest).ok();
+    use crate::pipeline::decide::{self, Verdict};
+    let known = index.items.get(item.rel.as_os_str().as_bytes());
+    let source = decide::Source {
+        size: item.meta.size,
+        mtime_ns: item.meta.mtime_ns,
+    };
+    if decide::unchanged_since(known, crate::pipeline::run::kind_code(&item.kind), source) {
+        return Action::Skip;
+    }
+    let found = fs::symlink_metadata(task.destination.join(&item.rel)).ok();
     if item.kind == ItemKind::Folder {
         return if found.is_some() {
             Action::Skip
@@ -251,36 +258,26 @@ fn action(index: &Index, task: &Task, item: &Item) -> Action {
             Action::Create
         };
     }
-    let Some(found) = found else {
-        return Action::Create;
-    };
-    // A symlink, folder or special file where the source has a file is never the
-    // source's file, nor ferry's own: as the importer judges it (finding 8).
-    if !found.file_type().is_file() {
-        return if task.settings.conflicts == Conflicts::Overwrite {
-            Action::Update
-        } else {
-            Action::Conflict
-        };
+    let found = found.map(|m| decide::Found {
+        regular: m.file_type().is_file(),
+        size: m.len(),
+        mtime_ns: m
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(m.mtime_nsec()),
+    });
+    match decide::file(
+        found,
+        source,
+        known,
+        task.settings.conflicts,
+        task.settings.verify,
+    ) {
+        Verdict::Create => Action::Create,
+        Verdict::Unchanged | Verdict::CompareContent => Action::Skip,
+        Verdict::Replace => Action::Update,
+        Verdict::Keep(_) => Action::Conflict,
     }
-    let found_ns = i128::from(found.mtime()) * 1_000_000_000 + i128::from(found.mtime_nsec());
-    let source_same =
-        known.is_some_and(|k| k.size == item.meta.size && k.mtime_ns == item.meta.mtime_ns);
-    let ours =
-        known.is_some_and(|k| k.size == found.len() && i128::from(k.dest_mtime_ns) == found_ns);
-    if source_same && ours {
-        return Action::Skip;
-    }
-    if known.is_none()
-        && found.len() == item.meta.size
-        && crate::pipeline::import::same_time(found_ns, item.meta.mtime_ns)
-    {
-        return Action::Skip;
-    }
-    if ours || task.settings.conflicts == Conflicts::Overwrite {
-        return Action::Update;
-    }
-    Action::Conflict
 }
 
 /// Why a task could not be deleted.

@@ -422,8 +422,10 @@ fn status_plan_and_delete() {
     let file = fs::File::create(f.path("src/a.txt")).unwrap();
     file.write_all_at(b"a, changed", 0).unwrap();
     file.set_modified(later).unwrap();
+    // Another size than the source's new version: with the same size and time the
+    // destination's copy counts as the source's (size and time decide, as in `run`).
     let file = fs::File::create(f.path("dest/b.txt")).unwrap();
-    file.write_all_at(b"b, edited at the destination", 0)
+    file.write_all_at(b"b, edited at the destination!", 0)
         .unwrap();
     file.set_modified(later).unwrap();
     let file = fs::File::create(f.path("src/b.txt")).unwrap();
@@ -445,6 +447,15 @@ fn status_plan_and_delete() {
         "{}",
         dry.stdout
     );
+    // The run does what the dry run said.
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("destination-changed") && run.stderr.contains("b.txt"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("imported 2 items"), "{}", run.stderr);
 
     // Delete asks; without a terminal it needs --yes.
     f.ferry(&["delete", "plan.yaml", "--task", "t"])
