@@ -217,9 +217,10 @@ fn report(
     Ok(Exit::Success)
 }
 
-/// After a run: the plan's summaries, from every task's last round. A template that
-/// fails is reported; the migration's result stands.
-fn plan_summaries(plan: &Plan) {
+/// After a run: the plan's summaries, from every task's last round. False (and said)
+/// when they could not be written: the run then exits 5, since a summary that says
+/// what an earlier run did would mislead.
+fn plan_summaries(plan: &Plan) -> bool {
     use report::summary::{Format, PlanSummary, Templates};
     let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
     let folder = session::layout::PlanLayout::of(plan).folder().to_path_buf();
@@ -238,8 +239,14 @@ fn plan_summaries(plan: &Plan) {
             .map_err(|e| e.to_string())
         });
     match written {
-        Ok(_) => eprintln!("summary: {}", folder.join("Summary.html").display()),
-        Err(e) => eprintln!("error: the plan's summary was not written: {e}"),
+        Ok(_) => {
+            eprintln!("summary: {}", folder.join("Summary.html").display());
+            true
+        }
+        Err(e) => {
+            eprintln!("error: the plan's summary was not written: {e}");
+            false
+        }
     }
 }
 
@@ -411,7 +418,9 @@ fn scan(
             if done.interrupted {
                 interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            let mut partial = done.failed() > 0;
+            // Items the round's scan kept back count in every run of the round, also
+            // one that resumed it or only imported it.
+            let mut partial = done.any_failure() || done.not_migrated > 0;
             let mut text = String::new();
             if let Some(scanned) = &done.scan {
                 text.push_str(&scanned.text);
@@ -445,15 +454,19 @@ fn scan(
                 }
             }
         }
-        // A task that could not run stops the tasks that depend on it.
+        // A task that could not run stops the tasks that depend on it; the summaries
+        // say where every task stands.
         if let Some(e) = failed {
             reporter.finish();
+            if run.is_some() {
+                plan_summaries(&plan);
+            }
             return Err(e);
         }
     }
     reporter.finish();
-    if run.is_some() {
-        plan_summaries(&plan);
+    if run.is_some() && !plan_summaries(&plan) {
+        exit = Exit::Fatal;
     }
     if interrupted.load(std::sync::atomic::Ordering::Relaxed)
         || stop.load(std::sync::atomic::Ordering::Relaxed)

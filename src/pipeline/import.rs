@@ -359,13 +359,17 @@ impl Destination {
     /// filesystem that does not pass them on, runs on other machines are not seen.
     pub fn lock(&self) -> Result<DestinationLock, io::Error> {
         let mut held = Vec::new();
-        let root = fs::File::open(&self.root)?;
+        // The folders above are those of the real path: a destination reached through
+        // a symlink is still inside the folder the link leads into. (A bind mount is
+        // another path to the same folders, and is not seen.)
+        let real = fs::canonicalize(&self.root)?;
+        let root = fs::File::open(&real)?;
         match root.try_lock() {
             Ok(()) => held.push(root),
             Err(fs::TryLockError::WouldBlock) => return Err(busy(&self.root)),
             Err(fs::TryLockError::Error(e)) => return Err(e),
         }
-        for above in self.root.ancestors().skip(1) {
+        for above in real.ancestors().skip(1) {
             let Ok(folder) = fs::File::open(above) else {
                 continue;
             };
@@ -885,8 +889,29 @@ fn read_all<R: Read>(
                         false
                     }
                     // A folder this run made for the items inside it is this run's
-                    // too: migrated, not "already at the destination".
-                    Err(rustix::io::Errno::EXIST) => !made_here.contains(&path),
+                    // too: migrated, not "already at the destination". Something that
+                    // is not a folder is never the folder.
+                    Err(rustix::io::Errno::EXIST) => {
+                        let folder = rustix::fs::statat(
+                            &*dir,
+                            OsStr::from_bytes(&name),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                        .is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                == rustix::fs::FileType::Directory
+                        });
+                        if !folder {
+                            drop(made_here);
+                            outcomes.push(Outcome::Failed {
+                                path,
+                                code: DESTINATION_REFUSED,
+                                message: "a symlink or file is at the destination where this folder belongs; nothing is written through it".into(),
+                            });
+                            continue;
+                        }
+                        !made_here.contains(&path)
+                    }
                     Err(e) => {
                         drop(made_here);
                         let e = errno(e);
@@ -1302,6 +1327,32 @@ impl Destination {
         self.put_assembly(path, Assembly::Failed);
     }
 
+    /// Removes the assembly of the file at `path` (the file starts over from its first
+    /// part), or, when it is not in memory, the work folder `work` beside the file.
+    pub fn drop_assembly(&self, path: &Path, work: Option<&str>) {
+        match self.take_assembly(path) {
+            Some(Assembly::Writing { work_fd, work, .. }) => remove_work(&work_fd, &work),
+            _ => {
+                let Some(work) = work else { return };
+                let bytes = path.as_os_str().as_bytes();
+                let Ok(parts) = safe_components(bytes) else {
+                    return;
+                };
+                if let Ok(dir) = self.parent(&parts, &mut Vec::new())
+                    && let Ok(work_fd) = rustix::fs::openat(
+                        &dir,
+                        work,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    && owned(&work_fd, true).is_ok()
+                {
+                    remove_work(&work_fd, work);
+                }
+            }
+        }
+    }
+
     /// Takes up the assembly `work` of the file at `path` that an earlier run of the
     /// round left, with parts `0..next` in it (as journalled). It must still be ferry's
     /// own; otherwise the file starts again from its first part.
@@ -1509,7 +1560,7 @@ fn write_part<R: Read>(
     parts_touched.push(path.to_path_buf());
     dest.put_assembly(path, Assembly::Failed);
     let mut write_error = None;
-    copy_data(
+    let read = copy_data(
         stream,
         record.len,
         Some((&file, record.offset)),
@@ -1517,8 +1568,16 @@ fn write_part<R: Read>(
         &mut write_error,
         false,
         None,
-    )?;
-    let trailer = package::read_trailer(stream)?;
+    )
+    .and_then(|_| Ok(package::read_trailer(stream)?));
+    let trailer = match read {
+        Ok(trailer) => trailer,
+        Err(refused) => {
+            // The package is refused: the file cannot be made of its parts.
+            remove_work(&work_fd, &work);
+            return Err(refused);
+        }
+    };
     // Written: a later refusal of this package must not take the file with it.
     parts_touched.pop();
     let fail = |code: &'static str, message: String| {
@@ -1532,6 +1591,24 @@ fn write_part<R: Read>(
         );
     }
     if let Some(e) = write_error.or_else(|| file.sync_data().err()) {
+        if disk_full(&e) {
+            // The parts already in stay, as journalled (their staged objects may be
+            // gone): the run stops, and its next run writes this part again.
+            dest.put_assembly(
+                path,
+                Assembly::Writing {
+                    work,
+                    work_fd,
+                    file,
+                    next,
+                },
+            );
+            return Ok(vec![Outcome::Failed {
+                path: path.to_path_buf(),
+                code: DISK_FULL,
+                message: format!("cannot write the file: {e}"),
+            }]);
+        }
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
     let whole = last.then_some(crate::session::journal::WholeFile {

@@ -18,6 +18,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -93,6 +94,11 @@ pub enum RunError {
         "task `{task}` was not run: {reason}. Two runs writing one folder at once would mix their files: wait for the other run to finish, or give the tasks destinations that do not contain each other"
     )]
     DestinationBusy { task: String, reason: String },
+    #[error(
+        "{} is missing, though task `{task}` has rounds in its state: without it ferry cannot tell which round to resume, and replaying an old one would report a false success. Restore it from a backup, or `ferry delete PLAN --task {task}` to forget the task (the next run compares every file with the destination and copies only what differs)",
+        path.display()
+    )]
+    SessionMissing { path: PathBuf, task: String },
 }
 
 /// What a task's run did.
@@ -123,11 +129,24 @@ pub struct TaskRun {
     /// Items deleted at the destination because the source no longer has them
     /// (`deletions: mirror`).
     pub deleted: u64,
+    /// Items the round's scan kept back for an error.
+    pub not_migrated: u64,
 }
 
 impl TaskRun {
+    /// Items that failed (findings of the round, such as a folder's mode that could not
+    /// be set, are listed with the failures but are not items).
     pub fn failed(&self) -> u64 {
-        self.failures.values().map(|(n, _)| n).sum()
+        self.failures
+            .iter()
+            .filter(|(code, _)| !crate::failure::is_round_level(code))
+            .map(|(_, (n, _))| n)
+            .sum()
+    }
+
+    /// Whether anything went wrong: failed items, or findings of the round.
+    pub fn any_failure(&self) -> bool {
+        !self.failures.is_empty()
     }
 }
 
@@ -425,7 +444,20 @@ pub fn run_task(
     control: Control<'_>,
 ) -> Result<TaskRun, RunError> {
     let folder = session::task_folder(plan, &task.name);
-    let mut session = Session::load(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
+    let mut session = match Session::load(&folder, &task.name)? {
+        Some(session) => session,
+        None => {
+            // Absent means "never run" only while the task has no other state.
+            let layout = TaskLayout::at(&folder);
+            if layout.index().exists() || layout.round(1).folder().exists() {
+                return Err(RunError::SessionMissing {
+                    path: layout.session(),
+                    task: task.name.clone(),
+                });
+            }
+            Session::new(task)
+        }
+    };
     let result = run_round(
         plan,
         task,
@@ -465,6 +497,14 @@ fn run_round(
     let hash = session::task_hash(task);
     let layout = TaskLayout::at(folder);
     let index_path = layout.index();
+    // A run killed after its round completed but before it deleted the round's key and
+    // hand-over note: they go now (the staged data went before the round completed).
+    if !session.unfinished() && session.round > 0 {
+        if layout.key(session.round).exists() {
+            discard_staged(plan, &layout.key(session.round))?;
+        }
+        let _ = fs::remove_file(layout.round(session.round).staged());
+    }
     let mut index = Index::load(&index_path).map_err(SessionError::from)?;
     if session.unfinished() && (control.restart || session.plan_hash != hash) {
         if !control.restart {
@@ -572,6 +612,7 @@ fn run_round(
                     .totals
                     .items
                     .saturating_sub(scan.totals.filtered + scan.totals.to_migrate),
+                errors: scan.totals.errors,
                 readiness: scan.readiness.as_str().to_string(),
                 scan_report: format!("ScanReport_R{round}.csv"),
             };
@@ -607,6 +648,7 @@ fn run_round(
         }
     };
     run.unchanged_since_last_round = scanned.unchanged;
+    run.not_migrated = scanned.counts.errors;
     session.progress.items = scanned.items;
     session.progress.bytes = scanned.bytes;
     session.progress.unchanged = scanned.unchanged;
@@ -976,43 +1018,59 @@ fn run_round(
                 &format!("the round's staged data could not be deleted: {e}"),
             );
         }
-        let _ = fs::remove_file(&key_path);
-        let _ = fs::remove_file(&staged_path);
+        // The reports first, then the session: a run killed in between completes the
+        // round again (every package is journalled) and writes them again. The key and
+        // the hand-over note go last: until the
+        // session says completed, an import-only run needs them to resume.
+        round_reports(
+            plan,
+            task,
+            session,
+            &scanned,
+            &run,
+            "completed",
+            items_report,
+            &unjournaled,
+            &entries,
+            &ids,
+            &reports,
+        )?;
         session.status = SessionStatus::Completed;
         session.dirty = false;
         session.temp_salts.clear();
         session.last_result = Some(last_result(round, &run));
         session.save(folder)?;
-    } else {
-        let note = serde_json::to_vec_pretty(&Staged {
-            version: 1,
-            container: key.container_name(),
-            packages: produced,
-        })
-        .unwrap_or_default();
-        crate::report::write_atomic(&staged_path, &note).map_err(|e| RunError::Io {
-            what: "write the hand-over note",
-            path: staged_path.clone(),
-            source: e.source,
-        })?;
-        session.status = SessionStatus::Paused;
-        session.save(folder)?;
-        run.handed_over = Some(key_path);
+        let _ = fs::remove_file(&key_path);
+        let _ = fs::remove_file(&staged_path);
+        return Ok(run);
     }
-    let status = if stages.import { "completed" } else { "staged" };
+    let note = serde_json::to_vec_pretty(&Staged {
+        version: 1,
+        container: key.container_name(),
+        packages: produced,
+    })
+    .unwrap_or_default();
+    crate::report::write_atomic(&staged_path, &note).map_err(|e| RunError::Io {
+        what: "write the hand-over note",
+        path: staged_path.clone(),
+        source: e.source,
+    })?;
     round_reports(
         plan,
         task,
         session,
         &scanned,
         &run,
-        status,
+        "staged",
         items_report,
         &unjournaled,
         &entries,
         &ids,
         &reports,
     )?;
+    session.status = SessionStatus::Paused;
+    session.save(folder)?;
+    run.handed_over = Some(key_path);
     Ok(run)
 }
 
@@ -1172,7 +1230,11 @@ struct Tally {
 
 impl Tally {
     fn failed(&self) -> u64 {
-        self.failures.values().map(|(n, _)| n).sum()
+        self.failures
+            .iter()
+            .filter(|(code, _)| !crate::failure::is_round_level(code))
+            .map(|(_, (n, _))| n)
+            .sum()
     }
 
     fn merge(&mut self, other: Tally) {
@@ -1566,7 +1628,7 @@ impl Shared<'_> {
         // there and still ferry's own; or the file itself, if that run committed it
         // and stopped before it could journal so.
         let mut whole_file = None;
-        let start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
+        let mut start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
             (Some(destination), Some((work, next, done))) if self.import => {
                 match destination.resume_assembly(&item.rel, work, *next) {
                     Ok(()) => {
@@ -1577,6 +1639,8 @@ impl Shared<'_> {
                         let committed =
                             done.and_then(|w| destination.committed_already(&item.rel, &w));
                         if let Some(outcome) = committed {
+                            // Its work folder, emptied by the commit, goes too.
+                            destination.drop_assembly(&item.rel, Some(work));
                             let records = outcome_records(vec![outcome], one);
                             let entry = Entry::Imported {
                                 first: first_id,
@@ -1641,6 +1705,20 @@ impl Shared<'_> {
                     return;
                 }
             };
+            // The parts already at the destination were read from the file as the scan
+            // saw it: a file changed since starts over (its new parts must not join the
+            // old ones).
+            let as_scanned = at_open.len() == item.meta.size
+                && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
+                    == item.meta.mtime_ns;
+            if start > 0
+                && !as_scanned
+                && let Some(destination) = self.destination
+            {
+                destination.drop_assembly(&item.rel, None);
+                start = 0;
+                whole_file = None;
+            }
             let mut whole = blake3::Hasher::new();
             // The parts already at the destination are not staged again, but the
             // whole file's hash covers them: they are read again, only to be hashed.
@@ -1844,6 +1922,10 @@ impl Shared<'_> {
                 true
             }
             Err((code, message)) => {
+                // The parts already in cannot make the file: they go.
+                if let Some(destination) = self.destination {
+                    destination.assembly_failed(&item.rel);
+                }
                 self.fail(tally, Some(id), item, code, &message);
                 false
             }

@@ -312,6 +312,10 @@ pub struct ScanCounts {
     /// Items the scan found will not migrate (one item may have several codes above).
     #[serde(default)]
     pub not_migrated_items: u64,
+    /// Of those, the items kept back by an error (the others by the plan's choice, such
+    /// as a skipped symlink): a round with any ends with exit 1.
+    #[serde(default)]
+    pub errors: u64,
     #[serde(default)]
     pub readiness: String,
     #[serde(default)]

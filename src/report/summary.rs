@@ -40,6 +40,8 @@ pub struct Totals {
     pub failed_importing: u64,
     /// Items the scans found will not migrate.
     pub not_migrated: u64,
+    /// Of those, the items kept back by an error (exit 1).
+    pub scan_errors: u64,
 }
 
 /// `summary.json`: the plan's last round of every task.
@@ -119,6 +121,7 @@ impl PlanSummary {
             totals.failed_importing += t.stages.failed_importing;
             totals.failed += t.failed();
             totals.not_migrated += t.scan.not_migrated_items();
+            totals.scan_errors += t.scan.errors;
             for f in &t.failures {
                 let entry = failures
                     .entry(f.code.clone())
@@ -143,7 +146,7 @@ impl PlanSummary {
             "incomplete"
         } else if totals.failed > 0 || !failures.is_empty() {
             "completed with failures"
-        } else if totals.not_migrated > 0 {
+        } else if totals.scan_errors > 0 {
             // The run's exit is 1: the summary says why.
             "completed, some items not migrated"
         } else {

@@ -831,3 +831,146 @@ fn a_folder_that_cannot_be_listed_is_a_finding() {
     assert!(f.path("dest/a/fine.txt").exists());
     assert!(!f.path("dest/a/broken").exists());
 }
+
+// Regression tests for what an adversarial review of these fixes found (the `F` numbers
+// are that review's).
+
+/// F2: a part refused in an import-only run takes the file's assembly with it.
+#[test]
+fn a_refused_part_leaves_no_assembly_behind() {
+    let f = Fixture::new();
+    random_file(&f, "src/parts.bin", 20_000_000, 21);
+    f.plan(&posix(", package: { max_size: 4MiB }"));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let staging = f.path("state/staging");
+    let container = fs::read_dir(&staging)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::set_permissions(&container, fs::Permissions::from_mode(0o700)).unwrap();
+    let mut objects: Vec<_> = fs::read_dir(&container)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    objects.sort();
+    // Damage the end of one part: its first segments are written before it is refused.
+    let object = &objects[0];
+    let mut bytes = fs::read(object).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    fs::write(object, bytes).unwrap();
+    fs::set_permissions(&container, fs::Permissions::from_mode(0o300)).unwrap();
+    let run = f.ferry(&["run", "plan.yaml", "--stages", "import"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("integrity-failed"), "{}", run.stderr);
+    assert!(
+        crate::run::ferry_temp_files(&f.path("dest")).is_empty(),
+        "{:?}",
+        crate::run::ferry_temp_files(&f.path("dest"))
+    );
+}
+
+/// F3: a full destination in the middle of a file in parts, in an import-only run whose
+/// parts already in are gone from staging: the next run, with space, completes the file.
+#[test]
+fn a_full_destination_inside_a_file_in_parts_loses_nothing_in_an_import_only_run() {
+    let f = Fixture::new();
+    let Some(dest) = Mounted::tmpfs(&f.path("dest"), 20) else {
+        return;
+    };
+    random_file(&f, "src/huge.bin", 50_000_000, 31);
+    f.plan(&posix(", package: { max_size: 4MiB }"));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let import = ["run", "plan.yaml", "--stages", "import"];
+    let full = f.ferry(&import);
+    full.assert_code(5);
+    assert!(full.stderr.contains("is full"), "{}", full.stderr);
+    dest.resize(200);
+    f.ferry(&import).assert_code(0);
+    crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
+}
+
+/// F10: an import-only (or resumed) run of a round whose scan kept items back for an
+/// error exits 1, as the run that scanned did, and as the summary says.
+#[test]
+fn every_run_of_a_round_with_scan_errors_exits_1() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "a");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        f.path("src/pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    f.plan(&posix(""));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(1);
+    f.ferry(&["run", "plan.yaml", "--stages", "import"])
+        .assert_code(1);
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(f.path("state/p/summary.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "completed, some items not migrated");
+}
+
+/// F11: a symlink where a folder belongs is refused with its own code; the folder is
+/// never "already at the destination".
+#[test]
+fn a_symlink_where_a_folder_belongs_is_refused() {
+    let f = Fixture::new();
+    f.file("src/d/f.txt", "1");
+    f.dir("outside").dir("dest");
+    std::os::unix::fs::symlink(f.path("outside"), f.path("dest/d")).unwrap();
+    f.plan(&posix(""));
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ItemReport_R1.csv")).unwrap();
+    assert!(!report.contains("Already at destination"), "{report}");
+    assert!(run.stderr.contains("destination-refused"), "{}", run.stderr);
+    assert!(run.stderr.contains("2 failed"), "{}", run.stderr);
+    assert!(fs::read_dir(f.path("outside")).unwrap().next().is_none());
+}
+
+/// F12: a missing session.json, while the task has rounds, is refused: replaying an old
+/// round reported a false success.
+#[test]
+fn a_missing_session_of_a_task_with_rounds_is_refused() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "a");
+    f.plan(&posix(""));
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    f.file("src/b.txt", "b");
+    fs::remove_file(f.path("state/p/t/session.json")).unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("session.json is missing") && run.stderr.contains("ferry delete"),
+        "{}",
+        run.stderr
+    );
+    assert!(!f.path("dest/b.txt").exists());
+}
+
+/// F6: a file changed between a kill inside it and the resume starts over, so the new
+/// version is never joined to the old one's parts (here with `verify: none`, which does
+/// not read the file back).
+#[test]
+fn a_file_changed_between_kill_and_resume_starts_over() {
+    let f = Fixture::new();
+    random_file(&f, "src/big.bin", 40_000_000, 41);
+    f.plan(&posix(", package: { max_size: 1MiB }, verify: none"));
+    let mut child = f.spawn(&["run", "--workers", "1", "plan.yaml"]);
+    wait_for_assembly(&f.path("dest"), 8_000_000, &mut child);
+    kill_9(&mut child);
+    random_file(&f, "src/big.bin", 40_000_000, 42);
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_eq!(
+        fs::read(f.path("dest/big.bin")).unwrap(),
+        fs::read(f.path("src/big.bin")).unwrap()
+    );
+}
