@@ -1,0 +1,896 @@
+//! The workers of a round: each takes a package (or a file in parts) and stages it,
+//! imports it, or both, journalling what became durable. What they find is merged in a
+//! `Tally`; a reason to stop (a full disk) is a `Halt` they all see.
+
+use super::*;
+
+/// The first reason a run stops for (a full disk, a journal that cannot be written):
+/// workers start nothing new once it is set.
+#[derive(Debug, Default)]
+pub(super) struct Halt {
+    pub(super) set: AtomicBool,
+    pub(super) reason: Mutex<Option<String>>,
+}
+
+impl Halt {
+    pub(super) fn stop(&self, reason: String) {
+        let mut first = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(reason);
+        }
+        self.set.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What workers found, merged.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub(super) imported: u64,
+    pub(super) bytes: u64,
+    pub(super) unchanged: u64,
+    pub(super) failures: BTreeMap<String, (u64, Vec<String>)>,
+    /// Packages this run staged (and did not import).
+    pub(super) staged: u64,
+    /// Packages this run finished.
+    pub(super) packages: u64,
+}
+
+impl Tally {
+    pub(super) fn failed(&self) -> u64 {
+        self.failures
+            .iter()
+            .filter(|(code, _)| !crate::failure::is_round_level(code))
+            .map(|(_, (n, _))| n)
+            .sum()
+    }
+
+    pub(super) fn merge(&mut self, other: Tally) {
+        self.imported += other.imported;
+        self.bytes += other.bytes;
+        self.unchanged += other.unchanged;
+        self.staged += other.staged;
+        self.packages += other.packages;
+        for (code, (n, examples)) in other.failures {
+            let entry = self.failures.entry(code).or_default();
+            entry.0 += n;
+            for e in examples {
+                if entry.1.len() < 3 {
+                    entry.1.push(e);
+                }
+            }
+        }
+    }
+
+    /// Counts the items of journal records.
+    pub(super) fn records(&mut self, records: &[ItemRecord]) {
+        for record in records {
+            match &record.result {
+                ItemResult::Done { written: true, .. } => {
+                    self.imported += 1;
+                    if record.kind == package::KIND_FILE {
+                        self.bytes += record.size;
+                    }
+                }
+                ItemResult::Done { written: false, .. } => self.unchanged += 1,
+                ItemResult::Failed { code, message } => record_failure(
+                    &mut self.failures,
+                    code,
+                    Path::new(OsStr::from_bytes(&record.path)),
+                    message,
+                ),
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, path: &Path, code: &str, message: &str) {
+        record_failure(&mut self.failures, code, path, message);
+    }
+
+    /// Tells the reporter what changed since `before`.
+    pub(super) fn report(&self, before: (u64, u64, u64), events: &SyncSender<Event>) {
+        let (items, bytes, failed) = self.mark();
+        let _ = events.send(Event::Progress {
+            items: items - before.0,
+            bytes: bytes - before.1,
+            failed: failed - before.2,
+        });
+    }
+
+    pub(super) fn mark(&self) -> (u64, u64, u64) {
+        (self.imported + self.unchanged, self.bytes, self.failed())
+    }
+}
+
+pub(super) const NOT_STAGED: &str =
+    "its package is not in staging (the staging run did not finish it): stage the round again";
+
+pub(super) fn failed_record(item: &Item, code: &str, message: String) -> ItemRecord {
+    ItemRecord {
+        path: item.rel.as_os_str().as_bytes().to_vec(),
+        source: item.source.as_os_str().as_bytes().to_vec(),
+        kind: kind_code(&item.kind),
+        size: item.meta.size,
+        result: ItemResult::Failed {
+            code: code.to_string(),
+            message,
+        },
+    }
+}
+
+/// Journal records of an import's outcomes; `items` give each item's source facts.
+pub(super) fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Vec<ItemRecord> {
+    let by_path: HashMap<&Path, &Item> = items.iter().map(|i| (i.rel.as_path(), &**i)).collect();
+    let mut records = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let (path, stamp, written) = match outcome {
+            Outcome::Imported { path, stamp, .. } => (path, stamp, true),
+            Outcome::Unchanged { path, stamp } => (path, stamp, false),
+            Outcome::PartWritten { .. } => continue,
+            Outcome::Failed {
+                path,
+                code,
+                message,
+            } => {
+                match by_path.get(path.as_path()) {
+                    Some(item) => records.push(failed_record(item, code, message)),
+                    None => records.push(ItemRecord {
+                        source: path.as_os_str().as_bytes().to_vec(),
+                        path: path.into_os_string().into_vec(),
+                        kind: 0,
+                        size: 0,
+                        result: ItemResult::Failed {
+                            code: code.to_string(),
+                            message,
+                        },
+                    }),
+                }
+                continue;
+            }
+        };
+        let Some(item) = by_path.get(path.as_path()) else {
+            // Not an item of this package (a crafted manifest would be refused before).
+            continue;
+        };
+        records.push(ItemRecord {
+            path: path.into_os_string().into_vec(),
+            source: item.source.as_os_str().as_bytes().to_vec(),
+            kind: kind_code(&item.kind),
+            size: item.meta.size,
+            result: ItemResult::Done {
+                written,
+                mtime_ns: item.meta.mtime_ns,
+                hash: stamp.hash,
+                dest_mtime_ns: stamp.dest_mtime_ns,
+            },
+        });
+    }
+    records
+}
+
+thread_local! {
+    /// Each worker's package buffer, kept from one package to the next.
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes a package's records into its compressed stream, counting them.
+pub(super) type Fill<'a> =
+    dyn FnMut(&mut package::Compressor, &mut u32) -> io::Result<Vec<Packed>> + 'a;
+
+/// What every worker shares.
+pub(super) struct Shared<'a> {
+    pub(super) task: &'a Task,
+    pub(super) key: &'a KeyFile,
+    pub(super) container: &'a LocalContainer,
+    pub(super) staging_path: &'a Path,
+    pub(super) destination: Option<&'a Destination>,
+    pub(super) stage: bool,
+    pub(super) import: bool,
+    pub(super) journal: &'a Journal,
+    /// Packages earlier runs of the round imported.
+    pub(super) done: &'a HashSet<u64>,
+    /// Packages earlier runs staged under this round's key, with the items that failed
+    /// while each was built.
+    pub(super) staged: &'a HashMap<u64, Vec<ItemRecord>>,
+    /// Files in parts that earlier runs of the round left under way, by first package.
+    pub(super) in_parts: &'a HashMap<u64, InParts>,
+    pub(super) stop: &'a AtomicBool,
+    /// Set when the run must stop for a reason a person has to fix (a full disk).
+    pub(super) halt: &'a Halt,
+    pub(super) events: SyncSender<Event>,
+    /// The live item report, when this run imports.
+    pub(super) items_report: Option<&'a ItemReport>,
+    /// Failures of this run that no journal record holds.
+    pub(super) unjournaled: &'a Mutex<Vec<(Option<u64>, ItemRecord)>>,
+}
+
+/// A file in parts under way: its assembly, the next part, and (once every part is in)
+/// what the whole file must be.
+pub(super) type InParts = (String, u32, Option<journal::WholeFile>);
+
+/// Why a package could not be imported: a stable code and the reason.
+pub(super) type Unimported = (&'static str, String);
+
+impl Shared<'_> {
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.halt.is_set()
+    }
+
+    pub(super) fn work(&self, work: Work) -> Tally {
+        let mut tally = Tally::default();
+        if self.stopping() {
+            // Not started: the round's next run does it.
+            return tally;
+        }
+        let before = tally.mark();
+        let parts = matches!(work, Work::Parts { .. });
+        self.work_into(work, &mut tally);
+        if !parts {
+            tally.report(before, &self.events);
+        }
+        tally
+    }
+
+    /// Journals a record; a journal that cannot be written stops the run (its progress
+    /// could not be resumed), and so does a full disk under the item report.
+    pub(super) fn journal(&self, entry: &Entry, tally: &mut Tally) -> bool {
+        match self.journal.append(entry) {
+            Ok(()) => {
+                if let Some(report) = self.items_report
+                    && let Entry::Imported { first, items, .. } = entry
+                    && let Err(e) = report.package(Some(*first), items)
+                {
+                    if crate::pipeline::import::disk_full(&e.source) {
+                        self.halt.stop(format!(
+                            "the disk that holds {} is full ({}): free space there",
+                            e.path.display(),
+                            e.source
+                        ));
+                    } else {
+                        tally.fail(
+                            Path::new("(item report)"),
+                            FailureCode::ReportFailed.as_str(),
+                            &e.to_string(),
+                        );
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                let reason = match &e {
+                    journal::JournalError::Io { source, path, .. }
+                        if crate::pipeline::import::disk_full(source) =>
+                    {
+                        format!(
+                            "the checkpoint journal {} cannot be written: the disk that holds ferry's state is full ({source}); free space there",
+                            path.display()
+                        )
+                    }
+                    _ => format!("{e}: check the working folder's disk"),
+                };
+                self.halt.stop(reason);
+                false
+            }
+        }
+    }
+
+    /// Stops the run when `e` says the staging folder is full; true when it did.
+    pub(super) fn staging_full(&self, e: &io::Error) -> bool {
+        if !crate::pipeline::import::disk_full(e) {
+            return false;
+        }
+        self.halt.stop(format!(
+            "the staging folder {} is full ({e}): free space there, or set `staging.path` to a larger disk",
+            self.staging_path.display()
+        ));
+        true
+    }
+
+    /// Stops the run when an import met a full destination; true when it did (the
+    /// package is then not journalled: the round's next run imports it again).
+    pub(super) fn destination_full(&self, outcomes: &[Outcome]) -> bool {
+        let full = outcomes.iter().find_map(|o| match o {
+            Outcome::Failed {
+                code: crate::pipeline::import::DISK_FULL,
+                message,
+                ..
+            } => Some(message),
+            _ => None,
+        });
+        let Some(message) = full else {
+            return false;
+        };
+        self.halt.stop(format!(
+            "the destination {} is full ({message}): free space there",
+            self.task.destination.display()
+        ));
+        true
+    }
+
+    pub(super) fn work_into(&self, work: Work, tally: &mut Tally) {
+        match work {
+            Work::Package { id, items } => {
+                if self.done.contains(&id) {
+                    return;
+                }
+                let mut records = match self.staged.get(&id) {
+                    Some(failed) => failed.clone(),
+                    None if self.stage => {
+                        let expected: u64 = items.iter().map(|i| i.meta.size).sum();
+                        let built = self.build_and_put(id, expected, &mut |out, records| {
+                            package::add_items(
+                                out,
+                                &items,
+                                self.task.settings.retries.attempts,
+                                records,
+                            )
+                        });
+                        let packed = match built {
+                            Ok(packed) => packed,
+                            Err(e) => {
+                                if self.staging_full(&e) {
+                                    return;
+                                }
+                                // Not journalled: the next run of the round tries again.
+                                for item in &items {
+                                    self.fail(
+                                        tally,
+                                        Some(id),
+                                        item,
+                                        FailureCode::StageFailed.as_str(),
+                                        &format!("package {id} could not be staged: {e}"),
+                                    );
+                                }
+                                return;
+                            }
+                        };
+                        let mut failed = Vec::new();
+                        for (item, packed) in items.iter().zip(packed) {
+                            if let Packed::Failed { code, message } = packed {
+                                failed.push(failed_record(item, code, message));
+                            }
+                        }
+                        if !self.import {
+                            if self.journal(
+                                &Entry::Staged {
+                                    package: id,
+                                    container: self.key.container_id,
+                                    items: failed.clone(),
+                                },
+                                tally,
+                            ) {
+                                tally.records(&failed);
+                                tally.staged += 1;
+                            }
+                            return;
+                        }
+                        failed
+                    }
+                    // An import-only run: a package put into staging whose journal
+                    // record was lost (a torn tail) is still there and complete.
+                    None if self.present(id) => Vec::new(),
+                    None => {
+                        for item in &items {
+                            self.fail(
+                                tally,
+                                None,
+                                item,
+                                FailureCode::NotStaged.as_str(),
+                                NOT_STAGED,
+                            );
+                        }
+                        return;
+                    }
+                };
+                if !self.import {
+                    return;
+                }
+                match self.import(id) {
+                    Ok(outcomes) => {
+                        if self.destination_full(&outcomes) {
+                            return;
+                        }
+                        records.extend(outcome_records(outcomes, &items));
+                    }
+                    Err((code, message)) => {
+                        for item in items.iter() {
+                            self.fail(tally, Some(id), item, code, &message);
+                        }
+                        return;
+                    }
+                }
+                let records = one_per_item(records);
+                let entry = Entry::Imported {
+                    first: id,
+                    last: id,
+                    items: records,
+                };
+                if self.journal(&entry, tally) {
+                    if let Entry::Imported { items, .. } = &entry {
+                        tally.records(items);
+                    }
+                    tally.packages += 1;
+                    self.consumed(id);
+                }
+            }
+            Work::Parts {
+                first_id,
+                count,
+                part_size,
+                item,
+            } => self.parts(first_id, count, part_size, item, tally),
+        }
+    }
+
+    /// A file in parts: staged (unless an earlier run of the round did) and imported
+    /// part by part, each part journalled once it is durable at the destination (and
+    /// only then deleted from staging), the file once it is whole. A run that resumes
+    /// the round takes the file up after its last journalled part.
+    pub(super) fn parts(
+        &self,
+        first_id: u64,
+        count: u64,
+        part_size: u64,
+        item: Arc<Item>,
+        tally: &mut Tally,
+    ) {
+        let last_id = first_id + count.max(1) - 1;
+        if self.done.contains(&first_id) {
+            return;
+        }
+        let one = std::slice::from_ref(&item);
+        let parts = u32::try_from(count).unwrap_or(u32::MAX);
+        // Where an earlier run of the round left the file, if its assembly is still
+        // there and still ferry's own; or the file itself, if that run committed it
+        // and stopped before it could journal so.
+        let mut whole_file = None;
+        let mut start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
+            (Some(destination), Some((work, next, done))) if self.import => {
+                match destination.resume_assembly(&item.rel, work, *next) {
+                    Ok(()) => {
+                        whole_file = *done;
+                        *next
+                    }
+                    Err(_) => {
+                        let committed =
+                            done.and_then(|w| destination.committed_already(&item.rel, &w));
+                        if let Some(outcome) = committed {
+                            // Its work folder, emptied by the commit, goes too.
+                            destination.drop_assembly(&item.rel, Some(work));
+                            let records = outcome_records(vec![outcome], one);
+                            let entry = Entry::Imported {
+                                first: first_id,
+                                last: last_id,
+                                items: records.clone(),
+                            };
+                            if self.journal(&entry, tally) {
+                                tally.records(&records);
+                                tally.packages += 1;
+                            }
+                            return;
+                        }
+                        0
+                    }
+                }
+            }
+            _ => 0,
+        };
+        let ids = first_id + u64::from(start)..=last_id;
+        let mut outcomes = Vec::new();
+        let all_staged = ids.clone().all(|id| self.staged.contains_key(&id));
+        let available = all_staged
+            || (!self.stage
+                && ids
+                    .clone()
+                    .all(|id| self.staged.contains_key(&id) || self.present(id)));
+        if available && self.import {
+            for id in ids {
+                if self.stopping() {
+                    return;
+                }
+                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
+                    return;
+                }
+            }
+        } else if self.stage {
+            let (file, at_open) = match package::open_checked(&item) {
+                Ok(opened) => opened,
+                Err(failed) => {
+                    let (code, message) = match failed {
+                        Packed::Failed { code, message } => (code, message),
+                        Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
+                    };
+                    let records = vec![failed_record(&item, code, message)];
+                    let entry = if self.import {
+                        Entry::Imported {
+                            first: first_id,
+                            last: last_id,
+                            items: records.clone(),
+                        }
+                    } else {
+                        Entry::Staged {
+                            package: first_id,
+                            container: self.key.container_id,
+                            items: records.clone(),
+                        }
+                    };
+                    if self.journal(&entry, tally) {
+                        tally.records(&records);
+                        tally.packages += 1;
+                    }
+                    return;
+                }
+            };
+            // The parts already at the destination were read from the file as the scan
+            // saw it: a file changed since starts over (its new parts must not join the
+            // old ones).
+            let as_scanned = at_open.len() == item.meta.size
+                && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
+                    == item.meta.mtime_ns;
+            if start > 0
+                && !as_scanned
+                && let Some(destination) = self.destination
+            {
+                destination.drop_assembly(&item.rel, None);
+                start = 0;
+                whole_file = None;
+            }
+            let mut whole = blake3::Hasher::new();
+            // The parts already at the destination are not staged again, but the
+            // whole file's hash covers them: they are read again, only to be hashed.
+            if start > 0 {
+                let hashed =
+                    package::hash_range(&file, &at_open, u64::from(start) * part_size, &mut whole);
+                if !matches!(hashed, Ok(true)) {
+                    if let Some(destination) = self.destination {
+                        destination.assembly_failed(&item.rel);
+                    }
+                    self.fail(
+                        tally,
+                        Some(first_id),
+                        &item,
+                        FailureCode::ChangedDuringRead.as_str(),
+                        "the file changed since its first parts were imported; the next round will try again",
+                    );
+                    return;
+                }
+            }
+            for part in start..parts {
+                if self.stopping() {
+                    return;
+                }
+                let id = first_id + u64::from(part);
+                let mut ok = true;
+                let built = self.build_and_put(id, part_size, &mut |out, records| {
+                    *records += 1;
+                    ok = package::add_part(
+                        out, &item, &file, &at_open, part, parts, part_size, &mut whole,
+                    )?;
+                    Ok(Vec::new())
+                });
+                if let Err(e) = built {
+                    if self.staging_full(&e) {
+                        return;
+                    }
+                    self.fail(
+                        tally,
+                        Some(id),
+                        &item,
+                        FailureCode::StageFailed.as_str(),
+                        &format!("package {id} could not be staged: {e}"),
+                    );
+                    return;
+                }
+                if !self.import {
+                    let failed = if ok {
+                        Vec::new()
+                    } else {
+                        vec![failed_record(
+                            &item,
+                            FailureCode::ChangedDuringRead.as_str(),
+                            "the file changed while it was read; the next round will try again"
+                                .into(),
+                        )]
+                    };
+                    let journalled = self.journal(
+                        &Entry::Staged {
+                            package: id,
+                            container: self.key.container_id,
+                            items: failed.clone(),
+                        },
+                        tally,
+                    );
+                    if !journalled {
+                        return;
+                    }
+                    tally.staged += 1;
+                    tally.records(&failed);
+                    if !ok {
+                        return;
+                    }
+                    continue;
+                }
+                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
+                    return;
+                }
+                if !ok {
+                    // The importer has discarded the file; the rest is not read.
+                    break;
+                }
+            }
+            if !self.import {
+                return;
+            }
+        } else {
+            // An import-only run where the staging run could not stage every part: the
+            // failures it recorded are the file's result.
+            let failed: Vec<ItemRecord> = (first_id..=last_id)
+                .filter_map(|id| self.staged.get(&id))
+                .flatten()
+                .cloned()
+                .collect();
+            if !self.import {
+                return;
+            }
+            if failed.is_empty() {
+                self.fail(
+                    tally,
+                    None,
+                    &item,
+                    FailureCode::NotStaged.as_str(),
+                    NOT_STAGED,
+                );
+                return;
+            }
+            let failed = one_per_item(failed);
+            if self.journal(
+                &Entry::Imported {
+                    first: first_id,
+                    last: last_id,
+                    items: failed.clone(),
+                },
+                tally,
+            ) {
+                tally.records(&failed);
+                tally.packages += 1;
+            }
+            return;
+        }
+        // Every part is in, and journalled: the file is checked and takes its name.
+        if let (Some(whole), Some(destination)) = (whole_file, self.destination) {
+            let outcome = destination.commit_assembly(&item.rel, &whole);
+            if self.destination_full(std::slice::from_ref(&outcome)) {
+                return;
+            }
+            outcomes.push(outcome);
+        }
+        let records = one_per_item(outcome_records(outcomes, one));
+        if !self.journal(
+            &Entry::Imported {
+                first: first_id,
+                last: last_id,
+                items: records.clone(),
+            },
+            tally,
+        ) {
+            return;
+        }
+        let mut t = Tally::default();
+        t.records(&records);
+        // The parts' bytes went to the reporter as they were written.
+        let _ = self.events.send(Event::Progress {
+            items: t.imported + t.unchanged,
+            bytes: 0,
+            failed: t.failed(),
+        });
+        tally.merge(t);
+        tally.packages += 1;
+    }
+
+    /// Imports part package `id` of `item` (whose parts start at `first_id`): the part
+    /// is journalled once durable, and only then deleted from staging. Collects the
+    /// outcomes and tells the reporter the bytes; false when the file cannot go on (the
+    /// failure recorded, or the run stopping).
+    pub(super) fn import_part(
+        &self,
+        id: u64,
+        first_id: u64,
+        item: &Item,
+        outcomes: &mut Vec<Outcome>,
+        whole_file: &mut Option<journal::WholeFile>,
+        tally: &mut Tally,
+    ) -> bool {
+        match self.import(id) {
+            Ok(o) => {
+                if self.destination_full(&o) {
+                    return false;
+                }
+                let mut bytes = 0;
+                for outcome in &o {
+                    if let Outcome::PartWritten {
+                        bytes: b,
+                        part,
+                        work,
+                        whole,
+                        ..
+                    } = outcome
+                    {
+                        bytes += b;
+                        let entry = Entry::Part {
+                            first: first_id,
+                            part: *part,
+                            work: work.clone(),
+                            whole: *whole,
+                        };
+                        *whole_file = *whole;
+                        if !self.journal(&entry, tally) {
+                            return false;
+                        }
+                    }
+                }
+                self.consumed(id);
+                let _ = self.events.send(Event::Progress {
+                    items: 0,
+                    bytes,
+                    failed: 0,
+                });
+                outcomes.extend(o);
+                true
+            }
+            Err((code, message)) => {
+                // The parts already in cannot make the file: they go.
+                if let Some(destination) = self.destination {
+                    destination.assembly_failed(&item.rel);
+                }
+                self.fail(tally, Some(id), item, code, &message);
+                false
+            }
+        }
+    }
+
+    /// Builds package `id` with `fill`, seals it and puts it into the container.
+    pub(super) fn build_and_put(
+        &self,
+        id: u64,
+        expected: u64,
+        fill: &mut Fill<'_>,
+    ) -> io::Result<Vec<Packed>> {
+        let buffer = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let mut encoder = package::Compressor::reusing(
+            self.task.settings.package.compression_level,
+            expected,
+            buffer,
+        )?;
+        package::begin(&mut encoder)?;
+        let mut records = 0u32;
+        let packed = fill(&mut encoder, &mut records)?;
+        package::end(&mut encoder, records)?;
+        let payload = encoder.finish()?;
+        let seal = Seal {
+            container_id: self.key.container_id,
+            package_id: id,
+            flags: FLAG_ZSTD,
+            created_at: self.key.created_at,
+            expires_at: self.key.expires_at,
+        };
+        self.container
+            .put(&self.key.key.object_name(id), &mut |out| {
+                envelope::seal(&self.key.key, &seal, &payload, out).map_err(|e| match e {
+                    envelope::SealError::Io(e) => e,
+                    envelope::SealError::Random(e) => io::Error::other(e.to_string()),
+                })
+            })?;
+        PAYLOAD.with(|b| *b.borrow_mut() = payload);
+        Ok(packed)
+    }
+
+    /// An item that failed before its package could be journalled: counted, shown in
+    /// the item report, kept for the failure report; the next run of the round tries
+    /// it again.
+    pub(super) fn fail(
+        &self,
+        tally: &mut Tally,
+        package: Option<u64>,
+        item: &Item,
+        code: &str,
+        message: &str,
+    ) {
+        tally.fail(&item.rel, code, message);
+        let record = failed_record(item, code, message.to_string());
+        if let Some(report) = self.items_report {
+            let _ = report.package(package, std::slice::from_ref(&record));
+        }
+        self.unjournaled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((package, record));
+    }
+
+    /// Whether package `id` is in this round's container.
+    pub(super) fn present(&self, id: u64) -> bool {
+        self.container.get(&self.key.key.object_name(id)).is_ok()
+    }
+
+    /// Deletes package `id` from staging: its import is journalled.
+    pub(super) fn consumed(&self, id: u64) {
+        let _ = self.container.delete(&self.key.key.object_name(id));
+    }
+
+    /// Imports package `id`; or says why it was refused, with a code: `not-staged` when
+    /// staging does not have it, `integrity-failed` when it fails its tags or its
+    /// stream is malformed. The staged object stays until the import is journalled.
+    pub(super) fn import(&self, id: u64) -> Result<Vec<Outcome>, Unimported> {
+        let Some(destination) = self.destination else {
+            return Ok(Vec::new());
+        };
+        let name = self.key.key.object_name(id);
+        let expect = Expect {
+            container_id: self.key.container_id,
+            package_id: id,
+            now: now(),
+        };
+        let object = self.container.get(&name).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                (
+                    FailureCode::NotStaged.as_str(),
+                    format!("package {id} is not in staging (it was deleted, or never staged): stage the round again"),
+                )
+            } else {
+                (
+                    FailureCode::StageFailed.as_str(),
+                    format!("package {id} cannot be read from staging: {e}"),
+                )
+            }
+        })?;
+        let integrity = |e: String| (FailureCode::IntegrityFailed.as_str(), e);
+        let opened =
+            envelope::open(&self.key.key, expect, object).map_err(|e| integrity(e.to_string()))?;
+        let decoder = zstd::stream::Decoder::with_buffer(opened)
+            .map_err(|e| integrity(OpenError::from_io(e, id).to_string()))?;
+        // Record headers are read a few bytes at a time: a buffer keeps each small read
+        // from being a call into the decompressor.
+        let decoder = io::BufReader::with_capacity(64 * 1024, decoder);
+        crate::pipeline::import::import_stream(destination, decoder).map_err(|refused| {
+            integrity(match refused {
+                crate::pipeline::import::Refused::Stream(package::StreamError::Io(e)) => {
+                    OpenError::from_io(e, id).to_string()
+                }
+                _ => OpenError::Integrity { package_id: id }.to_string(),
+            })
+        })
+    }
+}
+
+/// One record per item of a package, in its final state: a file read again after it
+/// changed has a void record for each try, and the packer's own account of it (finding
+/// 11). What is in place wins; otherwise the first failure stands.
+pub(super) fn one_per_item(records: Vec<ItemRecord>) -> Vec<ItemRecord> {
+    let mut at: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut out: Vec<ItemRecord> = Vec::with_capacity(records.len());
+    for record in records {
+        match at.get(&record.path) {
+            Some(&i) => {
+                if matches!(record.result, ItemResult::Done { .. })
+                    && !matches!(out[i].result, ItemResult::Done { .. })
+                {
+                    out[i] = record;
+                }
+            }
+            None => {
+                at.insert(record.path.clone(), out.len());
+                out.push(record);
+            }
+        }
+    }
+    out
+}
