@@ -59,6 +59,9 @@ pub struct PlanSummary {
     pub tasks: Vec<RoundSummary>,
     /// Tasks of the plan with no round yet.
     pub not_started: Vec<String>,
+    /// Tasks whose current round is not complete (paused, staged, failed, or a run that
+    /// stopped before its round's reports were written): the plan is incomplete.
+    pub unfinished: Vec<String>,
 }
 
 /// The highest round of a task that has a summary.
@@ -98,7 +101,19 @@ impl PlanSummary {
                 None => not_started.push(name.to_string()),
             }
         }
-        Ok(PlanSummary::of(&plan.name, rounds, not_started))
+        let mut summary = PlanSummary::of(&plan.name, rounds, not_started);
+        for &name in tasks {
+            let folder = crate::session::task_folder(plan, name);
+            if let Ok(Some(session)) = crate::session::Session::load(&folder, name)
+                && session.unfinished()
+            {
+                summary.unfinished.push(name.to_string());
+            }
+        }
+        if round.is_none() && !summary.unfinished.is_empty() {
+            summary.status = "incomplete".to_string();
+        }
+        Ok(summary)
     }
 
     /// The summary of the given rounds.
@@ -161,6 +176,7 @@ impl PlanSummary {
             failures,
             tasks,
             not_started,
+            unfinished: Vec::new(),
         }
     }
 }

@@ -132,6 +132,21 @@ pub enum SessionError {
         was: String,
         now: String,
     },
+    #[error(
+        "{} is missing, though task `{task}` has rounds in its state: without it ferry cannot tell which round to resume, and replaying an old one would report a false success. `ferry delete PLAN --task {task}` forgets the task (the next run compares every file with the destination and copies only what differs)",
+        path.display()
+    )]
+    Missing { path: PathBuf, task: String },
+    #[error(
+        "{} says task `{task}` is at round {round}, but round {found} exists in its state: the file is older than the task's state (restored from a backup?), and resuming from it would replay an old round. `ferry delete PLAN --task {task}` forgets the task (the next run compares every file with the destination and copies only what differs)",
+        path.display()
+    )]
+    Stale {
+        path: PathBuf,
+        task: String,
+        round: u32,
+        found: u32,
+    },
     #[error(transparent)]
     Journal(#[from] journal::JournalError),
     #[error(transparent)]
@@ -259,5 +274,41 @@ impl Session {
 
 /// The round a scan or run of `task` works on next.
 pub fn next_round(plan: &Plan, task: &Task) -> Result<u32, SessionError> {
-    Ok(Session::load(&task_folder(plan, &task.name), &task.name)?.map_or(1, |s| s.next_round()))
+    Ok(
+        Session::load_checked(&task_folder(plan, &task.name), &task.name)?
+            .map_or(1, |s| s.next_round()),
+    )
+}
+
+/// The highest round with state in a task's folder.
+fn latest_round(layout: &layout::TaskLayout) -> Option<u32> {
+    fs::read_dir(layout.round(0).folder().parent()?)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix('R')?.parse().ok())
+        .max()
+}
+
+impl Session {
+    /// The task's session, checked against the rest of its state: `None` only for a
+    /// task that never ran. A session that is missing while rounds exist, or older than
+    /// the newest round, is refused: it would replay an old round (finding 7).
+    pub fn load_checked(folder: &Path, task: &str) -> Result<Option<Session>, SessionError> {
+        let session = Session::load(folder, task)?;
+        let layout = layout::TaskLayout::at(folder);
+        let latest = latest_round(&layout);
+        match &session {
+            None if latest.is_some() || layout.index().exists() => Err(SessionError::Missing {
+                path: layout.session(),
+                task: task.to_string(),
+            }),
+            Some(s) if latest.is_some_and(|n| n > s.round) => Err(SessionError::Stale {
+                path: layout.session(),
+                task: task.to_string(),
+                round: s.round,
+                found: latest.unwrap_or(0),
+            }),
+            _ => Ok(session),
+        }
+    }
 }

@@ -974,3 +974,60 @@ fn a_file_changed_between_kill_and_resume_starts_over() {
         fs::read(f.path("src/big.bin")).unwrap()
     );
 }
+
+/// A session.json older than the task's rounds (restored from a backup) is refused: it
+/// replayed an old round with exit 0.
+#[test]
+fn a_session_older_than_the_tasks_rounds_is_refused() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "a");
+    f.plan(&posix(""));
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let old = fs::read(f.path("state/p/t/session.json")).unwrap();
+    f.file("src/b.txt", "b");
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    f.file("src/c.txt", "c");
+    fs::write(f.path("state/p/t/session.json"), old).unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(
+        run.stderr.contains("older than the task's state"),
+        "{}",
+        run.stderr
+    );
+    let scan = f.ferry(&["scan", "plan.yaml"]);
+    scan.assert_code(5);
+}
+
+/// An import-only run killed after its round completed, before it deleted the key and
+/// the hand-over note: its rerun reports the completed round, not "nothing staged".
+#[test]
+fn the_rerun_of_an_import_killed_after_completing_reports_the_round() {
+    let f = Fixture::new();
+    for i in 0..5 {
+        f.file(&format!("src/f{i}.txt"), format!("{i}"));
+    }
+    f.plan(&posix(""));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let key = fs::read(f.path("state/p/t/keys/R1.key")).unwrap();
+    let note = fs::read(f.path("state/p/t/rounds/R1/staged.json")).unwrap();
+    f.ferry(&["run", "plan.yaml", "--stages", "import"])
+        .assert_code(0);
+    // What a kill in that window leaves.
+    fs::write(f.path("state/p/t/keys/R1.key"), key).unwrap();
+    fs::set_permissions(
+        f.path("state/p/t/keys/R1.key"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::write(f.path("state/p/t/rounds/R1/staged.json"), note).unwrap();
+    let rerun = f.ferry(&["run", "plan.yaml", "--stages", "import"]);
+    rerun.assert_code(0);
+    assert!(
+        rerun.stderr.contains("imported 5 items"),
+        "{}",
+        rerun.stderr
+    );
+    assert!(!f.path("state/p/t/keys/R1.key").exists());
+}

@@ -101,11 +101,6 @@ pub enum RunError {
         "task `{task}` was not run: {reason}. Two runs writing one folder at once would mix their files: wait for the other run to finish, or give the tasks destinations that do not contain each other"
     )]
     DestinationBusy { task: String, reason: String },
-    #[error(
-        "{} is missing, though task `{task}` has rounds in its state: without it ferry cannot tell which round to resume, and replaying an old one would report a false success. Restore it from a backup, or `ferry delete PLAN --task {task}` to forget the task (the next run compares every file with the destination and copies only what differs)",
-        path.display()
-    )]
-    SessionMissing { path: PathBuf, task: String },
 }
 
 /// What a task's run did.
@@ -440,6 +435,30 @@ fn mirror_deletions(
     deleted
 }
 
+/// What a completed round did, from its `round.json`.
+fn completed_result(layout: &TaskLayout, round: u32) -> Option<TaskRun> {
+    let summary = RoundSummary::load(&layout.reports(round)).ok()?;
+    if summary.status != "completed" {
+        return None;
+    }
+    Some(TaskRun {
+        round,
+        resumed: true,
+        imported_items: summary.stages.imported,
+        imported_bytes: summary.bytes_imported,
+        unchanged: summary.stages.already_at_destination,
+        unchanged_since_last_round: summary.scan.unchanged,
+        deleted: summary.stages.deleted,
+        not_migrated: summary.scan.errors,
+        failures: summary
+            .failures
+            .into_iter()
+            .map(|f| (f.code, (f.count, f.examples)))
+            .collect(),
+        ..TaskRun::default()
+    })
+}
+
 /// Runs one task's stages: a new round, or the rest of an unfinished one.
 pub fn run_task(
     plan: &Plan,
@@ -451,20 +470,8 @@ pub fn run_task(
     control: Control<'_>,
 ) -> Result<TaskRun, RunError> {
     let folder = session::task_folder(plan, &task.name);
-    let mut session = match Session::load(&folder, &task.name)? {
-        Some(session) => session,
-        None => {
-            // Absent means "never run" only while the task has no other state.
-            let layout = TaskLayout::at(&folder);
-            if layout.index().exists() || layout.round(1).folder().exists() {
-                return Err(RunError::SessionMissing {
-                    path: layout.session(),
-                    task: task.name.clone(),
-                });
-            }
-            Session::new(task)
-        }
-    };
+    let mut session =
+        Session::load_checked(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
     let result = run_round(
         plan,
         task,
@@ -506,6 +513,21 @@ fn run_round(
     let index_path = layout.index();
     // A run killed after its round completed but before it deleted the round's key and
     // hand-over note: they go now (the staged data went before the round completed).
+    // An import-only run that finds them is the killed one's rerun: the round it was
+    // importing is complete, and its result is the run's.
+    let left_over = !session.unfinished()
+        && session.round > 0
+        && (layout.key(session.round).exists() || layout.round(session.round).staged().exists());
+    if left_over
+        && !stages.stage
+        && let Some(done) = completed_result(&layout, session.round)
+    {
+        if layout.key(session.round).exists() {
+            discard_staged(plan, &layout.key(session.round))?;
+        }
+        let _ = fs::remove_file(layout.round(session.round).staged());
+        return Ok(done);
+    }
     if !session.unfinished() && session.round > 0 {
         if layout.key(session.round).exists() {
             discard_staged(plan, &layout.key(session.round))?;

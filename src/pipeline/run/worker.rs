@@ -479,6 +479,9 @@ impl Shared<'_> {
                             }
                             return;
                         }
+                        // Gone or not ferry's own: the file starts over, and what is
+                        // left of that assembly goes.
+                        destination.drop_assembly(&item.rel, Some(work));
                         0
                     }
                 }
