@@ -325,10 +325,14 @@ pub fn precompressed(name: &std::ffi::OsStr) -> bool {
         .any(|f| ext.eq_ignore_ascii_case(f.as_bytes()))
 }
 
+/// Appends the records of `items`. A file that changes while it is read is read again,
+/// up to `attempts` reads in all, waiting `backoff` before the first retry and twice as
+/// long before each next one (`retries`), so that a file being written can settle.
 pub fn add_items<W: Sink>(
     out: &mut W,
     items: &[std::sync::Arc<Item>],
     attempts: u32,
+    backoff: std::time::Duration,
     records: &mut u32,
 ) -> io::Result<Vec<Packed>> {
     let mut buf = vec![0u8; 256 * 1024];
@@ -378,7 +382,10 @@ pub fn add_items<W: Sink>(
                         "the file changed while it was read, {attempts} times; it was not migrated and the next round will try again"
                     ),
                 };
-                for _ in 0..attempts.max(1) {
+                for attempt in 0..attempts.max(1) {
+                    if attempt > 0 {
+                        std::thread::sleep(backoff.saturating_mul(1 << (attempt - 1).min(16)));
+                    }
                     let (file, at_open) = match open_checked(item) {
                         Ok(opened) => opened,
                         Err(failed) => {

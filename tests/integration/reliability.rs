@@ -394,7 +394,8 @@ fn a_file_that_keeps_changing_is_one_failure() {
     let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
     f.file("src/busy.bin", &big);
     f.file("src/quiet.txt", "quiet");
-    f.plan(&posix(", retries: { attempts: 3 }"));
+    // Three reads in all, 200 ms before the second and 400 ms before the third.
+    f.plan(&posix(", retries: { attempts: 3, backoff: 200ms }"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = std::sync::Arc::clone(&stop);
@@ -410,10 +411,14 @@ fn a_file_that_keeps_changing_is_one_failure() {
             }
         })
     };
+    let started = std::time::Instant::now();
     let run = f.ferry(&["run", "plan.yaml"]);
+    let took = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
     run.assert_code(1);
+    // `retries.backoff` is waited (a lower bound only: never a speed measurement).
+    assert!(took >= Duration::from_millis(600), "{took:?}");
     let failures =
         fs::read_to_string(f.path("state/p/t/reports/R1/ItemFailureReport_R1.csv")).unwrap();
     let rows = failures.lines().filter(|l| l.contains("busy.bin")).count();

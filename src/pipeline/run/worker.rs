@@ -332,6 +332,7 @@ impl Shared<'_> {
                                 out,
                                 &items,
                                 self.task.settings.retries.attempts,
+                                self.task.settings.retries.backoff.as_std(),
                                 records,
                             )
                         });
