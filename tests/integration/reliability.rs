@@ -258,14 +258,14 @@ fn state_is_private_and_the_destination_is_not() {
     assert_eq!(mode(&f.path("dest/c.txt")), 0o644);
 }
 
-/// Builds the short-write shim of `tests/faults/` into the fixture; `None` (skipped
+/// Builds the fault shim `tests/faults/NAME.c` into the fixture; `None` (skipped
 /// locally, a failure in CI) without a C compiler.
-fn short_write_shim(f: &Fixture) -> Option<std::path::PathBuf> {
+fn fault_shim(f: &Fixture, name: &str) -> Option<std::path::PathBuf> {
     if !crate::harness::have("cc") {
         return None;
     }
-    let out = f.path("shortwrite.so");
-    let source = crate::harness::repo().join("tests/faults/shortwrite.c");
+    let out = f.path(&format!("{name}.so"));
+    let source = crate::harness::repo().join(format!("tests/faults/{name}.c"));
     let built = std::process::Command::new("cc")
         .args(["-shared", "-fPIC", "-o"])
         .arg(&out)
@@ -273,7 +273,7 @@ fn short_write_shim(f: &Fixture) -> Option<std::path::PathBuf> {
         .args(["-ldl", "-lpthread"])
         .status()
         .unwrap();
-    assert!(built.success(), "the shim builds");
+    assert!(built.success(), "the shim {name} builds");
     Some(out)
 }
 
@@ -289,7 +289,7 @@ fn many_small_files(f: &Fixture, n: usize) {
 #[test]
 fn a_failed_journal_append_leaves_no_damage_and_the_next_run_resumes() {
     let mut f = Fixture::new();
-    let Some(shim) = short_write_shim(&f) else {
+    let Some(shim) = fault_shim(&f, "shortwrite") else {
         return;
     };
     many_small_files(&f, 400);
@@ -807,18 +807,9 @@ fn the_summaries_show_what_the_scan_keeps_back_and_agree_with_the_exit_code() {
 #[test]
 fn a_folder_that_cannot_be_listed_is_a_finding() {
     let mut f = Fixture::new();
-    if !crate::harness::have("cc") {
+    let Some(shim) = fault_shim(&f, "unlistable") else {
         return;
-    }
-    let shim = f.path("unlistable.so");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&shim)
-        .arg(crate::harness::repo().join("tests/faults/unlistable.c"))
-        .arg("-ldl")
-        .status()
-        .unwrap();
-    assert!(built.success());
+    };
     f.file("src/top.txt", "top");
     f.file("src/a/broken/inside.txt", "unknown");
     f.file("src/a/fine.txt", "fine");

@@ -6,7 +6,7 @@ use super::*;
 
 /// This process's salt in its temporary names: a resumed run removes only the names of
 /// its own task's earlier runs, never another run's files in flight (finding 16).
-pub fn run_salt() -> String {
+pub fn run_salt() -> &'static str {
     use std::sync::OnceLock;
     static SALT: OnceLock<String> = OnceLock::new();
     SALT.get_or_init(|| {
@@ -14,7 +14,6 @@ pub fn run_salt() -> String {
         let _ = crate::crypto::random(&mut random);
         format!("{:08x}", u32::from_le_bytes(random))
     })
-    .clone()
 }
 
 /// A short temporary name, unique in this process (files are created with `O_EXCL`,

@@ -46,6 +46,7 @@ use crate::session::{self, Session, SessionError, Status as SessionStatus};
 use crate::staging::Container as _;
 use crate::staging::local::LocalContainer;
 
+mod parts;
 mod reports;
 mod worker;
 
@@ -515,24 +516,22 @@ fn run_round(
     // hand-over note: they go now (the staged data went before the round completed).
     // An import-only run that finds them is the killed one's rerun: the round it was
     // importing is complete, and its result is the run's.
-    let left_over = !session.unfinished()
-        && session.round > 0
-        && (layout.key(session.round).exists() || layout.round(session.round).staged().exists());
-    if left_over
-        && !stages.stage
-        && let Some(done) = completed_result(&layout, session.round)
-    {
-        if layout.key(session.round).exists() {
-            discard_staged(plan, &layout.key(session.round))?;
-        }
-        let _ = fs::remove_file(layout.round(session.round).staged());
-        return Ok(done);
-    }
     if !session.unfinished() && session.round > 0 {
-        if layout.key(session.round).exists() {
-            discard_staged(plan, &layout.key(session.round))?;
+        let (key, note) = (
+            layout.key(session.round),
+            layout.round(session.round).staged(),
+        );
+        let left_over = key.exists() || note.exists();
+        if key.exists() {
+            discard_staged(plan, &key)?;
         }
-        let _ = fs::remove_file(layout.round(session.round).staged());
+        let _ = fs::remove_file(note);
+        if left_over
+            && !stages.stage
+            && let Some(done) = completed_result(&layout, session.round)
+        {
+            return Ok(done);
+        }
     }
     let mut index = Index::load(&index_path).map_err(SessionError::from)?;
     if session.unfinished() && (control.restart || session.plan_hash != hash) {
@@ -824,8 +823,8 @@ fn run_round(
         }
         session.dirty = true;
         let salt = super::import::run_salt();
-        if !session.temp_salts.contains(&salt) {
-            session.temp_salts.push(salt);
+        if !session.temp_salts.iter().any(|s| s == salt) {
+            session.temp_salts.push(salt.to_string());
         }
         Some(
             destination

@@ -1,0 +1,338 @@
+//! Files in parts, in a worker: staged part by part (unless an earlier run of the round
+//! did), each part imported, journalled once durable and only then deleted from
+//! staging, and the file committed once every part is in. A run that resumes the round
+//! takes the file up after its last journalled part.
+
+use super::worker::{NOT_STAGED, Shared, Tally, failed_record, one_per_item, outcome_records};
+use super::*;
+
+impl Shared<'_> {
+    /// A file in parts: staged (unless an earlier run of the round did) and imported
+    /// part by part, each part journalled once it is durable at the destination (and
+    /// only then deleted from staging), the file once it is whole. A run that resumes
+    /// the round takes the file up after its last journalled part.
+    pub(super) fn parts(
+        &self,
+        first_id: u64,
+        count: u64,
+        part_size: u64,
+        item: Arc<Item>,
+        tally: &mut Tally,
+    ) {
+        let last_id = first_id + count.max(1) - 1;
+        if self.done.contains(&first_id) {
+            return;
+        }
+        let one = std::slice::from_ref(&item);
+        let parts = u32::try_from(count).unwrap_or(u32::MAX);
+        // Where an earlier run of the round left the file, if its assembly is still
+        // there and still ferry's own; or the file itself, if that run committed it
+        // and stopped before it could journal so.
+        let mut whole_file = None;
+        let mut start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
+            (Some(destination), Some((work, next, done))) if self.import => {
+                match destination.resume_assembly(&item.rel, work, *next) {
+                    Ok(()) => {
+                        whole_file = *done;
+                        *next
+                    }
+                    Err(_) => {
+                        let committed =
+                            done.and_then(|w| destination.committed_already(&item.rel, &w));
+                        if let Some(outcome) = committed {
+                            // Its work folder, emptied by the commit, goes too.
+                            destination.drop_assembly(&item.rel, Some(work));
+                            let records = outcome_records(vec![outcome], one);
+                            let entry = Entry::Imported {
+                                first: first_id,
+                                last: last_id,
+                                items: records.clone(),
+                            };
+                            if self.journal(&entry, tally) {
+                                tally.records(&records);
+                                tally.packages += 1;
+                            }
+                            return;
+                        }
+                        // Gone or not ferry's own: the file starts over, and what is
+                        // left of that assembly goes.
+                        destination.drop_assembly(&item.rel, Some(work));
+                        0
+                    }
+                }
+            }
+            _ => 0,
+        };
+        let ids = first_id + u64::from(start)..=last_id;
+        let mut outcomes = Vec::new();
+        let all_staged = ids.clone().all(|id| self.staged.contains_key(&id));
+        let available = all_staged
+            || (!self.stage
+                && ids
+                    .clone()
+                    .all(|id| self.staged.contains_key(&id) || self.present(id)));
+        if available && self.import {
+            for id in ids {
+                if self.stopping() {
+                    return;
+                }
+                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
+                    return;
+                }
+            }
+        } else if self.stage {
+            let (file, at_open) = match package::open_checked(&item) {
+                Ok(opened) => opened,
+                Err(failed) => {
+                    let (code, message) = match failed {
+                        Packed::Failed { code, message } => (code, message),
+                        Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
+                    };
+                    let records = vec![failed_record(&item, code, message)];
+                    let entry = if self.import {
+                        Entry::Imported {
+                            first: first_id,
+                            last: last_id,
+                            items: records.clone(),
+                        }
+                    } else {
+                        Entry::Staged {
+                            package: first_id,
+                            container: self.key.container_id,
+                            items: records.clone(),
+                        }
+                    };
+                    if self.journal(&entry, tally) {
+                        tally.records(&records);
+                        tally.packages += 1;
+                    }
+                    return;
+                }
+            };
+            // The parts already at the destination were read from the file as the scan
+            // saw it: a file changed since starts over (its new parts must not join the
+            // old ones).
+            let as_scanned = at_open.len() == item.meta.size
+                && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
+                    == item.meta.mtime_ns;
+            if start > 0
+                && !as_scanned
+                && let Some(destination) = self.destination
+            {
+                destination.drop_assembly(&item.rel, None);
+                start = 0;
+                whole_file = None;
+            }
+            let mut whole = blake3::Hasher::new();
+            // The parts already at the destination are not staged again, but the
+            // whole file's hash covers them: they are read again, only to be hashed.
+            if start > 0 {
+                let hashed =
+                    package::hash_range(&file, &at_open, u64::from(start) * part_size, &mut whole);
+                if !matches!(hashed, Ok(true)) {
+                    if let Some(destination) = self.destination {
+                        destination.assembly_failed(&item.rel);
+                    }
+                    self.fail(
+                        tally,
+                        Some(first_id),
+                        &item,
+                        FailureCode::ChangedDuringRead.as_str(),
+                        "the file changed since its first parts were imported; the next round will try again",
+                    );
+                    return;
+                }
+            }
+            for part in start..parts {
+                if self.stopping() {
+                    return;
+                }
+                let id = first_id + u64::from(part);
+                let mut ok = true;
+                let built = self.build_and_put(id, part_size, &mut |out, records| {
+                    *records += 1;
+                    ok = package::add_part(
+                        out, &item, &file, &at_open, part, parts, part_size, &mut whole,
+                    )?;
+                    Ok(Vec::new())
+                });
+                if let Err(e) = built {
+                    if self.staging_full(&e) {
+                        return;
+                    }
+                    self.fail(
+                        tally,
+                        Some(id),
+                        &item,
+                        FailureCode::StageFailed.as_str(),
+                        &format!("package {id} could not be staged: {e}"),
+                    );
+                    return;
+                }
+                if !self.import {
+                    let failed = if ok {
+                        Vec::new()
+                    } else {
+                        vec![failed_record(
+                            &item,
+                            FailureCode::ChangedDuringRead.as_str(),
+                            "the file changed while it was read; the next round will try again"
+                                .into(),
+                        )]
+                    };
+                    let journalled = self.journal(
+                        &Entry::Staged {
+                            package: id,
+                            container: self.key.container_id,
+                            items: failed.clone(),
+                        },
+                        tally,
+                    );
+                    if !journalled {
+                        return;
+                    }
+                    tally.staged += 1;
+                    tally.records(&failed);
+                    if !ok {
+                        return;
+                    }
+                    continue;
+                }
+                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
+                    return;
+                }
+                if !ok {
+                    // The importer has discarded the file; the rest is not read.
+                    break;
+                }
+            }
+            if !self.import {
+                return;
+            }
+        } else {
+            // An import-only run where the staging run could not stage every part: the
+            // failures it recorded are the file's result.
+            let failed: Vec<ItemRecord> = (first_id..=last_id)
+                .filter_map(|id| self.staged.get(&id))
+                .flatten()
+                .cloned()
+                .collect();
+            if !self.import {
+                return;
+            }
+            if failed.is_empty() {
+                self.fail(
+                    tally,
+                    None,
+                    &item,
+                    FailureCode::NotStaged.as_str(),
+                    NOT_STAGED,
+                );
+                return;
+            }
+            let failed = one_per_item(failed);
+            if self.journal(
+                &Entry::Imported {
+                    first: first_id,
+                    last: last_id,
+                    items: failed.clone(),
+                },
+                tally,
+            ) {
+                tally.records(&failed);
+                tally.packages += 1;
+            }
+            return;
+        }
+        // Every part is in, and journalled: the file is checked and takes its name.
+        if let (Some(whole), Some(destination)) = (whole_file, self.destination) {
+            let outcome = destination.commit_assembly(&item.rel, &whole);
+            if self.destination_full(std::slice::from_ref(&outcome)) {
+                return;
+            }
+            outcomes.push(outcome);
+        }
+        let records = one_per_item(outcome_records(outcomes, one));
+        if !self.journal(
+            &Entry::Imported {
+                first: first_id,
+                last: last_id,
+                items: records.clone(),
+            },
+            tally,
+        ) {
+            return;
+        }
+        let mut t = Tally::default();
+        t.records(&records);
+        // The parts' bytes went to the reporter as they were written.
+        let _ = self.events.send(Event::Progress {
+            items: t.imported + t.unchanged,
+            bytes: 0,
+            failed: t.failed(),
+        });
+        tally.merge(t);
+        tally.packages += 1;
+    }
+
+    /// Imports part package `id` of `item` (whose parts start at `first_id`): the part
+    /// is journalled once durable, and only then deleted from staging. Collects the
+    /// outcomes and tells the reporter the bytes; false when the file cannot go on (the
+    /// failure recorded, or the run stopping).
+    pub(super) fn import_part(
+        &self,
+        id: u64,
+        first_id: u64,
+        item: &Item,
+        outcomes: &mut Vec<Outcome>,
+        whole_file: &mut Option<journal::WholeFile>,
+        tally: &mut Tally,
+    ) -> bool {
+        match self.import(id) {
+            Ok(o) => {
+                if self.destination_full(&o) {
+                    return false;
+                }
+                let mut bytes = 0;
+                for outcome in &o {
+                    if let Outcome::PartWritten {
+                        bytes: b,
+                        part,
+                        work,
+                        whole,
+                        ..
+                    } = outcome
+                    {
+                        bytes += b;
+                        let entry = Entry::Part {
+                            first: first_id,
+                            part: *part,
+                            work: work.clone(),
+                            whole: *whole,
+                        };
+                        *whole_file = *whole;
+                        if !self.journal(&entry, tally) {
+                            return false;
+                        }
+                    }
+                }
+                self.consumed(id);
+                let _ = self.events.send(Event::Progress {
+                    items: 0,
+                    bytes,
+                    failed: 0,
+                });
+                outcomes.extend(o);
+                true
+            }
+            Err((code, message)) => {
+                // The parts already in cannot make the file: they go.
+                if let Some(destination) = self.destination {
+                    destination.assembly_failed(&item.rel);
+                }
+                self.fail(tally, Some(id), item, code, &message);
+                false
+            }
+        }
+    }
+}
