@@ -25,43 +25,9 @@ impl Shared<'_> {
         }
         let one = std::slice::from_ref(&item);
         let parts = u32::try_from(count).unwrap_or(u32::MAX);
-        // Where an earlier run of the round left the file, if its assembly is still
-        // there and still ferry's own; or the file itself, if that run committed it
-        // and stopped before it could journal so.
-        let mut whole_file = None;
-        let mut start: u32 = match (self.destination, self.in_parts.get(&first_id)) {
-            (Some(destination), Some((work, next, done))) if self.import => {
-                match destination.resume_assembly(&item.rel, work, *next) {
-                    Ok(()) => {
-                        whole_file = *done;
-                        *next
-                    }
-                    Err(_) => {
-                        let committed =
-                            done.and_then(|w| destination.committed_already(&item.rel, &w));
-                        if let Some(outcome) = committed {
-                            // Its work folder, emptied by the commit, goes too.
-                            destination.drop_assembly(&item.rel, Some(work));
-                            let records = outcome_records(vec![outcome], one);
-                            let entry = Entry::Imported {
-                                first: first_id,
-                                last: last_id,
-                                items: records.clone(),
-                            };
-                            if self.journal(&entry, tally) {
-                                tally.records(&records);
-                                tally.packages += 1;
-                            }
-                            return;
-                        }
-                        // Gone or not ferry's own: the file starts over, and what is
-                        // left of that assembly goes.
-                        destination.drop_assembly(&item.rel, Some(work));
-                        0
-                    }
-                }
-            }
-            _ => 0,
+        let (mut start, mut whole_file) = match self.resume_point(first_id, last_id, &item, tally) {
+            Some(point) => point,
+            None => return,
         };
         let ids = first_id + u64::from(start)..=last_id;
         let mut outcomes = Vec::new();
@@ -334,5 +300,47 @@ impl Shared<'_> {
                 false
             }
         }
+    }
+
+    /// Where an earlier run of the round left a file in parts: the next part and, when
+    /// every part is in, what the whole file must be, if its assembly is still there and
+    /// still ferry's own (else from the first part, what is left of it removed). `None`
+    /// when that run committed the file and stopped before it could journal so: it is
+    /// journalled now.
+    fn resume_point(
+        &self,
+        first_id: u64,
+        last_id: u64,
+        item: &Arc<Item>,
+        tally: &mut Tally,
+    ) -> Option<(u32, Option<journal::WholeFile>)> {
+        let (Some(destination), Some((work, next, done))) =
+            (self.destination, self.in_parts.get(&first_id))
+        else {
+            return Some((0, None));
+        };
+        if !self.import {
+            return Some((0, None));
+        }
+        if destination.resume_assembly(&item.rel, work, *next).is_ok() {
+            return Some((*next, *done));
+        }
+        let committed = done.and_then(|w| destination.committed_already(&item.rel, &w));
+        // Gone, committed, or not ferry's own: what is left of the assembly goes.
+        destination.drop_assembly(&item.rel, Some(work));
+        let Some(outcome) = committed else {
+            return Some((0, None));
+        };
+        let records = outcome_records(vec![outcome], std::slice::from_ref(item));
+        let entry = Entry::Imported {
+            first: first_id,
+            last: last_id,
+            items: records.clone(),
+        };
+        if self.journal(&entry, tally) {
+            tally.records(&records);
+            tally.packages += 1;
+        }
+        None
     }
 }
