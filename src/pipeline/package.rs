@@ -207,9 +207,6 @@ fn copy_range<W: Write>(
     Ok(!short)
 }
 
-/// Appends whole items to a package stream; `attempts` reads of a file that keeps
-/// changing before it is given up. Returns one outcome per item; the number of records
-/// written is added to `records`.
 /// Where a package's records go: a stream that can be told whether the next data is
 /// worth compressing.
 pub trait Sink: Write {
