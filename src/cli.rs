@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use crate::command::GraphFormat;
+pub use crate::command::report::ReportFormat;
+
 /// The exit codes under every `--help`, from the one table in `exit.rs`.
 fn after_help() -> String {
     let mut out = String::from("Exit codes:\n");
@@ -185,32 +188,16 @@ pub enum StageSet {
     All,
     /// Scan, package and upload; the key file is the hand-over.
     #[value(name = "scan,package,upload")]
-    Stage,
+    Send,
     /// Import a staged round.
     Import,
 }
 
-impl From<StageSet> for crate::pipeline::run::Stages {
+impl From<StageSet> for crate::run::Stages {
     fn from(set: StageSet) -> Self {
-        crate::pipeline::run::Stages {
-            stage: set != StageSet::Import,
-            import: set != StageSet::Stage,
+        crate::run::Stages {
+            send: set != StageSet::Import,
+            import: set != StageSet::Send,
         }
     }
-}
-
-/// What `ferry report` renders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
-    Md,
-    Html,
-    Csv,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
-    Text,
-    Dot,
-    Json,
 }

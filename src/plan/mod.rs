@@ -8,6 +8,7 @@
 
 mod diagnostic;
 mod expand;
+pub mod graph;
 pub mod raw;
 mod schema;
 mod secrets;
@@ -223,6 +224,15 @@ fn mask_secret_lines(problems: &mut [Diagnostic]) {
             }
         }
     }
+}
+
+/// Compiles globs the way filters match them; validation uses it too, so that a plan
+/// that validates compiles.
+pub fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
 }
 
 #[cfg(test)]

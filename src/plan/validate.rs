@@ -18,7 +18,7 @@ use super::settings::{MAX_PACKAGE_SIZE, MIN_PACKAGE_SIZE, Settings, overlay};
 use super::units::{Date, Duration, Size};
 use super::yaml::Document;
 use super::{EnvLookup, Plan, Staging, Task};
-use crate::graph;
+use crate::plan::graph;
 
 const DEFAULT_KEY_TTL: Duration = Duration(std::time::Duration::from_secs(3 * 86_400));
 const DEFAULT_RETENTION: Duration = Duration(std::time::Duration::from_secs(30 * 86_400));
@@ -301,7 +301,7 @@ fn check_settings(c: &mut Checker<'_>, at: &str, value: &Value) {
             continue;
         };
         for (j, glob) in globs.iter().enumerate() {
-            if let Some(Err(e)) = glob.as_str().map(crate::pipeline::filters::glob) {
+            if let Some(Err(e)) = glob.as_str().map(crate::plan::glob) {
                 c.at_value(
                     &format!("{pointer}/{j}"),
                     format!("not a valid glob: {}", e.kind()),

@@ -14,8 +14,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ReportError, csv_cell, escape, write_atomic};
-use crate::session::journal::{Entry, ItemRecord, ItemResult};
+use super::{ReportError, csv_cell, write_atomic};
+use crate::shown::escape;
+use crate::state::journal::{Entry, ItemRecord, ItemResult};
 
 /// The columns of `ItemReport_R<n>.csv`.
 pub const ITEM_COLUMNS: [&str; 13] = [
@@ -78,9 +79,9 @@ pub use crate::failure::Stage;
 
 fn content_type(kind: u8) -> &'static str {
     match kind {
-        crate::pipeline::package::KIND_FILE => "File",
-        crate::pipeline::package::KIND_FOLDER => "Folder",
-        crate::pipeline::package::KIND_SYMLINK => "Link",
+        crate::package::KIND_FILE => "File",
+        crate::package::KIND_FOLDER => "Folder",
+        crate::package::KIND_SYMLINK => "Link",
         _ => "Item",
     }
 }
@@ -105,7 +106,7 @@ fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>) -> Ro
     let name = rel.file_name().unwrap_or(rel.as_os_str());
     let extension = Path::new(name)
         .extension()
-        .filter(|_| record.kind == crate::pipeline::package::KIND_FILE)
+        .filter(|_| record.kind == crate::package::KIND_FILE)
         .map(|e| escape(e).into_owned())
         .unwrap_or_default();
     let (status, category, message, code) = match &record.result {
@@ -128,7 +129,7 @@ fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>) -> Ro
         destination: escape(destination_root.join(rel).as_os_str()).into_owned(),
         name: escape(name).into_owned(),
         extension,
-        size: if record.kind == crate::pipeline::package::KIND_FILE {
+        size: if record.kind == crate::package::KIND_FILE {
             record.size.to_string()
         } else {
             "0".to_string()

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{CsvFile, ReportError, escape_path};
-use crate::pipeline::filters::Filtered;
-use crate::pipeline::rules::{Code, Severity};
-use crate::pipeline::scan::{EntryKind, ScanEntry, ScanTotals, Status};
+use super::{CsvFile, ReportError};
 use crate::plan::Task;
+use crate::scan::filters::Filtered;
+use crate::scan::rules::{Code, Severity};
+use crate::scan::{EntryKind, ScanEntry, ScanTotals, Status};
+use crate::shown::escape_path;
 
 /// The columns of `ScanReport_R<n>.csv`.
 pub const REPORT_COLUMNS: [&str; 5] = ["Path", "Kind", "Code", "Severity", "Message"];

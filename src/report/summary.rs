@@ -83,7 +83,7 @@ impl PlanSummary {
         let mut rounds = Vec::new();
         let mut not_started = Vec::new();
         for &name in tasks {
-            let task = crate::session::layout::TaskLayout::of(plan, name);
+            let task = crate::state::layout::TaskLayout::of(plan, name);
             let reports = task.all_reports();
             match round.or_else(|| latest_round(&reports)) {
                 Some(n) => match RoundSummary::load(&task.reports(n)) {
@@ -103,8 +103,8 @@ impl PlanSummary {
         }
         let mut summary = PlanSummary::of(&plan.name, rounds, not_started);
         for &name in tasks {
-            let folder = crate::session::task_folder(plan, name);
-            if let Ok(Some(session)) = crate::session::Session::load(&folder, name)
+            let folder = crate::state::task_folder(plan, name);
+            if let Ok(Some(session)) = crate::state::Session::load(&folder, name)
                 && session.unfinished()
             {
                 summary.unfinished.push(name.to_string());
@@ -170,7 +170,7 @@ impl PlanSummary {
         PlanSummary {
             version: SUMMARY_VERSION,
             plan: plan.to_string(),
-            generated_at: crate::session::now_text(),
+            generated_at: crate::state::now_text(),
             status: status.to_string(),
             totals,
             failures,

@@ -98,10 +98,10 @@ impl Index {
         bytes.extend_from_slice(&body);
         let sum = blake3::hash(&bytes);
         bytes.extend_from_slice(sum.as_bytes());
-        crate::report::write_atomic(path, &bytes).map_err(|e| IndexError::Io {
+        super::write_atomic(path, &bytes).map_err(|source| IndexError::Io {
             what: "write",
             path: path.to_path_buf(),
-            source: e.source,
+            source,
         })
     }
 }

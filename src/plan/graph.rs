@@ -1,8 +1,10 @@
 //! The job graph: a plan's tasks in dependency order.
 //!
 //! `JobGraph::compile` orders a validated plan's tasks so that each comes after the
-//! tasks it depends on, and groups them in stages: the tasks of one stage depend only
-//! on earlier stages and may run concurrently. Plan order breaks ties, so the same
+//! tasks it depends on, and groups them in levels: the tasks of one level depend only
+//! on earlier levels and may run concurrently. (`ferry graph` and `ferry validate` call
+//! a level a "stage", as people who draw job graphs do; in the code, "stage" is one of
+//! scan, package, upload and import.) Plan order breaks ties, so the same
 //! plan always compiles to the same graph. Cycles are found during validation
 //! (`find_cycles`) and reported as the whole loop.
 
@@ -16,8 +18,8 @@ use crate::plan::{Plan, Task};
 #[derive(Debug)]
 pub struct JobGraph<'p> {
     pub plan: &'p Plan,
-    /// Indexes into `plan.tasks`, grouped by stage, in plan order within a stage.
-    pub stages: Vec<Vec<usize>>,
+    /// Indexes into `plan.tasks`, grouped by level, in plan order within a level.
+    pub levels: Vec<Vec<usize>>,
 }
 
 impl<'p> JobGraph<'p> {
@@ -49,12 +51,15 @@ impl<'p> JobGraph<'p> {
             }
             stages.push(ready);
         }
-        JobGraph { plan, stages }
+        JobGraph {
+            plan,
+            levels: stages,
+        }
     }
 
     /// The tasks in execution order.
     pub fn order(&self) -> impl Iterator<Item = &'p Task> + '_ {
-        self.stages.iter().flatten().map(|&i| &self.plan.tasks[i])
+        self.levels.iter().flatten().map(|&i| &self.plan.tasks[i])
     }
 
     /// A listing for people: one line per task, by stage.
@@ -66,10 +71,10 @@ impl<'p> JobGraph<'p> {
             "plan {}: {tasks} task{} in {} stage{}",
             self.plan.name,
             plural(tasks),
-            self.stages.len(),
-            plural(self.stages.len())
+            self.levels.len(),
+            plural(self.levels.len())
         );
-        for (n, stage) in self.stages.iter().enumerate() {
+        for (n, stage) in self.levels.iter().enumerate() {
             let _ = writeln!(out, "stage {}:", n + 1);
             for &i in stage {
                 let task = &self.plan.tasks[i];
@@ -130,7 +135,7 @@ impl<'p> JobGraph<'p> {
             task: &'a Task,
         }
         let tasks = self
-            .stages
+            .levels
             .iter()
             .enumerate()
             .flat_map(|(n, stage)| {
@@ -142,7 +147,7 @@ impl<'p> JobGraph<'p> {
             .collect();
         let json = GraphJson {
             plan: &self.plan.name,
-            stages: self.stages.len(),
+            stages: self.levels.len(),
             tasks,
         };
         let mut text = serde_json::to_string_pretty(&json).expect("the graph serialises");

@@ -1,7 +1,7 @@
 //! The importer's unit tests: crafted manifests, refusals, caps and cleanup.
 
 use super::*;
-use crate::pipeline::package::Trailer;
+use crate::package::Trailer;
 
 fn record(path: &[u8], data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

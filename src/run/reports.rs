@@ -3,10 +3,10 @@
 use super::*;
 
 /// How a completed round ended, for the session.
-pub(super) fn last_result(round: u32, run: &TaskRun) -> session::LastResult {
-    session::LastResult {
+pub(super) fn last_result(round: u32, run: &TaskRun) -> state::LastResult {
+    state::LastResult {
         round,
-        ended_at: session::now_text(),
+        ended_at: state::now_text(),
         imported: run.imported_items,
         bytes: run.imported_bytes,
         unchanged: run.unchanged + run.unchanged_since_last_round,
@@ -77,11 +77,11 @@ pub(super) fn round_reports(
         task: task.name.clone(),
         round: ids.round,
         status: status.to_string(),
-        source: crate::report::escape_path(&task.source).into_owned(),
-        destination: crate::report::escape_path(&task.destination).into_owned(),
+        source: crate::shown::escape_path(&task.source).into_owned(),
+        destination: crate::shown::escape_path(&task.destination).into_owned(),
         device: ids.device.clone(),
-        started_at: session::time_text(started),
-        ended_at: session::time_text(ended),
+        started_at: state::time_text(started),
+        ended_at: state::time_text(ended),
         duration_seconds: seconds,
         scan: scanned.counts.clone(),
         stages,
@@ -118,7 +118,7 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
                 run.imported_items,
                 if run.imported_items == 1 { "" } else { "s" },
                 bytesize::ByteSize(run.imported_bytes).display().iec(),
-                crate::report::escape_path(&task.destination),
+                crate::shown::escape_path(&task.destination),
                 run.unchanged,
                 run.deleted,
                 run.failed()

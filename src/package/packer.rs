@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::scan::{EntryKind, Meta, ScanEntry};
+use crate::scan::{EntryKind, Meta, ScanEntry};
 
 /// One item to migrate, as the packer and the package builder see it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -67,7 +67,7 @@ impl PlanLock {
         let started = super::now_text();
         let who = format!(
             "ferry on host {}, pid {}, started {started}\n",
-            crate::pipeline::device_name(),
+            crate::state::device_name(),
             std::process::id()
         );
         file.set_len(0)

@@ -6,7 +6,7 @@
 //! scan's totals and the checkpoint `journal`), `index` (what ferry has put at the
 //! destination, for incremental rounds), `keys/` and `reports/R<n>/`.
 
-pub mod commands;
+mod durable;
 pub mod index;
 pub mod journal;
 pub mod layout;
@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, Task};
+
+pub use durable::{sync_parent, write_atomic};
 
 /// The version of `session.json`'s shape.
 pub const SESSION_VERSION: u32 = 1;
@@ -192,7 +194,7 @@ impl Session {
             plan_hash: task_hash(task),
             round_started_at: None,
             updated_at: now_text(),
-            host: crate::pipeline::device_name(),
+            host: device_name(),
             progress: Progress::default(),
             last_result: None,
             dirty: false,
@@ -249,10 +251,10 @@ impl Session {
                 source,
             })
             .and_then(|()| {
-                crate::report::write_atomic(&path, &text).map_err(|e| SessionError::Io {
+                write_atomic(&path, &text).map_err(|source| SessionError::Io {
                     what: "write",
                     path: path.clone(),
-                    source: e.source,
+                    source,
                 })
             })
     }
@@ -311,4 +313,12 @@ impl Session {
             _ => Ok(session),
         }
     }
+}
+
+/// This machine's name, for the reports' "Device name" column.
+pub fn device_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

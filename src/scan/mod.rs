@@ -10,6 +10,9 @@
 //! (`blocked`), and the contents of a folder that cannot be listed are unknown: they are
 //! never counted as migrated.
 
+pub mod filters;
+pub mod rules;
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
@@ -21,8 +24,8 @@ use std::sync::Arc;
 
 use jwalk::{ClientState, DirEntry, Parallelism, WalkDirGeneric};
 
-use super::filters::{Decision, FileFacts, Filter, Filtered};
-use super::rules::{self, Code, Finding, Item, ItemKind, Rules, Severity};
+use self::filters::{Decision, FileFacts, Filter, Filtered};
+use self::rules::{Code, Finding, Item, ItemKind, Rules, Severity};
 use crate::plan::raw::Symlinks;
 use crate::plan::{Plan, Task};
 
@@ -970,7 +973,7 @@ enum Link {
 }
 
 fn symlink(context: &Context, path: &Path, target: &Path, parent: &FolderState) -> Link {
-    let shown = crate::report::escape_path(target);
+    let shown = crate::shown::escape_path(target);
     if context.symlinks == Symlinks::Skip {
         return Link::Skip(Finding::new(
             Code::SymlinkSkipped,
@@ -1146,4 +1149,11 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
             }
         }
     }
+}
+
+/// Threads that walk a source unless `--workers` says otherwise: one per CPU, and one
+/// more, because the thread that takes the walk's results in order spins while it waits
+/// (measured in BENCHMARKS.md). Shares with slow metadata (NFS, SMB) gain from more.
+pub fn default_walk_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from) + 1
 }

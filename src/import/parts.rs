@@ -359,7 +359,7 @@ pub(super) fn write_part<R: Read>(
         }
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
-    let whole = last.then_some(crate::session::journal::WholeFile {
+    let whole = last.then_some(crate::state::journal::WholeFile {
         size: record.size,
         mode: record.mode,
         uid: record.uid,
@@ -396,7 +396,7 @@ impl Destination {
     pub fn commit_assembly(
         &self,
         path: &Path,
-        whole: &crate::session::journal::WholeFile,
+        whole: &crate::state::journal::WholeFile,
     ) -> Outcome {
         let failed = |code: &'static str, message: String| Outcome::Failed {
             path: path.to_path_buf(),
@@ -528,7 +528,7 @@ impl Destination {
     pub fn committed_already(
         &self,
         path: &Path,
-        whole: &crate::session::journal::WholeFile,
+        whole: &crate::state::journal::WholeFile,
     ) -> Option<Outcome> {
         let bytes = path.as_os_str().as_bytes();
         let parts = safe_components(bytes).ok()?;

@@ -15,15 +15,15 @@ pub enum Error {
         known: String,
     },
     #[error(transparent)]
-    Run(#[from] crate::pipeline::run::RunError),
+    Run(#[from] crate::run::RunError),
     #[error(transparent)]
-    Scan(#[from] crate::pipeline::scan::ScanError),
+    Scan(#[from] crate::scan::ScanError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
     #[error(transparent)]
-    Lock(#[from] crate::session::lock::LockError),
+    Lock(#[from] crate::state::lock::LockError),
     #[error(transparent)]
-    Delete(crate::session::commands::DeleteError),
+    Delete(super::delete::DeleteError),
     #[error("cannot render the reports: {0}")]
     Report(#[source] std::io::Error),
 }
@@ -32,10 +32,10 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Plan(_) | Error::UnknownTask { .. } => Exit::Usage,
-            Error::Lock(crate::session::lock::LockError::Held { .. })
-            | Error::Run(crate::pipeline::run::RunError::DestinationBusy { .. }) => Exit::Locked,
-            Error::Run(crate::pipeline::run::RunError::Session(
-                crate::session::SessionError::PlanChanged { .. },
+            Error::Lock(crate::state::lock::LockError::Held { .. })
+            | Error::Run(crate::run::RunError::DestinationBusy { .. }) => Exit::Locked,
+            Error::Run(crate::run::RunError::Session(
+                crate::state::SessionError::PlanChanged { .. },
             )) => Exit::Usage,
             Error::Output(_)
             | Error::Scan(_)

@@ -9,13 +9,15 @@
 //! stream is zstd-compressed (zstd stores incompressible blocks raw, so incompressible
 //! data costs at most a few bytes per 128 KiB more than storing it) and then sealed.
 
+pub mod packer;
+
 use crate::failure::FailureCode;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 
-use super::packer::{Item, ItemKind};
+use self::packer::{Item, ItemKind};
 
 pub const MAGIC: &[u8; 8] = b"FERRYPKG";
 pub const VERSION: u8 = 1;
@@ -316,7 +318,7 @@ pub fn precompressed(name: &std::ffi::OsStr) -> bool {
         "mp4", "msi", "odp", "ods", "odt", "ogg", "opus", "pdf", "png", "pptm", "pptx", "rar",
         "tgz", "txz", "webm", "webp", "wmv", "xlsb", "xlsm", "xlsx", "xz", "zip", "zst",
     ];
-    let ext = super::rules::extension(name);
+    let ext = crate::scan::rules::extension(name);
     FORMATS
         .iter()
         .any(|f| ext.eq_ignore_ascii_case(f.as_bytes()))

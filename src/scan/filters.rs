@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
 use super::rules::extension;
 use crate::plan::Filters;
@@ -78,19 +78,10 @@ pub enum Decision {
     Drop(Filtered),
 }
 
-/// Compiles globs the way filters match them; validation uses it too, so that a plan
-/// that validates compiles.
-pub fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-}
-
 fn glob_set(patterns: &[String]) -> Result<GlobSet, globset::Error> {
     let mut set = GlobSetBuilder::new();
     for pattern in patterns {
-        set.add(glob(pattern)?);
+        set.add(crate::plan::glob(pattern)?);
     }
     set.build()
 }

@@ -4,7 +4,7 @@
 //! run. Pure: the callers bring what they found on disk.
 
 use crate::plan::raw::{Conflicts, Verify};
-use crate::session::index::Indexed;
+use crate::state::index::Indexed;
 
 /// What the destination has at an item's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub fn unchanged_since(known: Option<&Indexed>, kind: u8, source: Source) -> boo
     known.is_some_and(|known| {
         // A folder is there or not: its size and time change with its contents.
         known.kind == kind
-            && (known.kind == crate::pipeline::package::KIND_FOLDER
+            && (known.kind == crate::package::KIND_FOLDER
                 || (known.size == source.size && known.mtime_ns == source.mtime_ns))
     })
 }
@@ -148,7 +148,7 @@ mod tests {
 
     fn indexed(size: u64, dest_mtime_ns: i64) -> Indexed {
         Indexed {
-            kind: crate::pipeline::package::KIND_FILE,
+            kind: crate::package::KIND_FILE,
             size,
             mtime_ns: 0,
             hash: [0; 32],
@@ -222,7 +222,7 @@ mod tests {
     fn unchanged_sources_do_not_move() {
         let mut known = indexed(10, 0);
         known.mtime_ns = T;
-        let file = crate::pipeline::package::KIND_FILE;
+        let file = crate::package::KIND_FILE;
         let src = Source {
             size: 10,
             mtime_ns: T,

@@ -23,11 +23,12 @@ use std::sync::{Arc, Mutex};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps};
 
-use super::decide::{self, Found, KeepReason, Verdict, Why};
-use super::package::{self, KIND_FILE, KIND_FOLDER, KIND_SYMLINK, Record, StreamError};
+use self::decide::{Found, KeepReason, Verdict, Why};
+use crate::package::{self, KIND_FILE, KIND_FOLDER, KIND_SYMLINK, Record, StreamError};
 use crate::plan::Preserve;
 use crate::plan::raw::{Conflicts, Verify};
 
+pub mod decide;
 mod parts;
 mod temp;
 
@@ -74,7 +75,7 @@ pub enum Outcome {
         work: String,
         /// With the last part: the file is ready for [`Destination::commit_assembly`],
         /// once this part is journalled.
-        whole: Option<crate::session::journal::WholeFile>,
+        whole: Option<crate::state::journal::WholeFile>,
     },
     /// The destination already had it, unchanged (same size and time).
     Unchanged { path: PathBuf, stamp: Stamp },
@@ -99,7 +100,7 @@ pub enum Removal {
 
 /// The split of a record's path into safe components, or why it is unsafe.
 pub fn safe_components(path: &[u8]) -> Result<Vec<&[u8]>, String> {
-    let shown = || crate::report::escape(OsStr::from_bytes(path)).into_owned();
+    let shown = || crate::shown::escape(OsStr::from_bytes(path)).into_owned();
     if path.is_empty() || path.len() > package::MAX_PATH {
         return Err(format!("empty or oversized path \"{}\"", shown()));
     }
@@ -144,7 +145,7 @@ pub struct Destination {
     assembling: Mutex<std::collections::HashMap<PathBuf, Assembly>>,
     /// What ferry put at the destination in earlier rounds: a file whose fingerprint is
     /// still the one recorded there is ferry's own, and an update may replace it.
-    index: Option<Arc<crate::session::index::Index>>,
+    index: Option<Arc<crate::state::index::Index>>,
     /// The most data one package may carry (`package.max_size`, times the tries of a
     /// file that changed while read): a record past it is refused before anything of
     /// it is written, so a forged one cannot fill the destination (finding 16).
@@ -286,13 +287,13 @@ impl Destination {
 
     /// Lets updates replace the files `index` says ferry put there, as long as nobody
     /// changed them since.
-    pub fn with_index(mut self, index: Arc<crate::session::index::Index>) -> Destination {
+    pub fn with_index(mut self, index: Arc<crate::state::index::Index>) -> Destination {
         self.index = Some(index);
         self
     }
 
     /// What the index knows of the item at `path`.
-    fn known(&self, path: &Path) -> Option<&crate::session::index::Indexed> {
+    fn known(&self, path: &Path) -> Option<&crate::state::index::Indexed> {
         self.index
             .as_ref()
             .and_then(|index| index.items.get(path.as_os_str().as_bytes()))
@@ -395,7 +396,7 @@ impl Destination {
                         io::ErrorKind::InvalidInput,
                         format!(
                             "{} in the destination is a symlink or a file, not a folder; not written through",
-                            crate::report::escape_path(&at)
+                            crate::shown::escape_path(&at)
                         ),
                     )
                 } else {
@@ -455,7 +456,7 @@ impl Destination {
     /// Removes the item at `path` (a source deletion mirrored), if it is still what
     /// ferry put there (`known`); a folder only when empty. Never follows a symlink on
     /// the way.
-    pub fn remove(&self, path: &Path, known: &crate::session::index::Indexed) -> Removal {
+    pub fn remove(&self, path: &Path, known: &crate::state::index::Indexed) -> Removal {
         let bytes = path.as_os_str().as_bytes();
         let Ok(parts) = safe_components(bytes) else {
             return Removal::Failed("unsafe path".into());
@@ -1009,7 +1010,7 @@ fn same_as(found: Found, record: &Record) -> bool {
     )
 }
 
-pub use super::decide::same_time;
+pub use self::decide::same_time;
 
 /// BLAKE3 of the destination's file at `name` (`verify: all`).
 fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 32]> {
@@ -1111,9 +1112,7 @@ fn write_file<R: Read>(
     };
     if !verified {
         discard(&target);
-        return Err(Refused::Hash(
-            crate::report::escape_path(&path).into_owned(),
-        ));
+        return Err(Refused::Hash(crate::shown::escape_path(&path).into_owned()));
     }
     if let Some(outcome) = skip {
         return Ok(Written::Done(match outcome {

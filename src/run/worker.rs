@@ -194,7 +194,7 @@ pub(super) struct Shared<'a> {
     pub(super) container: &'a LocalContainer,
     pub(super) staging_path: &'a Path,
     pub(super) destination: Option<&'a Destination>,
-    pub(super) stage: bool,
+    pub(super) send: bool,
     pub(super) import: bool,
     pub(super) journal: &'a Journal,
     /// Packages earlier runs of the round imported.
@@ -250,7 +250,7 @@ impl Shared<'_> {
                     && let Entry::Imported { first, items, .. } = entry
                     && let Err(e) = report.package(Some(*first), items)
                 {
-                    if crate::pipeline::import::disk_full(&e.source) {
+                    if crate::import::disk_full(&e.source) {
                         self.halt.stop(format!(
                             "the disk that holds {} is full ({}): free space there",
                             e.path.display(),
@@ -269,7 +269,7 @@ impl Shared<'_> {
             Err(e) => {
                 let reason = match &e {
                     journal::JournalError::Io { source, path, .. }
-                        if crate::pipeline::import::disk_full(source) =>
+                        if crate::import::disk_full(source) =>
                     {
                         format!(
                             "the checkpoint journal {} cannot be written: the disk that holds ferry's state is full ({source}); free space there",
@@ -286,7 +286,7 @@ impl Shared<'_> {
 
     /// Stops the run when `e` says the staging folder is full; true when it did.
     pub(super) fn staging_full(&self, e: &io::Error) -> bool {
-        if !crate::pipeline::import::disk_full(e) {
+        if !crate::import::disk_full(e) {
             return false;
         }
         self.halt.stop(format!(
@@ -301,7 +301,7 @@ impl Shared<'_> {
     pub(super) fn destination_full(&self, outcomes: &[Outcome]) -> bool {
         let full = outcomes.iter().find_map(|o| match o {
             Outcome::Failed {
-                code: crate::pipeline::import::DISK_FULL,
+                code: crate::import::DISK_FULL,
                 message,
                 ..
             } => Some(message),
@@ -325,7 +325,7 @@ impl Shared<'_> {
                 }
                 let mut records = match self.staged.get(&id) {
                     Some(failed) => failed.clone(),
-                    None if self.stage => {
+                    None if self.send => {
                         let expected: u64 = items.iter().map(|i| i.meta.size).sum();
                         let built = self.build_and_put(id, expected, &mut |out, records| {
                             package::add_items(
@@ -535,9 +535,9 @@ impl Shared<'_> {
         // Record headers are read a few bytes at a time: a buffer keeps each small read
         // from being a call into the decompressor.
         let decoder = io::BufReader::with_capacity(64 * 1024, decoder);
-        crate::pipeline::import::import_stream(destination, decoder).map_err(|refused| {
+        crate::import::import_stream(destination, decoder).map_err(|refused| {
             integrity(match refused {
-                crate::pipeline::import::Refused::Stream(package::StreamError::Io(e)) => {
+                crate::import::Refused::Stream(package::StreamError::Io(e)) => {
                     OpenError::from_io(e, id).to_string()
                 }
                 _ => OpenError::Integrity { package_id: id }.to_string(),

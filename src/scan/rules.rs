@@ -448,7 +448,7 @@ pub fn collisions(names: &[&OsStr], rules: &Rules) -> Vec<(usize, Finding)> {
     let group: Vec<String> = order
         .iter()
         .map(|&i| {
-            let shown = crate::report::escape(names[i]);
+            let shown = crate::shown::escape(names[i]);
             match nfc(names[i]) {
                 Some(composed) if composed.as_bytes() != names[i].as_bytes() => {
                     format!("\"{shown}\" (decomposed, NFD)")

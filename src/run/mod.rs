@@ -26,28 +26,31 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use super::TaskScan;
-use super::import::{Destination, Outcome};
-use super::items::{ItemReader, ItemWriter};
-use super::package::{self, Packed};
-use super::packer::{Item, ItemKind, Packer, Work};
-use super::progress::{Event, Reporter};
-use super::scan::{ScanError, Status};
+use self::items::{ItemReader, ItemWriter};
+use self::progress::{Event, Reporter};
+use self::scanning::TaskScan;
 use crate::crypto::envelope::{self, Expect, FLAG_ZSTD, OpenError, Seal};
 use crate::crypto::keyfile::{KeyFile, KeyFileError};
 use crate::crypto::{ContainerKey, RandomError};
+use crate::import::{Destination, Outcome};
+use crate::package::packer::{Item, ItemKind, Packer, Work};
+use crate::package::{self, Packed};
 use crate::plan::raw::Deletions;
 use crate::plan::{Plan, Task};
 use crate::report::round::{ItemReport, RoundIds, RoundSummary, ScanCounts};
-use crate::session::index::{Index, Indexed};
-use crate::session::journal::{self, Entry, ItemRecord, ItemResult, Journal};
-use crate::session::layout::TaskLayout;
-use crate::session::{self, Session, SessionError, Status as SessionStatus};
+use crate::scan::{ScanError, Status};
 use crate::staging::Container as _;
 use crate::staging::local::LocalContainer;
+use crate::state::index::{Index, Indexed};
+use crate::state::journal::{self, Entry, ItemRecord, ItemResult, Journal};
+use crate::state::layout::TaskLayout;
+use crate::state::{self, Session, SessionError, Status as SessionStatus};
 
+pub mod items;
 mod parts;
+pub mod progress;
 mod reports;
+pub mod scanning;
 mod worker;
 
 pub use reports::summary;
@@ -57,8 +60,8 @@ use worker::{Halt, InParts, Shared, Tally};
 /// Which stages a run performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stages {
-    /// Scan, package and upload into a new container.
-    pub stage: bool,
+    /// Send: scan, package and upload into a new container.
+    pub send: bool,
     /// Import the round's packages.
     pub import: bool,
 }
@@ -231,7 +234,7 @@ fn load_scanned(
     if let (Some(len), Some(hash)) = (scanned.items_len, &scanned.items_hash) {
         let hash: Option<[u8; 32]> = blake3::Hash::from_hex(hash).ok().map(|h| *h.as_bytes());
         let intact = match hash {
-            Some(hash) => super::items::verify(items_path, len, &hash).unwrap_or(false),
+            Some(hash) => items::verify(items_path, len, &hash).unwrap_or(false),
             None => false,
         };
         if !intact {
@@ -267,12 +270,12 @@ pub(crate) fn kind_code(kind: &ItemKind) -> u8 {
 }
 
 /// Whether the index says `item` is unchanged since the round that put it at the
-/// destination (see [`super::decide::unchanged_since`]).
+/// destination (see [`crate::import::decide::unchanged_since`]).
 fn unchanged_since(index: &Index, item: &Item) -> bool {
-    super::decide::unchanged_since(
+    crate::import::decide::unchanged_since(
         index.items.get(item.rel.as_os_str().as_bytes()),
         kind_code(&item.kind),
-        super::decide::Source {
+        crate::import::decide::Source {
             size: item.meta.size,
             mtime_ns: item.meta.mtime_ns,
         },
@@ -409,14 +412,14 @@ fn mirror_deletions(
             continue;
         };
         match destination.remove(path, &known) {
-            super::import::Removal::Removed => {
+            crate::import::Removal::Removed => {
                 deleted += 1;
                 index.items.remove(key);
             }
-            super::import::Removal::Gone => {
+            crate::import::Removal::Gone => {
                 index.items.remove(key);
             }
-            super::import::Removal::Changed => {
+            crate::import::Removal::Changed => {
                 index.items.remove(key);
                 record_failure(
                     failures,
@@ -425,7 +428,7 @@ fn mirror_deletions(
                     "gone from the source, but changed at the destination since ferry wrote it (or a folder that is not empty); it was kept",
                 );
             }
-            super::import::Removal::Failed(e) => record_failure(
+            crate::import::Removal::Failed(e) => record_failure(
                 failures,
                 FailureCode::DeleteFailed.as_str(),
                 path,
@@ -470,7 +473,7 @@ pub fn run_task(
     reporter: &Reporter,
     control: Control<'_>,
 ) -> Result<TaskRun, RunError> {
-    let folder = session::task_folder(plan, &task.name);
+    let folder = state::task_folder(plan, &task.name);
     let mut session =
         Session::load_checked(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
     let result = run_round(
@@ -509,7 +512,7 @@ fn run_round(
     folder: &Path,
     session: &mut Session,
 ) -> Result<TaskRun, RunError> {
-    let hash = session::task_hash(task);
+    let hash = state::task_hash(task);
     let layout = TaskLayout::at(folder);
     let index_path = layout.index();
     // A run killed after its round completed but before it deleted the round's key and
@@ -527,7 +530,7 @@ fn run_round(
         }
         let _ = fs::remove_file(note);
         if left_over
-            && !stages.stage
+            && !stages.send
             && let Some(done) = completed_result(&layout, session.round)
         {
             return Ok(done);
@@ -548,7 +551,7 @@ fn run_round(
     }
     let resumed = session.unfinished();
     if !resumed {
-        if !stages.stage {
+        if !stages.send {
             return Err(RunError::NothingStaged {
                 task: task.name.clone(),
                 path: layout.round(session.round + 1).staged(),
@@ -556,13 +559,13 @@ fn run_round(
         }
         session.round += 1;
         session.plan_hash = hash;
-        session.round_started_at = Some(session::now_text());
-        session.progress = session::Progress::default();
+        session.round_started_at = Some(state::now_text());
+        session.progress = state::Progress::default();
         // `dirty` stays as it was: what an abandoned round left at the destination is
         // cleaned by this round's first importing run.
     }
     let round = session.round;
-    session.host = super::device_name();
+    session.host = state::device_name();
     session.status = SessionStatus::Scanning;
     session.save(folder)?;
     let state = layout.round(round);
@@ -575,7 +578,7 @@ fn run_round(
         resumed,
         ..TaskRun::default()
     };
-    if !stages.stage && !staged_path.exists() {
+    if !stages.send && !staged_path.exists() {
         return Err(RunError::NothingStaged {
             task: task.name.clone(),
             path: staged_path,
@@ -599,7 +602,7 @@ fn run_round(
             } else {
                 HashSet::new()
             };
-            let scan = super::scan_task_with(plan, task, round, walk_threads, &mut |entry| {
+            let scan = scanning::scan_task_with(plan, task, round, walk_threads, &mut |entry| {
                 if mirror {
                     unseen.remove(entry.dest.as_os_str().as_bytes());
                 }
@@ -667,10 +670,10 @@ fn run_round(
                 items_hash: Some(blake3::Hash::from_bytes(written.hash).to_hex().to_string()),
             };
             let text = serde_json::to_vec_pretty(&scanned).unwrap_or_default();
-            crate::report::write_atomic(&scanned_path, &text).map_err(|e| RunError::Io {
+            state::write_atomic(&scanned_path, &text).map_err(|source| RunError::Io {
                 what: "write the scan's checkpoint",
                 path: scanned_path.clone(),
-                source: e.source,
+                source,
             })?;
             scanned
         }
@@ -690,11 +693,11 @@ fn run_round(
     let ids = RoundIds {
         round,
         task: task.name.clone(),
-        device: super::device_name(),
+        device: state::device_name(),
         destination: task.destination.clone(),
     };
     let binding = journal::binding(&plan.name, &task.name, round);
-    if stages.stage
+    if stages.send
         && stages.import
         && scanned.items == 0
         && scanned.deletions.is_empty()
@@ -727,7 +730,7 @@ fn run_round(
         Ok(key) => key,
         Err(e) => {
             let missing = matches!(&e, KeyFileError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound);
-            if !stages.stage {
+            if !stages.send {
                 return Err(e.into());
             }
             if !missing {
@@ -819,10 +822,10 @@ fn run_round(
             // An earlier run was importing when it stopped: its temporary files go, but
             // not the assemblies of files in parts that this run takes up.
             let keep: HashSet<String> = in_parts.values().map(|(w, _, _)| w.clone()).collect();
-            run.cleaned = super::import::clean_stray(&task.destination, &session.temp_salts, &keep);
+            run.cleaned = crate::import::clean_stray(&task.destination, &session.temp_salts, &keep);
         }
         session.dirty = true;
-        let salt = super::import::run_salt();
+        let salt = crate::import::run_salt();
         if !session.temp_salts.iter().any(|s| s == salt) {
             session.temp_salts.push(salt.to_string());
         }
@@ -857,7 +860,7 @@ fn run_round(
         key: &key,
         container: &container,
         destination: destination.as_ref(),
-        stage: stages.stage,
+        send: stages.send,
         import: stages.import,
         journal: &journal,
         done: &done,
@@ -1078,10 +1081,10 @@ fn run_round(
         packages: produced,
     })
     .unwrap_or_default();
-    crate::report::write_atomic(&staged_path, &note).map_err(|e| RunError::Io {
+    state::write_atomic(&staged_path, &note).map_err(|source| RunError::Io {
         what: "write the hand-over note",
         path: staged_path.clone(),
-        source: e.source,
+        source,
     })?;
     round_reports(
         plan,
@@ -1118,6 +1121,6 @@ fn record_failure(
     if entry.1.len() < 3 {
         entry
             .1
-            .push(format!("{}: {message}", crate::report::escape_path(path)));
+            .push(format!("{}: {message}", crate::shown::escape_path(path)));
     }
 }

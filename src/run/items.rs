@@ -11,8 +11,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::{Path, PathBuf};
 
-use super::packer::{Item, ItemKind};
-use super::scan::Meta;
+use crate::package::packer::{Item, ItemKind};
+use crate::scan::Meta;
 
 const MAGIC: &[u8; 8] = b"FERRYITM";
 

@@ -33,7 +33,7 @@ impl Shared<'_> {
         let mut outcomes = Vec::new();
         let all_staged = ids.clone().all(|id| self.staged.contains_key(&id));
         let available = all_staged
-            || (!self.stage
+            || (!self.send
                 && ids
                     .clone()
                     .all(|id| self.staged.contains_key(&id) || self.present(id)));
@@ -46,7 +46,7 @@ impl Shared<'_> {
                     return;
                 }
             }
-        } else if self.stage {
+        } else if self.send {
             let (file, at_open) = match package::open_checked(&item) {
                 Ok(opened) => opened,
                 Err(failed) => {

@@ -1,0 +1,213 @@
+//! `ferry scan` and `ferry run`: every chosen task of a plan, in dependency order, after
+//! every root is checked, holding the plan's lock. Tasks of one level of the job graph
+//! run at once; one reporter owns the terminal.
+
+use std::path::Path;
+
+use super::{Error, chosen_tasks};
+use crate::exit::Exit;
+use crate::plan::graph::JobGraph;
+use crate::plan::{self, Plan};
+use crate::report;
+
+/// After a run: the plan's summaries, from every task's last round. False (and said)
+/// when they could not be written: the run then exits 5, since a summary that says
+/// what an earlier run did would mislead.
+fn plan_summaries(plan: &Plan) -> bool {
+    use report::summary::{Format, PlanSummary, Templates};
+    let names: Vec<&str> = plan.tasks.iter().map(|t| t.name.as_str()).collect();
+    let folder = crate::state::layout::PlanLayout::of(plan)
+        .folder()
+        .to_path_buf();
+    let written = PlanSummary::gather(plan, &names, None)
+        .map_err(|e| e.to_string())
+        .and_then(|summary| {
+            let templates =
+                Templates::for_plan(plan.templates.as_deref()).map_err(|e| e.to_string())?;
+            report::summary::write(
+                &folder,
+                &summary,
+                &templates,
+                &[Format::Markdown, Format::Html],
+                true,
+            )
+            .map_err(|e| e.to_string())
+        });
+    match written {
+        Ok(_) => {
+            eprintln!("summary: {}", folder.join("Summary.html").display());
+            true
+        }
+        Err(e) => {
+            eprintln!("error: the plan's summary was not written: {e}");
+            false
+        }
+    }
+}
+
+/// The flag the first SIGINT/SIGTERM sets; a second one ends the process at once with
+/// exit 3 (still safe: every durable step is journalled after it happened).
+fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::Arc;
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicBool;
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // Registered first, so that it sees the flag as it was before this signal.
+            let _ = signal_hook::flag::register_conditional_shutdown(
+                signal,
+                Exit::Interrupted.code().into(),
+                Arc::clone(&flag),
+            );
+            let _ = signal_hook::flag::register(signal, Arc::clone(&flag));
+        }
+        flag
+    })
+}
+
+/// Scans (`run` is `None`) or runs the chosen tasks of a plan in dependency order,
+/// after checking every task's roots, holding the plan's lock.
+pub fn run(
+    path: &Path,
+    only: Option<&str>,
+    workers: Option<u16>,
+    run: Option<crate::run::Stages>,
+    restart: bool,
+    force: bool,
+) -> Result<Exit, Error> {
+    let plan = Plan::load(path)?;
+    let graph = JobGraph::compile(&plan);
+    let tasks = chosen_tasks(&plan, path, only)?;
+    let migrate = |t: &plan::Task| t.settings.mode == plan::raw::Mode::Migrate;
+    // Every root is checked before any task starts: a broken mount found late would
+    // leave half a plan done.
+    for task in &tasks {
+        match run {
+            Some(stages) if !stages.send => crate::scan::check_import_access(&plan, task)?,
+            _ => crate::scan::check_access(&plan, task)?,
+        }
+    }
+    // One run of a plan at a time; the checks above only read.
+    let _lock = crate::state::lock::PlanLock::take(
+        crate::state::layout::PlanLayout::of(&plan).folder(),
+        &plan.name,
+    )?;
+    let stop = stop_on_signals();
+    let walk_threads = workers.map_or_else(crate::scan::default_walk_threads, usize::from);
+    let workers = workers.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        usize::from,
+    );
+    // Tasks of one stage of the graph depend on nothing in it: they run at once (a scan
+    // runs them one after another, each walk being parallel already). One reporter owns
+    // the terminal for the whole run; each task's summary goes through it.
+    let chosen: Vec<Vec<&plan::Task>> = graph
+        .levels
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .map(|&i| &plan.tasks[i])
+                .filter(|t| tasks.iter().any(|c| c.name == t.name))
+                .collect()
+        })
+        .filter(|stage: &Vec<&plan::Task>| !stage.is_empty())
+        .collect();
+    let reporter = crate::run::progress::Reporter::start(plan.name.clone());
+    let mut exit = Exit::Success;
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    for stage in chosen {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let one = |task: &plan::Task| -> Result<bool, Error> {
+            let stages = match run {
+                Some(stages) if migrate(task) => stages,
+                // A scan-only task of an import-only run has nothing to do.
+                Some(stages) if !stages.send => return Ok(false),
+                _ => {
+                    let round = crate::state::next_round(&plan, task)
+                        .map_err(crate::run::RunError::from)?;
+                    let scanned =
+                        crate::run::scanning::scan_task(&plan, task, round, walk_threads)?;
+                    reporter.say(scanned.text);
+                    return Ok(scanned.readiness == report::scan::Readiness::NotReady);
+                }
+            };
+            let control = crate::run::Control {
+                restart,
+                stop,
+                force,
+            };
+            let done = crate::run::run_task(
+                &plan,
+                task,
+                stages,
+                workers,
+                walk_threads,
+                &reporter,
+                control,
+            )?;
+            if done.interrupted {
+                interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Items the round's scan kept back count in every run of the round, also
+            // one that resumed it or only imported it.
+            let mut partial = done.any_failure() || done.not_migrated > 0;
+            let mut text = String::new();
+            if let Some(scanned) = &done.scan {
+                text.push_str(&scanned.text);
+                partial |= scanned.readiness == report::scan::Readiness::NotReady;
+            }
+            text.push_str(&crate::run::summary(task, &done));
+            reporter.say(text);
+            Ok(partial)
+        };
+        let results: Vec<Result<bool, Error>> = if run.is_some() && stage.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = stage.iter().map(|task| scope.spawn(|| one(task))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        } else {
+            stage.iter().map(|task| one(task)).collect()
+        };
+        let mut failed = None;
+        for result in results {
+            match result {
+                Ok(true) => exit = Exit::Partial,
+                Ok(false) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        // A task that could not run stops the tasks that depend on it; the summaries
+        // say where every task stands.
+        if let Some(e) = failed {
+            reporter.finish();
+            if run.is_some() {
+                plan_summaries(&plan);
+            }
+            return Err(e);
+        }
+    }
+    reporter.finish();
+    if run.is_some() && !plan_summaries(&plan) {
+        exit = Exit::Fatal;
+    }
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed)
+        || stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        eprintln!("interrupted: run the same command again to resume");
+        return Ok(Exit::Interrupted);
+    }
+    Ok(exit)
+}
