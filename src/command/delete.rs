@@ -59,11 +59,21 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
         return Ok(None);
     }
     // Staged data first: without its key nobody could ever open it.
+    let retries = plan.tasks.iter().find(|t| t.name == task).map_or(
+        crate::plan::Retries {
+            attempts: 1,
+            backoff: crate::plan::Duration(std::time::Duration::ZERO),
+        },
+        |t| t.settings.retries,
+    );
+    let staging = crate::staging::open(&plan.staging, retries);
     if let Ok(keys) = fs::read_dir(crate::state::layout::TaskLayout::at(&folder).keys()) {
         for key in keys.flatten() {
-            crate::run::discard_staged(plan, &key.path()).map_err(|e| DeleteError::Io {
-                path: key.path(),
-                source: io::Error::other(e.to_string()),
+            crate::run::discard_staged(staging.as_ref(), &key.path()).map_err(|e| {
+                DeleteError::Io {
+                    path: key.path(),
+                    source: io::Error::other(e.to_string()),
+                }
             })?;
         }
     }

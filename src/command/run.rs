@@ -88,6 +88,7 @@ pub fn run(
             Some(stages) if !stages.send => crate::scan::check_import_access(&plan, task)?,
             _ => crate::scan::check_access(&plan, task)?,
         }
+        crate::run::check_staging(&plan, task)?;
     }
     // One run of a plan at a time; the checks above only read.
     let _lock = crate::state::lock::PlanLock::take(

@@ -191,8 +191,8 @@ pub(super) type Fill<'a> =
 pub(super) struct Shared<'a> {
     pub(super) task: &'a Task,
     pub(super) key: &'a KeyFile,
-    pub(super) container: &'a LocalContainer,
-    pub(super) staging_path: &'a Path,
+    pub(super) container: &'a dyn Container,
+    pub(super) staging: &'a dyn Staging,
     pub(super) destination: Option<&'a Destination>,
     pub(super) send: bool,
     pub(super) import: bool,
@@ -284,14 +284,14 @@ impl Shared<'_> {
         }
     }
 
-    /// Stops the run when `e` says the staging folder is full; true when it did.
+    /// Stops the run when `e` says the staging is full; true when it did.
     pub(super) fn staging_full(&self, e: &io::Error) -> bool {
         if !crate::import::disk_full(e) {
             return false;
         }
         self.halt.stop(format!(
-            "the staging folder {} is full ({e}): free space there, or set `staging.path` to a larger disk",
-            self.staging_path.display()
+            "the staging {} is full ({e}): free space there, or set `staging.path` to a larger disk",
+            self.staging.describe()
         ));
         true
     }
@@ -493,7 +493,9 @@ impl Shared<'_> {
 
     /// Whether package `id` is in this round's container.
     pub(super) fn present(&self, id: u64) -> bool {
-        self.container.get(&self.key.key.object_name(id)).is_ok()
+        self.container
+            .exists(&self.key.key.object_name(id))
+            .unwrap_or(false)
     }
 
     /// Deletes package `id` from staging: its import is journalled.

@@ -49,15 +49,6 @@ pub enum ScanError {
         probed: PathBuf,
         source: io::Error,
     },
-    #[error(
-        "staging folder {} is not writable: {source}; check that this account can create files in {}",
-        path.display(), probed.display()
-    )]
-    StagingUnwritable {
-        path: PathBuf,
-        probed: PathBuf,
-        source: io::Error,
-    },
     #[error("cannot start the scan's threads: {0}")]
     Threads(String),
     #[error(transparent)]
@@ -276,73 +267,14 @@ pub fn check_access(plan: &Plan, task: &Task) -> Result<(), ScanError> {
     check_import_access(plan, task)
 }
 
-/// For a run that only imports: the destination and the staging folder must be
-/// writable; the source may well be on another machine.
-pub fn check_import_access(plan: &Plan, task: &Task) -> Result<(), ScanError> {
-    probe(&task.destination).map_err(|(probed, e)| ScanError::DestinationUnwritable {
+/// For a run that only imports: the destination must be writable; the source may well
+/// be on another machine. (The staging is checked through its backend by the run.)
+pub fn check_import_access(_plan: &Plan, task: &Task) -> Result<(), ScanError> {
+    crate::state::probe(&task.destination).map_err(|(probed, e)| ScanError::DestinationUnwritable {
         path: task.destination.clone(),
         probed,
         source: e,
-    })?;
-    probe(&plan.staging.path).map_err(|(probed, e)| ScanError::StagingUnwritable {
-        path: plan.staging.path.clone(),
-        probed,
-        source: e,
     })
-}
-
-/// Creates and removes a probe file in `folder`, or in its nearest existing ancestor.
-fn probe(folder: &Path) -> Result<(), (PathBuf, io::Error)> {
-    let mut at = folder;
-    let existing = loop {
-        match fs::metadata(at) {
-            Ok(m) if m.is_dir() => break at,
-            Ok(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    format!("{} is a file, not a folder", at.display()),
-                );
-                return Err((at.to_path_buf(), e));
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                match at.parent() {
-                    Some(parent) => at = parent,
-                    None => return Err((at.to_path_buf(), e)),
-                }
-            }
-            Err(e) => return Err((at.to_path_buf(), e)),
-        }
-    };
-    // An unnamed file first: a run killed here leaves nothing behind at the
-    // destination. Filesystems without `O_TMPFILE` (network shares) get a named probe.
-    use rustix::fs::{Mode, OFlags};
-    match rustix::fs::open(
-        existing,
-        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    ) {
-        Ok(_) => return Ok(()),
-        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
-        }
-        Err(e) => return Err((existing.to_path_buf(), e.into())),
-    }
-    let name = format!(".ferry-probe-{}-{}", std::process::id(), nanos_now());
-    let path = existing.join(name);
-    let result = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|_| fs::remove_file(&path));
-    result.map_err(|e| (existing.to_path_buf(), e))
-}
-
-fn nanos_now() -> i128 {
-    jiff::Timestamp::now().as_nanosecond()
 }
 
 /// Which account the scan runs as, to tell from mode bits whether it may read an item

@@ -15,7 +15,54 @@ use std::path::{Path, PathBuf};
 use rustix::fd::OwnedFd;
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-use super::Container;
+use super::{Container, Staging, check_name};
+
+/// Staging in a folder: each container is a folder in it.
+#[derive(Debug)]
+pub struct LocalStaging {
+    path: PathBuf,
+}
+
+impl LocalStaging {
+    pub fn new(path: &Path) -> LocalStaging {
+        LocalStaging {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Staging for LocalStaging {
+    fn open(&self, name: &str) -> io::Result<Box<dyn Container>> {
+        check_name(name)?;
+        Ok(Box::new(LocalContainer::open(&self.path, name)?))
+    }
+
+    fn discard(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        let path = self.path.join(name);
+        match fs::set_permissions(&path, fs::Permissions::from_mode(0o700)) {
+            Ok(()) => fs::remove_dir_all(&path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        crate::state::probe(&self.path).map_err(|(probed, e)| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{e}; check that this account can create files in {}",
+                    probed.display()
+                ),
+            )
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("folder {}", self.path.display())
+    }
+}
 
 /// A container folder under the staging path.
 #[derive(Debug)]
@@ -69,31 +116,6 @@ impl LocalContainer {
     }
 }
 
-impl LocalContainer {
-    /// Deletes the container with whatever it holds: staged data whose key is being
-    /// thrown away (expired, or its round abandoned or forgotten) can never be opened.
-    pub fn discard(self) -> io::Result<()> {
-        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))?;
-        fs::remove_dir_all(&self.path)
-    }
-}
-
-fn check_name(name: &str) -> io::Result<()> {
-    let fine = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if fine {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "staged object names are short ASCII words",
-        ))
-    }
-}
-
 impl Container for LocalContainer {
     fn put(
         &self,
@@ -143,6 +165,15 @@ impl Container for LocalContainer {
         )))
     }
 
+    fn exists(&self, name: &str) -> io::Result<bool> {
+        check_name(name)?;
+        match rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn delete(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
         match rustix::fs::unlinkat(&self.dir, name, AtFlags::empty()) {
@@ -174,10 +205,25 @@ mod tests {
         assert!(failed.is_err());
         assert!(c.get("bad").is_err());
         assert!(c.put("../escape", &mut |_| Ok(())).is_err());
+        assert!(c.exists("obj").unwrap());
         c.delete("obj").unwrap();
         c.delete("obj").unwrap();
+        assert!(!c.exists("obj").unwrap());
         let path = c.path().to_path_buf();
         c.remove().unwrap();
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn discarding_takes_everything_and_forgives_a_missing_container() {
+        let folder = tempfile::tempdir().unwrap();
+        let staging = LocalStaging::new(&folder.path().join("s"));
+        staging.probe().unwrap();
+        let c = staging.open("c1").unwrap();
+        c.put("obj", &mut |w| w.write_all(b"data")).unwrap();
+        staging.discard("c1").unwrap();
+        assert!(!folder.path().join("s/c1").exists());
+        staging.discard("c1").unwrap();
+        assert!(staging.open("../c2").is_err());
     }
 }

@@ -1,19 +1,43 @@
-//! Staging: where sealed packages wait between upload and import, behind one small
-//! trait so that the pipeline does not know which kind it talks to.
+//! Staging: where sealed packages wait between upload and import, behind two small
+//! traits so that the run does not know which kind it talks to.
 //!
-//! A container holds one round of one task. Objects are written whole or not at all
-//! (`put` writes a temporary object and renames it), are named by the caller (names
-//! derived from the container key), and are never listed: a container can be opened by
-//! name only.
+//! A [`Staging`] holds containers; a [`Container`] holds one round of one task. Objects
+//! are written whole or not at all, are named by the caller (names derived from the
+//! container key), and are never listed: a container is opened by name only.
+//!
+//! [`open`] is the one place that dispatches on `staging.kind`: a new backend is a module
+//! here and a value of [`crate::plan::StagingKind`], nothing else. [`Retry`] wraps any
+//! backend with the task's `retries` for transient errors. The traits are synchronous:
+//! the workers are threads.
 
 pub mod local;
+#[cfg(test)]
+pub mod memory;
+mod retry;
 
 use std::io::{self, Read, Write};
 
+pub use retry::{Retry, is_transient};
+
+use crate::plan::{Retries, StagingKind};
+
+/// Where containers are created, opened and thrown away.
+pub trait Staging: Send + Sync {
+    /// Creates the container `name`, or opens it again (a resumed round).
+    fn open(&self, name: &str) -> io::Result<Box<dyn Container>>;
+    /// Deletes the container `name` with whatever it holds: staged data whose key is
+    /// being thrown away can never be opened. One that is not there is not an error.
+    fn discard(&self, name: &str) -> io::Result<()>;
+    /// Checks that containers can be created here, before any work starts.
+    fn probe(&self) -> io::Result<()>;
+    /// Where this staging is, for messages: a folder, an account and endpoint.
+    fn describe(&self) -> String;
+}
+
 /// One staging container.
 pub trait Container: Send + Sync {
-    /// Stores an object: `write` produces its bytes; the object appears whole, durably,
-    /// or not at all.
+    /// Stores an object: `write` produces its bytes (and may be called again when a
+    /// transient error is retried); the object appears whole, durably, or not at all.
     fn put(
         &self,
         name: &str,
@@ -21,6 +45,34 @@ pub trait Container: Send + Sync {
     ) -> io::Result<u64>;
     /// Reads an object.
     fn get(&self, name: &str) -> io::Result<Box<dyn Read + Send>>;
+    /// Whether an object is there.
+    fn exists(&self, name: &str) -> io::Result<bool>;
     /// Deletes an object; deleting one that is not there is not an error.
     fn delete(&self, name: &str) -> io::Result<()>;
+}
+
+/// The plan's staging, with a task's retries around every operation.
+pub fn open(staging: &crate::plan::Staging, retries: Retries) -> Box<dyn Staging> {
+    let backend: Box<dyn Staging> = match staging.kind {
+        StagingKind::Local => Box::new(local::LocalStaging::new(&staging.path)),
+    };
+    Box::new(Retry::new(backend, retries))
+}
+
+/// Names of containers and objects: short ASCII words, so that no backend has to escape
+/// them and none can name something outside its container.
+pub fn check_name(name: &str) -> io::Result<()> {
+    let fine = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fine {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "staged object names are short ASCII words",
+        ))
+    }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, Task};
 
-pub use durable::{sync_parent, write_atomic};
+pub use durable::{probe, sync_parent, write_atomic};
 
 /// The version of `session.json`'s shape.
 pub const SESSION_VERSION: u32 = 1;
