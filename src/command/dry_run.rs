@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
-use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
@@ -15,7 +14,7 @@ use crate::exit::Exit;
 use crate::package::packer::{Item, ItemKind};
 use crate::plan::raw::Deletions;
 use crate::plan::{Plan, Task};
-use crate::scan::{self, ScanError};
+use crate::scan;
 use crate::state::index::Index;
 use crate::state::task_folder;
 
@@ -55,15 +54,10 @@ impl Action {
 }
 
 /// The dry run of one task: each item's action (skips only counted), and totals.
-pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, ScanError> {
+pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, Error> {
     let folder = task_folder(plan, &task.name);
-    let index =
-        Index::load(&crate::state::layout::TaskLayout::at(&folder).index()).map_err(|e| {
-            ScanError::Report(crate::report::ReportError {
-                path: crate::state::layout::TaskLayout::at(&folder).index(),
-                source: io::Error::other(e.to_string()),
-            })
-        })?;
+    let index = Index::load(&crate::state::layout::TaskLayout::at(&folder).index())
+        .map_err(|e| crate::run::RunError::from(crate::state::SessionError::from(e)))?;
     let mut lines = String::new();
     let mut counts = [0u64; 5];
     let mut bytes = [0u64; 5];

@@ -9,16 +9,7 @@
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use super::units::{Date, Duration, Size};
-
-/// Task and plan names become folder names in the working folder.
-pub(crate) const NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
-pub(crate) const NAME_EXPECTED: &str =
-    "a name of 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit";
-/// An extension without its dot, as Migration Manager writes them (`exe`, `tmp`).
-pub(crate) const EXTENSION_PATTERN: &str = r"^[^./\\\s]+$";
-pub(crate) const EXTENSION_EXPECTED: &str =
-    "an extension without its dot, such as `exe` (no `.`, `/`, `\\` or spaces)";
+use super::units::{Date, Duration, EXTENSION_PATTERN, NAME_PATTERN, Size};
 
 /// A ferry plan: which file shares go where, and how.
 #[derive(Debug, Deserialize, JsonSchema)]

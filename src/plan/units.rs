@@ -22,6 +22,15 @@ pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d|w))+$";
 /// `2015-01-01` or an RFC 3339 timestamp such as `2015-01-01T08:00:00+01:00`.
 pub(crate) const DATE_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$";
 
+/// Task and plan names become folder names in the working folder.
+pub(crate) const NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+pub(crate) const NAME_EXPECTED: &str =
+    "a name of 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit";
+/// An extension without its dot, as Migration Manager writes them (`exe`, `tmp`).
+pub(crate) const EXTENSION_PATTERN: &str = r"^[^./\\\s]+$";
+pub(crate) const EXTENSION_EXPECTED: &str =
+    "an extension without its dot, such as `exe` (no `.`, `/`, `\\` or spaces)";
+
 /// What each pattern means, in the words an error message uses.
 pub(crate) const PATTERNS: &[(&str, &str)] = &[
     (SIZE_PATTERN, "a size such as `64MiB`, `250GB` or `0`"),
@@ -33,14 +42,8 @@ pub(crate) const PATTERNS: &[(&str, &str)] = &[
         DATE_PATTERN,
         "a date such as `2015-01-01` or `2015-01-01T08:00:00+01:00`",
     ),
-    (
-        crate::plan::raw::NAME_PATTERN,
-        crate::plan::raw::NAME_EXPECTED,
-    ),
-    (
-        crate::plan::raw::EXTENSION_PATTERN,
-        crate::plan::raw::EXTENSION_EXPECTED,
-    ),
+    (NAME_PATTERN, NAME_EXPECTED),
+    (EXTENSION_PATTERN, EXTENSION_EXPECTED),
 ];
 
 /// The words for a pattern, if it is one of ours.

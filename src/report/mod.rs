@@ -49,6 +49,15 @@ pub struct ReportError {
     pub source: io::Error,
 }
 
+impl From<ReportError> for crate::scan::ScanError {
+    fn from(e: ReportError) -> Self {
+        crate::scan::ScanError::Write {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl CsvFile {
     /// Starts `path` with its header row.
     pub fn create(path: PathBuf, header: &[&str]) -> Result<CsvFile, ReportError> {

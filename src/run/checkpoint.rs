@@ -121,11 +121,9 @@ pub(super) fn walk(
             if item.kind == ItemKind::File {
                 bytes += item.meta.size;
             }
-            writer.push(&item).map_err(|e| {
-                ScanError::Report(crate::report::ReportError {
-                    path: writer.path().to_path_buf(),
-                    source: e,
-                })
+            writer.push(&item).map_err(|e| ScanError::Write {
+                path: writer.path().to_path_buf(),
+                source: e,
             })?;
         }
         Ok(())

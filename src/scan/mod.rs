@@ -51,8 +51,8 @@ pub enum ScanError {
     },
     #[error("cannot start the scan's threads: {0}")]
     Threads(String),
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
+    #[error("cannot write {}: {source}; check that the working folder is writable and has space", path.display())]
+    Write { path: PathBuf, source: io::Error },
 }
 
 /// Metadata of one item, from `lstat` (or `stat` for a followed symlink).

@@ -3,6 +3,7 @@
 mod cli;
 mod graph;
 mod harness;
+mod layers;
 mod plans;
 mod reliability;
 mod reports;
