@@ -3,6 +3,7 @@
 //! run at once; one reporter owns the terminal.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Error, chosen_tasks};
 use crate::exit::Exit;
@@ -47,10 +48,8 @@ fn plan_summaries(plan: &Plan) -> bool {
 
 /// The flag the first SIGINT/SIGTERM sets; a second one ends the process at once with
 /// exit 3 (still safe: every durable step is journalled after it happened).
-fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
-    use std::sync::Arc;
-    use std::sync::OnceLock;
-    use std::sync::atomic::AtomicBool;
+fn stop_on_signals() -> &'static AtomicBool {
+    use std::sync::{Arc, OnceLock};
     static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     STOP.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
@@ -78,9 +77,7 @@ pub fn run(
     force: bool,
 ) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
-    let graph = JobGraph::compile(&plan);
     let tasks = chosen_tasks(&plan, path, only)?;
-    let migrate = |t: &plan::Task| t.settings.mode == plan::raw::Mode::Migrate;
     // Every root is checked before any task starts: a broken mount found late would
     // leave half a plan done.
     for task in &tasks {
@@ -96,92 +93,29 @@ pub fn run(
         &plan.name,
     )?;
     let stop = stop_on_signals();
-    let walk_threads = workers.map_or_else(crate::scan::default_walk_threads, usize::from);
-    let workers = workers.map_or_else(
-        || std::thread::available_parallelism().map_or(2, usize::from),
-        usize::from,
-    );
-    // Tasks of one stage of the graph depend on nothing in it: they run at once (a scan
-    // runs them one after another, each walk being parallel already). One reporter owns
-    // the terminal for the whole run; each task's summary goes through it.
-    let chosen: Vec<Vec<&plan::Task>> = graph
-        .levels
-        .iter()
-        .map(|stage| {
-            stage
-                .iter()
-                .map(|&i| &plan.tasks[i])
-                .filter(|t| tasks.iter().any(|c| c.name == t.name))
-                .collect()
-        })
-        .filter(|stage: &Vec<&plan::Task>| !stage.is_empty())
-        .collect();
-    let reporter = crate::run::progress::Reporter::start(plan.name.clone());
+    let one = OneTask {
+        plan: &plan,
+        run,
+        control: crate::run::Control {
+            restart,
+            stop,
+            force,
+        },
+        walk_threads: workers.map_or_else(crate::scan::default_walk_threads, usize::from),
+        workers: workers.map_or_else(
+            || std::thread::available_parallelism().map_or(2, usize::from),
+            usize::from,
+        ),
+        reporter: crate::run::progress::Reporter::start(plan.name.clone()),
+        interrupted: AtomicBool::new(false),
+    };
     let mut exit = Exit::Success;
-    let interrupted = std::sync::atomic::AtomicBool::new(false);
-    for stage in chosen {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+    for level in levels(&plan, &tasks) {
+        if stop.load(Ordering::Relaxed) {
             break;
         }
-        let one = |task: &plan::Task| -> Result<bool, Error> {
-            let stages = match run {
-                Some(stages) if migrate(task) => stages,
-                // A scan-only task of an import-only run has nothing to do.
-                Some(stages) if !stages.send => return Ok(false),
-                _ => {
-                    let round = crate::state::next_round(&plan, task)
-                        .map_err(crate::run::RunError::from)?;
-                    let scanned =
-                        crate::run::scanning::scan_task(&plan, task, round, walk_threads)?;
-                    reporter.say(scanned.text);
-                    return Ok(scanned.readiness == report::scan::Readiness::NotReady);
-                }
-            };
-            let control = crate::run::Control {
-                restart,
-                stop,
-                force,
-            };
-            let done = crate::run::run_task(
-                &plan,
-                task,
-                stages,
-                workers,
-                walk_threads,
-                &reporter,
-                control,
-            )?;
-            if done.interrupted {
-                interrupted.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            // Items the round's scan kept back count in every run of the round, also
-            // one that resumed it or only imported it.
-            let mut partial = done.any_failure() || done.not_migrated > 0;
-            let mut text = String::new();
-            if let Some(scanned) = &done.scan {
-                text.push_str(&scanned.text);
-                partial |= scanned.readiness == report::scan::Readiness::NotReady;
-            }
-            text.push_str(&crate::run::summary(task, &done));
-            reporter.say(text);
-            Ok(partial)
-        };
-        let results: Vec<Result<bool, Error>> = if run.is_some() && stage.len() > 1 {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = stage.iter().map(|task| scope.spawn(|| one(task))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
-        } else {
-            stage.iter().map(|task| one(task)).collect()
-        };
         let mut failed = None;
-        for result in results {
+        for result in one.level(&level) {
             match result {
                 Ok(true) => exit = Exit::Partial,
                 Ok(false) => {}
@@ -193,22 +127,115 @@ pub fn run(
         // A task that could not run stops the tasks that depend on it; the summaries
         // say where every task stands.
         if let Some(e) = failed {
-            reporter.finish();
+            one.reporter.finish();
             if run.is_some() {
                 plan_summaries(&plan);
             }
             return Err(e);
         }
     }
-    reporter.finish();
+    one.reporter.finish();
     if run.is_some() && !plan_summaries(&plan) {
         exit = Exit::Fatal;
     }
-    if interrupted.load(std::sync::atomic::Ordering::Relaxed)
-        || stop.load(std::sync::atomic::Ordering::Relaxed)
-    {
+    if one.interrupted.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
         eprintln!("interrupted: run the same command again to resume");
         return Ok(Exit::Interrupted);
     }
     Ok(exit)
+}
+
+/// The chosen tasks by level of the job graph, in order. Tasks of one level depend on
+/// nothing in it: they run at once (a scan runs them one after another, each walk
+/// being parallel already).
+fn levels<'p>(plan: &'p Plan, tasks: &[&plan::Task]) -> Vec<Vec<&'p plan::Task>> {
+    JobGraph::compile(plan)
+        .levels
+        .iter()
+        .map(|level| {
+            level
+                .iter()
+                .map(|&i| &plan.tasks[i])
+                .filter(|t| tasks.iter().any(|c| c.name == t.name))
+                .collect()
+        })
+        .filter(|level: &Vec<&plan::Task>| !level.is_empty())
+        .collect()
+}
+
+/// What running one task needs. One reporter owns the terminal for the whole run; each
+/// task's summary goes through it.
+struct OneTask<'a> {
+    plan: &'a Plan,
+    run: Option<crate::run::Stages>,
+    control: crate::run::Control<'a>,
+    walk_threads: usize,
+    workers: usize,
+    reporter: crate::run::progress::Reporter,
+    interrupted: AtomicBool,
+}
+
+impl OneTask<'_> {
+    /// Runs the tasks of one level, at once when there are several to run.
+    fn level(&self, level: &[&plan::Task]) -> Vec<Result<bool, Error>> {
+        if self.run.is_some() && level.len() > 1 {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = level
+                    .iter()
+                    .map(|task| scope.spawn(|| self.task(task)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        } else {
+            level.iter().map(|task| self.task(task)).collect()
+        }
+    }
+
+    /// Scans or runs one task; true when it is only partly done (failed items, items
+    /// kept back, or a source that is not ready).
+    fn task(&self, task: &plan::Task) -> Result<bool, Error> {
+        let migrate = task.settings.mode == plan::raw::Mode::Migrate;
+        let stages = match self.run {
+            Some(stages) if migrate => stages,
+            // A scan-only task of an import-only run has nothing to do.
+            Some(stages) if !stages.send => return Ok(false),
+            _ => {
+                let round = crate::state::next_round(self.plan, task)
+                    .map_err(crate::run::RunError::from)?;
+                let scanned =
+                    crate::run::scanning::scan_task(self.plan, task, round, self.walk_threads)?;
+                self.reporter.say(scanned.text);
+                return Ok(scanned.readiness == report::scan::Readiness::NotReady);
+            }
+        };
+        let done = crate::run::run_task(
+            self.plan,
+            task,
+            stages,
+            self.workers,
+            self.walk_threads,
+            &self.reporter,
+            self.control,
+        )?;
+        if done.interrupted {
+            self.interrupted.store(true, Ordering::Relaxed);
+        }
+        // Items the round's scan kept back count in every run of the round, also one
+        // that resumed it or only imported it.
+        let mut partial = done.any_failure() || done.not_migrated > 0;
+        let mut text = String::new();
+        if let Some(scanned) = &done.scan {
+            text.push_str(&scanned.text);
+            partial |= scanned.readiness == report::scan::Readiness::NotReady;
+        }
+        text.push_str(&crate::run::summary(task, &done));
+        self.reporter.say(text);
+        Ok(partial)
+    }
 }

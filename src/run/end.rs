@@ -86,33 +86,7 @@ impl Round<'_> {
             return Ok(run);
         }
         if self.stages.import {
-            // The round is complete: what it moved joins the index; the staged data and
-            // the key that opens it go.
-            let index_path = self.layout.index();
-            let mut index = Index::load(&index_path).map_err(SessionError::from)?;
-            fold(&mut index, &entries);
-            if let Some(destination) = ending.destination {
-                run.deleted = mirror_deletions(
-                    task,
-                    ending.scanned,
-                    destination,
-                    &mut index,
-                    self.control.force,
-                    &mut run.failures,
-                );
-            }
-            index.save(&index_path).map_err(SessionError::from)?;
-            // Whatever is left in the container (objects refused as tampered, or never
-            // consumed) could never be opened once the key goes: it goes first
-            // (finding 12).
-            if let Err(e) = self.staging.discard(&ending.key.container_name()) {
-                record_failure(
-                    &mut run.failures,
-                    CLEANUP_FAILED,
-                    Path::new(&self.staging.describe()),
-                    &format!("the round's staged data could not be deleted: {e}"),
-                );
-            }
+            self.settle(&mut run, &ending, &entries)?;
             // The reports first, then the session: a run killed in between completes
             // the round again (every package is journalled) and writes them again. The
             // key and the hand-over note go last: until the session says completed, an
@@ -144,6 +118,44 @@ impl Round<'_> {
         session.save(self.folder)?;
         run.handed_over = Some(self.layout.key(round));
         Ok(run)
+    }
+
+    /// The round is complete: what it moved joins the index, mirrored deletions are
+    /// made, and the staged data goes (the key that opens it goes after the reports).
+    fn settle(
+        &self,
+        run: &mut TaskRun,
+        ending: &Ending<'_>,
+        entries: &[Entry],
+    ) -> Result<(), RunError> {
+        // The round is complete: what it moved joins the index; the staged data and
+        // the key that opens it go.
+        let index_path = self.layout.index();
+        let mut index = Index::load(&index_path).map_err(SessionError::from)?;
+        fold(&mut index, entries);
+        if let Some(destination) = ending.destination {
+            run.deleted = mirror_deletions(
+                self.task,
+                ending.scanned,
+                destination,
+                &mut index,
+                self.control.force,
+                &mut run.failures,
+            );
+        }
+        index.save(&index_path).map_err(SessionError::from)?;
+        // Whatever is left in the container (objects refused as tampered, or never
+        // consumed) could never be opened once the key goes: it goes first
+        // (finding 12).
+        if let Err(e) = self.staging.discard(&ending.key.container_name()) {
+            record_failure(
+                &mut run.failures,
+                CLEANUP_FAILED,
+                Path::new(&self.staging.describe()),
+                &format!("the round's staged data could not be deleted: {e}"),
+            );
+        }
+        Ok(())
     }
 
     /// A round with nothing new, changed or gone is complete as it is: no key, container,
