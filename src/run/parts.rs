@@ -6,6 +6,23 @@
 use super::worker::{NOT_STAGED, Shared, Tally, failed_record, one_per_item, outcome_records};
 use super::*;
 
+/// One file in parts, as a worker sees it.
+struct FileParts {
+    first_id: u64,
+    last_id: u64,
+    parts: u32,
+    part_size: u64,
+    item: Arc<Item>,
+}
+
+/// Where a file in parts stands: the next part to stage or import, what the whole file
+/// must be once every part is in, and the outcomes so far.
+struct Progress {
+    start: u32,
+    whole_file: Option<journal::WholeFile>,
+    outcomes: Vec<Outcome>,
+}
+
 impl Shared<'_> {
     /// A file in parts: staged (unless an earlier run of the round did) and imported
     /// part by part, each part journalled once it is durable at the destination (and
@@ -19,210 +36,263 @@ impl Shared<'_> {
         item: Arc<Item>,
         tally: &mut Tally,
     ) {
-        let last_id = first_id + count.max(1) - 1;
+        let file = FileParts {
+            first_id,
+            last_id: first_id + count.max(1) - 1,
+            parts: u32::try_from(count).unwrap_or(u32::MAX),
+            part_size,
+            item,
+        };
         if self.done.contains(&first_id) {
             return;
         }
-        let one = std::slice::from_ref(&item);
-        let parts = u32::try_from(count).unwrap_or(u32::MAX);
-        let (mut start, mut whole_file) = match self.resume_point(first_id, last_id, &item, tally) {
-            Some(point) => point,
-            None => return,
+        let Some((start, whole_file)) =
+            self.resume_point(first_id, file.last_id, &file.item, tally)
+        else {
+            return;
         };
-        let ids = first_id + u64::from(start)..=last_id;
-        let mut outcomes = Vec::new();
+        let mut at = Progress {
+            start,
+            whole_file,
+            outcomes: Vec::new(),
+        };
+        let ids = first_id + u64::from(start)..=file.last_id;
         let all_staged = ids.clone().all(|id| self.staged.contains_key(&id));
         let available = all_staged
             || (!self.send
                 && ids
                     .clone()
                     .all(|id| self.staged.contains_key(&id) || self.present(id)));
-        if available && self.import {
-            for id in ids {
-                if self.stopping() {
-                    return;
-                }
-                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
-                    return;
-                }
-            }
-        } else if self.send {
-            let (file, at_open) = match package::open_checked(&item) {
-                Ok(opened) => opened,
-                Err(failed) => {
-                    let (code, message) = match failed {
-                        Packed::Failed { code, message } => (code, message),
-                        Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
-                    };
-                    let records = vec![failed_record(&item, code, message)];
-                    let entry = if self.import {
-                        Entry::Imported {
-                            first: first_id,
-                            last: last_id,
-                            items: records.clone(),
-                        }
-                    } else {
-                        Entry::Staged {
-                            package: first_id,
-                            container: self.key.container_id,
-                            items: records.clone(),
-                        }
-                    };
-                    if self.journal(&entry, tally) {
-                        tally.records(&records);
-                        tally.packages += 1;
-                    }
-                    return;
-                }
-            };
-            // The parts already at the destination were read from the file as the scan
-            // saw it: a file changed since starts over (its new parts must not join the
-            // old ones).
-            let as_scanned = at_open.len() == item.meta.size
-                && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
-                    == item.meta.mtime_ns;
-            if start > 0
-                && !as_scanned
-                && let Some(destination) = self.destination
-            {
-                destination.drop_assembly(&item.rel, None);
-                start = 0;
-                whole_file = None;
-            }
-            let mut whole = blake3::Hasher::new();
-            // The parts already at the destination are not staged again, but the
-            // whole file's hash covers them: they are read again, only to be hashed.
-            if start > 0 {
-                let hashed =
-                    package::hash_range(&file, &at_open, u64::from(start) * part_size, &mut whole);
-                if !matches!(hashed, Ok(true)) {
-                    if let Some(destination) = self.destination {
-                        destination.assembly_failed(&item.rel);
-                    }
-                    self.fail(
+        let complete = if available && self.import {
+            ids.into_iter().all(|id| {
+                !self.stopping()
+                    && self.import_part(
+                        id,
+                        first_id,
+                        &file.item,
+                        &mut at.outcomes,
+                        &mut at.whole_file,
                         tally,
-                        Some(first_id),
-                        &item,
-                        FailureCode::ChangedDuringRead.as_str(),
-                        "the file changed since its first parts were imported; the next round will try again",
-                    );
-                    return;
-                }
+                    )
+            })
+        } else if self.send {
+            self.send_parts(&file, &mut at, tally) && self.import
+        } else {
+            self.staged_failures(&file, tally);
+            false
+        };
+        if complete {
+            self.commit_parts(&file, at, tally);
+        }
+    }
+
+    /// Stages the parts of a file from `at.start` on, importing each too when this run
+    /// imports; true when every part is in.
+    fn send_parts(&self, f: &FileParts, at: &mut Progress, tally: &mut Tally) -> bool {
+        let item = &f.item;
+        let (file, at_open) = match package::open_checked(item) {
+            Ok(opened) => opened,
+            Err(failed) => {
+                self.unreadable_parts(f, failed, tally);
+                return false;
             }
-            for part in start..parts {
-                if self.stopping() {
-                    return;
+        };
+        // The parts already at the destination were read from the file as the scan saw
+        // it: a file changed since starts over (its new parts must not join the old
+        // ones).
+        let as_scanned = at_open.len() == item.meta.size
+            && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
+                == item.meta.mtime_ns;
+        if at.start > 0
+            && !as_scanned
+            && let Some(destination) = self.destination
+        {
+            destination.drop_assembly(&item.rel, None);
+            at.start = 0;
+            at.whole_file = None;
+        }
+        let mut whole = blake3::Hasher::new();
+        // The parts already at the destination are not staged again, but the whole
+        // file's hash covers them: they are read again, only to be hashed.
+        if at.start > 0 {
+            let hashed = package::hash_range(
+                &file,
+                &at_open,
+                u64::from(at.start) * f.part_size,
+                &mut whole,
+            );
+            if !matches!(hashed, Ok(true)) {
+                if let Some(destination) = self.destination {
+                    destination.assembly_failed(&item.rel);
                 }
-                let id = first_id + u64::from(part);
-                let mut ok = true;
-                let built = self.build_and_put(id, part_size, &mut |out, records| {
-                    *records += 1;
-                    ok = package::add_part(
-                        out, &item, &file, &at_open, part, parts, part_size, &mut whole,
-                    )?;
-                    Ok(Vec::new())
-                });
-                if let Err(e) = built {
-                    if self.staging_full(&e) {
-                        return;
-                    }
+                self.fail(
+                    tally,
+                    Some(f.first_id),
+                    item,
+                    FailureCode::ChangedDuringRead.as_str(),
+                    "the file changed since its first parts were imported; the next round will try again",
+                );
+                return false;
+            }
+        }
+        for part in at.start..f.parts {
+            if self.stopping() {
+                return false;
+            }
+            let id = f.first_id + u64::from(part);
+            let mut ok = true;
+            let built = self.build_and_put(id, f.part_size, &mut |out, records| {
+                *records += 1;
+                ok = package::add_part(
+                    out,
+                    item,
+                    &file,
+                    &at_open,
+                    part,
+                    f.parts,
+                    f.part_size,
+                    &mut whole,
+                )?;
+                Ok(Vec::new())
+            });
+            if let Err(e) = built {
+                if !self.staging_full(&e) {
                     self.fail(
                         tally,
                         Some(id),
-                        &item,
+                        item,
                         FailureCode::StageFailed.as_str(),
                         &format!("package {id} could not be staged: {e}"),
                     );
-                    return;
                 }
-                if !self.import {
-                    let failed = if ok {
-                        Vec::new()
-                    } else {
-                        vec![failed_record(
-                            &item,
-                            FailureCode::ChangedDuringRead.as_str(),
-                            "the file changed while it was read; the next round will try again"
-                                .into(),
-                        )]
-                    };
-                    let journalled = self.journal(
-                        &Entry::Staged {
-                            package: id,
-                            container: self.key.container_id,
-                            items: failed.clone(),
-                        },
-                        tally,
-                    );
-                    if !journalled {
-                        return;
-                    }
-                    tally.staged += 1;
-                    tally.records(&failed);
-                    if !ok {
-                        return;
-                    }
-                    continue;
-                }
-                if !self.import_part(id, first_id, &item, &mut outcomes, &mut whole_file, tally) {
-                    return;
-                }
-                if !ok {
-                    // The importer has discarded the file; the rest is not read.
-                    break;
-                }
+                return false;
             }
             if !self.import {
-                return;
+                if !self.journal_staged_part(id, item, ok, tally) || !ok {
+                    return false;
+                }
+                continue;
             }
-        } else {
-            // An import-only run where the staging run could not stage every part: the
-            // failures it recorded are the file's result.
-            let failed: Vec<ItemRecord> = (first_id..=last_id)
-                .filter_map(|id| self.staged.get(&id))
-                .flatten()
-                .cloned()
-                .collect();
-            if !self.import {
-                return;
-            }
-            if failed.is_empty() {
-                self.fail(
-                    tally,
-                    None,
-                    &item,
-                    FailureCode::NotStaged.as_str(),
-                    NOT_STAGED,
-                );
-                return;
-            }
-            let failed = one_per_item(failed);
-            if self.journal(
-                &Entry::Imported {
-                    first: first_id,
-                    last: last_id,
-                    items: failed.clone(),
-                },
+            if !self.import_part(
+                id,
+                f.first_id,
+                item,
+                &mut at.outcomes,
+                &mut at.whole_file,
                 tally,
             ) {
-                tally.records(&failed);
-                tally.packages += 1;
+                return false;
             }
+            if !ok {
+                // The importer has discarded the file; the rest is not read.
+                break;
+            }
+        }
+        true
+    }
+
+    /// Journals a part this run staged and does not import (with the file's failure
+    /// when it changed while the part was read); false when the journal failed.
+    fn journal_staged_part(&self, id: u64, item: &Item, ok: bool, tally: &mut Tally) -> bool {
+        let failed = if ok {
+            Vec::new()
+        } else {
+            vec![failed_record(
+                item,
+                FailureCode::ChangedDuringRead.as_str(),
+                "the file changed while it was read; the next round will try again".into(),
+            )]
+        };
+        let journalled = self.journal(
+            &Entry::Staged {
+                package: id,
+                container: self.key.container_id,
+                items: failed.clone(),
+            },
+            tally,
+        );
+        if journalled {
+            tally.staged += 1;
+            tally.records(&failed);
+        }
+        journalled
+    }
+
+    /// A file in parts that cannot be opened: one failure for the whole file.
+    fn unreadable_parts(&self, f: &FileParts, failed: Packed, tally: &mut Tally) {
+        let (code, message) = match failed {
+            Packed::Failed { code, message } => (code, message),
+            Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
+        };
+        let records = vec![failed_record(&f.item, code, message)];
+        let entry = if self.import {
+            Entry::Imported {
+                first: f.first_id,
+                last: f.last_id,
+                items: records.clone(),
+            }
+        } else {
+            Entry::Staged {
+                package: f.first_id,
+                container: self.key.container_id,
+                items: records.clone(),
+            }
+        };
+        if self.journal(&entry, tally) {
+            tally.records(&records);
+            tally.packages += 1;
+        }
+    }
+
+    /// An import-only run where the staging run could not stage every part: the
+    /// failures it recorded are the file's result.
+    fn staged_failures(&self, f: &FileParts, tally: &mut Tally) {
+        let failed: Vec<ItemRecord> = (f.first_id..=f.last_id)
+            .filter_map(|id| self.staged.get(&id))
+            .flatten()
+            .cloned()
+            .collect();
+        if !self.import {
             return;
         }
-        // Every part is in, and journalled: the file is checked and takes its name.
-        if let (Some(whole), Some(destination)) = (whole_file, self.destination) {
-            let outcome = destination.commit_assembly(&item.rel, &whole);
+        if failed.is_empty() {
+            self.fail(
+                tally,
+                None,
+                &f.item,
+                FailureCode::NotStaged.as_str(),
+                NOT_STAGED,
+            );
+            return;
+        }
+        let failed = one_per_item(failed);
+        if self.journal(
+            &Entry::Imported {
+                first: f.first_id,
+                last: f.last_id,
+                items: failed.clone(),
+            },
+            tally,
+        ) {
+            tally.records(&failed);
+            tally.packages += 1;
+        }
+    }
+
+    /// Every part is in, and journalled: the file is checked and takes its name.
+    fn commit_parts(&self, f: &FileParts, mut at: Progress, tally: &mut Tally) {
+        if let (Some(whole), Some(destination)) = (at.whole_file, self.destination) {
+            let outcome = destination.commit_assembly(&f.item.rel, &whole);
             if self.destination_full(std::slice::from_ref(&outcome)) {
                 return;
             }
-            outcomes.push(outcome);
+            at.outcomes.push(outcome);
         }
-        let records = one_per_item(outcome_records(outcomes, one));
+        let records = one_per_item(outcome_records(at.outcomes, std::slice::from_ref(&f.item)));
         if !self.journal(
             &Entry::Imported {
-                first: first_id,
-                last: last_id,
+                first: f.first_id,
+                last: f.last_id,
                 items: records.clone(),
             },
             tally,
