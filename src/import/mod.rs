@@ -30,9 +30,12 @@ use crate::plan::raw::{Conflicts, Verify};
 
 pub mod decide;
 mod parts;
+mod stream;
 mod temp;
 
-use parts::{Assembly, write_part};
+pub use self::decide::same_time;
+use parts::Assembly;
+pub use stream::import_stream;
 use temp::temp_name;
 pub use temp::{clean_stray, is_temp_name, run_salt};
 
@@ -600,333 +603,8 @@ pub fn disk_full(e: &io::Error) -> bool {
         || errno == Some(rustix::io::Errno::DQUOT.raw_os_error())
 }
 
-/// A file of this package written to its temporary name, waiting for the package's end.
-struct Pending {
-    dir: Arc<OwnedFd>,
-    temp: String,
-    name: Vec<u8>,
-    path: PathBuf,
-    bytes: u64,
-    stamp: Stamp,
-    /// Nothing was at the final name when the record was read: the rename must not
-    /// replace whatever someone put there since (finding 16).
-    absent: bool,
-}
-
-/// Imports one package stream (already authenticated segment by segment and
-/// decompressed). Returns an outcome per record, or refuses the package whole.
-pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<Outcome>, Refused> {
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut created: Vec<Created> = Vec::new();
-    let mut parts_touched: Vec<PathBuf> = Vec::new();
-    let result = read_all(
-        dest,
-        &mut stream,
-        &mut pending,
-        &mut created,
-        &mut parts_touched,
-    );
-    match result {
-        Ok(mut outcomes) => {
-            // The package's files are written in full; one sync of the destination's
-            // filesystem makes all of them durable before any takes its final name
-            // (one call per package rather than one per file).
-            let synced = rustix::fs::syncfs(&dest.fd);
-            for file in pending {
-                let flags = if file.absent {
-                    rustix::fs::RenameFlags::NOREPLACE
-                } else {
-                    rustix::fs::RenameFlags::empty()
-                };
-                let committed = synced.and_then(|()| {
-                    rustix::fs::renameat_with(
-                        &*file.dir,
-                        file.temp.as_str(),
-                        &*file.dir,
-                        OsStr::from_bytes(&file.name),
-                        flags,
-                    )
-                });
-                outcomes.push(match committed {
-                    Ok(()) => Outcome::Imported {
-                        path: file.path,
-                        bytes: file.bytes,
-                        stamp: file.stamp,
-                    },
-                    Err(e) => {
-                        let _ =
-                            rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
-                        match e {
-                            rustix::io::Errno::EXIST => Outcome::Failed {
-                                path: file.path,
-                                code: FailureCode::DestinationChanged.as_str(),
-                                message: "something was put at the destination while the file was imported; it was kept".into(),
-                            },
-                            e => {
-                                let e = errno(e);
-                                Outcome::Failed {
-                                    path: file.path,
-                                    code: write_code(&e),
-                                    message: format!("cannot put the file in place: {e}"),
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-            // The renames are durable before the caller deletes the staged package.
-            let _ = rustix::fs::syncfs(&dest.fd);
-            Ok(outcomes)
-        }
-        Err(refused) => {
-            for file in pending {
-                let _ = rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
-            }
-            for path in parts_touched {
-                dest.assembly_failed(&path);
-            }
-            for folder in created.iter().rev() {
-                if let Some(parent) = &folder.parent {
-                    let _ =
-                        rustix::fs::unlinkat(parent, folder.name.as_os_str(), AtFlags::REMOVEDIR);
-                }
-            }
-            Err(refused)
-        }
-    }
-}
-
-fn read_all<R: Read>(
-    dest: &Destination,
-    stream: &mut R,
-    pending: &mut Vec<Pending>,
-    created: &mut Vec<Created>,
-    parts_touched: &mut Vec<PathBuf>,
-) -> Result<Vec<Outcome>, Refused> {
-    package::read_begin(stream)?;
-    let mut outcomes = Vec::new();
-    let mut seen = 0u32;
-    let mut buf = vec![0u8; 256 * 1024];
-    // The folder of the last record: most records of a package share it.
-    let mut last_parent: Option<(Vec<u8>, Arc<OwnedFd>, bool)> = None;
-    let mut data = 0u64;
-    while let Some(record) = package::read_record(stream, seen)? {
-        seen += 1;
-        data = data.saturating_add(record.len);
-        if data > dest.max_package_data {
-            return Err(Refused::Stream(StreamError::Malformed(
-                "more data than a package of this task may hold",
-            )));
-        }
-        let parts = safe_components(&record.path).map_err(Refused::Path)?;
-        let path = PathBuf::from(OsStr::from_bytes(&record.path));
-        let name = parts[parts.len() - 1].to_vec();
-        let parent_bytes = &record.path[..record.path.len() - name.len()];
-        let cached = last_parent
-            .as_ref()
-            .filter(|(p, _, _)| p.as_slice() == parent_bytes)
-            .map(|(_, fd, fresh)| (Arc::clone(fd), *fresh));
-        let opened = match cached {
-            Some(hit) => Ok(hit),
-            None => dest
-                .parent_fresh(&parts, created)
-                .map(|(fd, fresh)| (Arc::new(fd), fresh)),
-        };
-        let mut fresh = false;
-        let dir = match opened {
-            Ok((dir, new)) => {
-                last_parent = Some((parent_bytes.to_vec(), Arc::clone(&dir), new));
-                fresh = new;
-                Some(dir)
-            }
-            // A folder on the way is a symlink or a file: the destination's doing, not
-            // the package's. This item is refused; the package's others go on (finding 9).
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                outcomes.push(Outcome::Failed {
-                    path: path.clone(),
-                    code: DESTINATION_REFUSED,
-                    message: e.to_string(),
-                });
-                None
-            }
-            Err(e) => {
-                outcomes.push(Outcome::Failed {
-                    path: path.clone(),
-                    code: write_code(&e),
-                    message: format!("cannot create its folder: {e}"),
-                });
-                None
-            }
-        };
-        // Its failure is recorded: the record's data is read past, and nothing else is
-        // said of it.
-        let Some(dir) = dir else {
-            let mut sink = None;
-            copy_data(stream, record.len, None, &mut buf, &mut sink, false, None)?;
-            package::read_trailer(stream)?;
-            if record.parts > 1 {
-                dest.assembly_failed(&path);
-            }
-            continue;
-        };
-        match record.kind {
-            KIND_FOLDER => {
-                package::read_trailer(stream)?;
-                let mut made_here = dest.made.lock().unwrap_or_else(|e| e.into_inner());
-                let made = rustix::fs::mkdirat(
-                    &*dir,
-                    OsStr::from_bytes(&name),
-                    Mode::from_raw_mode(0o700),
-                );
-                let existed = match made {
-                    Ok(()) => {
-                        created.push(Created::new(&dir, OsStr::from_bytes(&name)));
-                        made_here.insert(path.clone());
-                        false
-                    }
-                    // A folder this run made for the items inside it is this run's
-                    // too: migrated, not "already at the destination". Something that
-                    // is not a folder is never the folder.
-                    Err(rustix::io::Errno::EXIST) => {
-                        let folder = rustix::fs::statat(
-                            &*dir,
-                            OsStr::from_bytes(&name),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .is_ok_and(|st| {
-                            rustix::fs::FileType::from_raw_mode(st.st_mode)
-                                == rustix::fs::FileType::Directory
-                        });
-                        if !folder {
-                            drop(made_here);
-                            outcomes.push(Outcome::Failed {
-                                path,
-                                code: DESTINATION_REFUSED,
-                                message: "a symlink or file is at the destination where this folder belongs; nothing is written through it".into(),
-                            });
-                            continue;
-                        }
-                        !made_here.contains(&path)
-                    }
-                    Err(e) => {
-                        drop(made_here);
-                        let e = errno(e);
-                        outcomes.push(Outcome::Failed {
-                            path,
-                            code: write_code(&e),
-                            message: format!("cannot create the folder: {e}"),
-                        });
-                        continue;
-                    }
-                };
-                drop(made_here);
-                dest.folders
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((
-                        path.clone(),
-                        dest.preserve.mode_bits(record.mode),
-                        Timespec {
-                            tv_sec: record.mtime_sec,
-                            tv_nsec: i64::from(record.mtime_nsec),
-                        },
-                    ));
-                let stamp = same_stamp(&record, [0; 32]);
-                outcomes.push(if existed {
-                    Outcome::Unchanged { path, stamp }
-                } else {
-                    Outcome::Imported {
-                        path,
-                        bytes: 0,
-                        stamp,
-                    }
-                });
-            }
-            KIND_SYMLINK => {
-                package::read_trailer(stream)?;
-                let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
-                if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
-                    outcomes.push(Outcome::Unchanged {
-                        path,
-                        stamp: same_stamp(&record, [0; 32]),
-                    });
-                    continue;
-                }
-                let temp = temp_name("link");
-                let made =
-                    rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str());
-                match made {
-                    Ok(()) => pending.push(Pending {
-                        dir,
-                        temp,
-                        name,
-                        path,
-                        bytes: 0,
-                        stamp: same_stamp(&record, [0; 32]),
-                        absent: false,
-                    }),
-                    Err(e) => {
-                        let e = errno(e);
-                        outcomes.push(Outcome::Failed {
-                            path,
-                            code: write_code(&e),
-                            message: format!("cannot create the link: {e}"),
-                        });
-                    }
-                }
-            }
-            KIND_FILE if record.parts > 1 => {
-                let outcome = write_part(
-                    dest,
-                    stream,
-                    Some(dir),
-                    &record,
-                    &name,
-                    &path,
-                    &mut buf,
-                    parts_touched,
-                )?;
-                outcomes.extend(outcome);
-            }
-            _ => {
-                let outcome = write_file(
-                    dest,
-                    stream,
-                    Some(dir),
-                    fresh,
-                    &record,
-                    name,
-                    path,
-                    &mut buf,
-                )?;
-                match outcome {
-                    Written::Pending(p) => pending.push(p),
-                    Written::Done(o) => outcomes.push(o),
-                }
-            }
-        }
-    }
-    // Nothing may follow the end of the stream.
-    let mut extra = [0u8; 1];
-    if stream
-        .read(&mut extra)
-        .map_err(|e| Refused::Stream(StreamError::Io(e)))?
-        != 0
-    {
-        return Err(Refused::Stream(StreamError::Malformed(
-            "data after the end",
-        )));
-    }
-    Ok(outcomes)
-}
-
-enum Written {
-    Pending(Pending),
-    Done(Outcome),
-}
-
 /// Copies `len` bytes of the stream to `out` (if any) at `offset`, returning their hash.
-fn copy_data<R: Read>(
+pub(super) fn copy_data<R: Read>(
     stream: &mut R,
     len: u64,
     mut out: Option<(&fs::File, u64)>,
@@ -965,29 +643,6 @@ fn copy_data<R: Read>(
     Ok(hasher.map(|h| h.finalize()))
 }
 
-/// The outcome of a verdict that keeps the destination's entry; `None` (write or
-/// replace) otherwise.
-fn kept(path: &Path, verdict: Verdict) -> Option<Outcome> {
-    let Verdict::Keep(reason) = verdict else {
-        return None;
-    };
-    Some(match reason {
-        KeepReason::SkipExisting => Outcome::Failed {
-            path: path.to_path_buf(),
-            code: FailureCode::SkippedExisting.as_str(),
-            message: "the destination already has this file (`conflicts: skip-existing`)".into(),
-        },
-        KeepReason::Changed(why) => Outcome::Failed {
-            path: path.to_path_buf(),
-            code: FailureCode::DestinationChanged.as_str(),
-            message: format!(
-                "the destination has a different file here ({}); it was kept (`conflicts: keep-destination-changes`)",
-                why.text()
-            ),
-        },
-    })
-}
-
 /// The destination's entry at `name`, if any.
 fn existing(dir: &OwnedFd, name: &[u8]) -> Option<Found> {
     let st = rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW).ok()?;
@@ -1010,8 +665,6 @@ fn same_as(found: Found, record: &Record) -> bool {
     )
 }
 
-pub use self::decide::same_time;
-
 /// BLAKE3 of the destination's file at `name` (`verify: all`).
 fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 32]> {
     let fd = rustix::fs::openat(
@@ -1032,143 +685,27 @@ fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 
     Ok(*hasher.finalize().as_bytes())
 }
 
-#[expect(clippy::too_many_arguments, reason = "one record's every fact")]
-fn write_file<R: Read>(
-    dest: &Destination,
-    stream: &mut R,
-    dir: Option<Arc<OwnedFd>>,
-    fresh: bool,
-    record: &Record,
-    name: Vec<u8>,
-    path: PathBuf,
-    buf: &mut [u8],
-) -> Result<Written, Refused> {
-    // In a folder this run created, nothing can be in the way: no need to look.
-    let found = if fresh {
-        None
-    } else {
-        dir.as_ref().and_then(|d| existing(d, &name))
+/// The outcome of a verdict that keeps the destination's entry; `None` (write or
+/// replace) otherwise.
+fn kept(path: &Path, verdict: Verdict) -> Option<Outcome> {
+    let Verdict::Keep(reason) = verdict else {
+        return None;
     };
-    // `verify: all` settles a file with the same size and time by its content, after
-    // the data has been read; otherwise size and time decide now.
-    let (check_content, skip) = match dest.verdict(&path, found, record) {
-        Ok(skip) => (false, skip),
-        Err(()) => (true, None),
-    };
-    let target = match (&dir, &skip) {
-        (Some(dir), None) => {
-            let temp = temp_name("tmp");
-            match rustix::fs::openat(
-                dir,
-                temp.as_str(),
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            ) {
-                Ok(fd) => Some((fs::File::from(fd), temp)),
-                Err(e) => {
-                    let mut sink = None;
-                    copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
-                    package::read_trailer(stream)?;
-                    let e = errno(e);
-                    return Ok(Written::Done(Outcome::Failed {
-                        path,
-                        code: write_code(&e),
-                        message: format!("cannot create a temporary file: {e}"),
-                    }));
-                }
-            }
-        }
-        _ => None,
-    };
-    let mut write_error = None;
-    let hash = copy_data(
-        stream,
-        record.len,
-        target.as_ref().map(|(f, _)| (f, 0)),
-        buf,
-        &mut write_error,
-        dest.verify != Verify::None,
-        None,
-    )?;
-    let trailer = package::read_trailer(stream)?;
-    let discard = |target: &Option<(fs::File, String)>| {
-        if let (Some(dir), Some((_, temp))) = (&dir, target) {
-            let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
-        }
-    };
-    if !trailer.ok {
-        discard(&target);
-        return Ok(Written::Done(Outcome::Failed {
-            path,
-            code: FailureCode::ChangedDuringRead.as_str(),
-            message: "the file changed while it was read; this copy was discarded".into(),
-        }));
-    }
-    let verified = match hash {
-        Some(hash) => {
-            hash.as_bytes() == &trailer.part_hash && trailer.part_hash == trailer.file_hash
-        }
-        None => true,
-    };
-    if !verified {
-        discard(&target);
-        return Err(Refused::Hash(crate::shown::escape_path(&path).into_owned()));
-    }
-    if let Some(outcome) = skip {
-        return Ok(Written::Done(match outcome {
-            Outcome::Unchanged { path, .. } => Outcome::Unchanged {
-                path,
-                stamp: same_stamp(record, trailer.file_hash),
-            },
-            other => other,
-        }));
-    }
-    if check_content && let (Some(d), Some(f)) = (&dir, found) {
-        let outcome = match hash_existing(d, &name, buf) {
-            Ok(h) if h == trailer.file_hash => Some(Outcome::Unchanged {
-                path: path.clone(),
-                stamp: same_stamp(record, trailer.file_hash),
-            }),
-            Ok(_) => dest.differs(&path, f, Why::Content),
-            // What cannot be read cannot be shown to be ours: never overwritten silently.
-            Err(_) => dest.differs(&path, f, Why::Unreadable),
-        };
-        if let Some(outcome) = outcome {
-            discard(&target);
-            return Ok(Written::Done(outcome));
-        }
-    }
-    let (Some(dir), Some((file, temp))) = (dir, target) else {
-        // The folder could not be created; already reported.
-        return Ok(Written::Done(Outcome::Failed {
-            path,
-            code: FailureCode::WriteFailed.as_str(),
-            message: "its folder could not be created".into(),
-        }));
-    };
-    let finished = match write_error {
-        Some(e) => Err(e),
-        // Synced with the rest of the package before it is renamed into place.
-        None => dest.apply_metadata(&file, record),
-    };
-    if let Err(e) = finished {
-        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
-        return Ok(Written::Done(Outcome::Failed {
-            path,
-            code: write_code(&e),
-            message: format!("cannot write the file: {e}"),
-        }));
-    }
-    let stamp = dest.stamp(&file, record, trailer.file_hash);
-    Ok(Written::Pending(Pending {
-        dir,
-        temp,
-        name,
-        path,
-        bytes: record.size,
-        stamp,
-        absent: found.is_none(),
-    }))
+    Some(match reason {
+        KeepReason::SkipExisting => Outcome::Failed {
+            path: path.to_path_buf(),
+            code: FailureCode::SkippedExisting.as_str(),
+            message: "the destination already has this file (`conflicts: skip-existing`)".into(),
+        },
+        KeepReason::Changed(why) => Outcome::Failed {
+            path: path.to_path_buf(),
+            code: FailureCode::DestinationChanged.as_str(),
+            message: format!(
+                "the destination has a different file here ({}); it was kept (`conflicts: keep-destination-changes`)",
+                why.text()
+            ),
+        },
+    })
 }
 
 #[cfg(test)]

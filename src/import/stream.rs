@@ -1,0 +1,527 @@
+//! One package stream into the destination: every record checked and written to a
+//! temporary name, then — the whole package read and authenticated — every file renamed
+//! into place; or, the package refused, nothing of it left.
+
+use super::parts::write_part;
+use super::*;
+
+/// A file of this package written to its temporary name, waiting for the package's end.
+struct Pending {
+    dir: Arc<OwnedFd>,
+    temp: String,
+    name: Vec<u8>,
+    path: PathBuf,
+    bytes: u64,
+    stamp: Stamp,
+    /// Nothing was at the final name when the record was read: the rename must not
+    /// replace whatever someone put there since (finding 16).
+    absent: bool,
+}
+
+/// Imports one package stream (already authenticated segment by segment and
+/// decompressed). Returns an outcome per record, or refuses the package whole.
+pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<Outcome>, Refused> {
+    let mut underway = Underway::default();
+    match read_all(dest, &mut stream, &mut underway) {
+        Ok(mut outcomes) => {
+            outcomes.extend(commit(dest, underway.pending));
+            Ok(outcomes)
+        }
+        Err(refused) => {
+            undo(dest, underway);
+            Err(refused)
+        }
+    }
+}
+
+/// The package's files are written in full; one sync of the destination's filesystem
+/// makes all of them durable before any takes its final name (one call per package
+/// rather than one per file), and another makes the renames durable before the caller
+/// deletes the staged package.
+fn commit(dest: &Destination, pending: Vec<Pending>) -> Vec<Outcome> {
+    let synced = rustix::fs::syncfs(&dest.fd);
+    let mut outcomes = Vec::with_capacity(pending.len());
+    for file in pending {
+        let flags = if file.absent {
+            rustix::fs::RenameFlags::NOREPLACE
+        } else {
+            rustix::fs::RenameFlags::empty()
+        };
+        let committed = synced.and_then(|()| {
+            rustix::fs::renameat_with(
+                &*file.dir,
+                file.temp.as_str(),
+                &*file.dir,
+                OsStr::from_bytes(&file.name),
+                flags,
+            )
+        });
+        outcomes.push(match committed {
+            Ok(()) => Outcome::Imported {
+                path: file.path,
+                bytes: file.bytes,
+                stamp: file.stamp,
+            },
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
+                match e {
+                    rustix::io::Errno::EXIST => Outcome::Failed {
+                        path: file.path,
+                        code: FailureCode::DestinationChanged.as_str(),
+                        message: "something was put at the destination while the file was imported; it was kept".into(),
+                    },
+                    e => {
+                        let e = errno(e);
+                        Outcome::Failed {
+                            path: file.path,
+                            code: write_code(&e),
+                            message: format!("cannot put the file in place: {e}"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let _ = rustix::fs::syncfs(&dest.fd);
+    outcomes
+}
+
+/// A refused package leaves nothing: its temporary files, the assemblies it touched
+/// and the folders it created go.
+fn undo(dest: &Destination, underway: Underway) {
+    for file in underway.pending {
+        let _ = rustix::fs::unlinkat(&*file.dir, file.temp.as_str(), AtFlags::empty());
+    }
+    for path in underway.parts_touched {
+        dest.assembly_failed(&path);
+    }
+    for folder in underway.created.iter().rev() {
+        if let Some(parent) = &folder.parent {
+            let _ = rustix::fs::unlinkat(parent, folder.name.as_os_str(), AtFlags::REMOVEDIR);
+        }
+    }
+}
+
+/// The folder of the last record: most records of a package share it.
+type LastParent = Option<(Vec<u8>, Arc<OwnedFd>, bool)>;
+
+/// What importing the records of a package leaves for its end: files waiting for their
+/// final names, folders created, files in parts touched.
+#[derive(Default)]
+struct Underway {
+    pending: Vec<Pending>,
+    created: Vec<Created>,
+    parts_touched: Vec<PathBuf>,
+    last_parent: LastParent,
+}
+
+fn read_all<R: Read>(
+    dest: &Destination,
+    stream: &mut R,
+    underway: &mut Underway,
+) -> Result<Vec<Outcome>, Refused> {
+    package::read_begin(stream)?;
+    let mut outcomes = Vec::new();
+    let mut seen = 0u32;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut data = 0u64;
+    while let Some(record) = package::read_record(stream, seen)? {
+        seen += 1;
+        data = data.saturating_add(record.len);
+        if data > dest.max_package_data {
+            return Err(Refused::Stream(StreamError::Malformed(
+                "more data than a package of this task may hold",
+            )));
+        }
+        let parts = safe_components(&record.path).map_err(Refused::Path)?;
+        let path = PathBuf::from(OsStr::from_bytes(&record.path));
+        let name = parts[parts.len() - 1].to_vec();
+        let (dir, fresh) = match parent_of(dest, &record, &parts, underway) {
+            Ok(opened) => opened,
+            Err(failed) => {
+                // Its failure is recorded: the record's data is read past, and nothing
+                // else is said of it.
+                outcomes.push(*failed);
+                let mut sink = None;
+                copy_data(stream, record.len, None, &mut buf, &mut sink, false, None)?;
+                package::read_trailer(stream)?;
+                if record.parts > 1 {
+                    dest.assembly_failed(&path);
+                }
+                continue;
+            }
+        };
+        match record.kind {
+            KIND_FOLDER => {
+                package::read_trailer(stream)?;
+                outcomes.push(folder(dest, &dir, &record, &name, path, underway));
+            }
+            KIND_SYMLINK => {
+                package::read_trailer(stream)?;
+                match symlink(dir, &record, name, path) {
+                    Written::Pending(p) => underway.pending.push(p),
+                    Written::Done(o) => outcomes.push(o),
+                }
+            }
+            KIND_FILE if record.parts > 1 => {
+                let outcome = write_part(
+                    dest,
+                    stream,
+                    Some(dir),
+                    &record,
+                    &name,
+                    &path,
+                    &mut buf,
+                    &mut underway.parts_touched,
+                )?;
+                outcomes.extend(outcome);
+            }
+            _ => {
+                let target = Target {
+                    dir: Some(dir),
+                    fresh,
+                    name,
+                    path,
+                };
+                match write_file(dest, stream, target, &record, &mut buf)? {
+                    Written::Pending(p) => underway.pending.push(p),
+                    Written::Done(o) => outcomes.push(o),
+                }
+            }
+        }
+    }
+    // Nothing may follow the end of the stream.
+    let mut extra = [0u8; 1];
+    if stream
+        .read(&mut extra)
+        .map_err(|e| Refused::Stream(StreamError::Io(e)))?
+        != 0
+    {
+        return Err(Refused::Stream(StreamError::Malformed(
+            "data after the end",
+        )));
+    }
+    Ok(outcomes)
+}
+
+/// The folder a record goes into, opened (and created where missing) from the
+/// destination's root, and whether this run created it; or the record's failure.
+fn parent_of(
+    dest: &Destination,
+    record: &Record,
+    parts: &[&[u8]],
+    underway: &mut Underway,
+) -> Result<(Arc<OwnedFd>, bool), Box<Outcome>> {
+    let path = || PathBuf::from(OsStr::from_bytes(&record.path));
+    let name_len = parts[parts.len() - 1].len();
+    let parent_bytes = &record.path[..record.path.len() - name_len];
+    let cached = underway
+        .last_parent
+        .as_ref()
+        .filter(|(p, _, _)| p.as_slice() == parent_bytes)
+        .map(|(_, fd, fresh)| (Arc::clone(fd), *fresh));
+    let opened = match cached {
+        Some(hit) => Ok(hit),
+        None => dest
+            .parent_fresh(parts, &mut underway.created)
+            .map(|(fd, fresh)| (Arc::new(fd), fresh)),
+    };
+    match opened {
+        Ok((dir, fresh)) => {
+            underway.last_parent = Some((parent_bytes.to_vec(), Arc::clone(&dir), fresh));
+            Ok((dir, fresh))
+        }
+        // A folder on the way is a symlink or a file: the destination's doing, not the
+        // package's. This item is refused; the package's others go on (finding 9).
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Err(Box::new(Outcome::Failed {
+            path: path(),
+            code: DESTINATION_REFUSED,
+            message: e.to_string(),
+        })),
+        Err(e) => Err(Box::new(Outcome::Failed {
+            path: path(),
+            code: write_code(&e),
+            message: format!("cannot create its folder: {e}"),
+        })),
+    }
+}
+
+/// A folder record: created (mode and time come at the round's end), or found.
+fn folder(
+    dest: &Destination,
+    dir: &Arc<OwnedFd>,
+    record: &Record,
+    name: &[u8],
+    path: PathBuf,
+    underway: &mut Underway,
+) -> Outcome {
+    let mut made_here = dest.made.lock().unwrap_or_else(|e| e.into_inner());
+    let made = rustix::fs::mkdirat(&**dir, OsStr::from_bytes(name), Mode::from_raw_mode(0o700));
+    let existed = match made {
+        Ok(()) => {
+            underway
+                .created
+                .push(Created::new(dir, OsStr::from_bytes(name)));
+            made_here.insert(path.clone());
+            false
+        }
+        // A folder this run made for the items inside it is this run's too: migrated,
+        // not "already at the destination". Something that is not a folder is never
+        // the folder.
+        Err(rustix::io::Errno::EXIST) => {
+            let folder =
+                rustix::fs::statat(&**dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| {
+                        rustix::fs::FileType::from_raw_mode(st.st_mode)
+                            == rustix::fs::FileType::Directory
+                    });
+            if !folder {
+                return Outcome::Failed {
+                    path,
+                    code: DESTINATION_REFUSED,
+                    message: "a symlink or file is at the destination where this folder belongs; nothing is written through it".into(),
+                };
+            }
+            !made_here.contains(&path)
+        }
+        Err(e) => {
+            let e = errno(e);
+            return Outcome::Failed {
+                path,
+                code: write_code(&e),
+                message: format!("cannot create the folder: {e}"),
+            };
+        }
+    };
+    drop(made_here);
+    dest.folders
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((
+            path.clone(),
+            dest.preserve.mode_bits(record.mode),
+            Timespec {
+                tv_sec: record.mtime_sec,
+                tv_nsec: i64::from(record.mtime_nsec),
+            },
+        ));
+    let stamp = same_stamp(record, [0; 32]);
+    if existed {
+        Outcome::Unchanged { path, stamp }
+    } else {
+        Outcome::Imported {
+            path,
+            bytes: 0,
+            stamp,
+        }
+    }
+}
+
+/// A symlink record: unchanged when the link is there already, else made under a
+/// temporary name that takes the final one with the package.
+fn symlink(dir: Arc<OwnedFd>, record: &Record, name: Vec<u8>, path: PathBuf) -> Written {
+    let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
+    if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
+        return Written::Done(Outcome::Unchanged {
+            path,
+            stamp: same_stamp(record, [0; 32]),
+        });
+    }
+    let temp = temp_name("link");
+    match rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str()) {
+        Ok(()) => Written::Pending(Pending {
+            dir,
+            temp,
+            name,
+            path,
+            bytes: 0,
+            stamp: same_stamp(record, [0; 32]),
+            absent: false,
+        }),
+        Err(e) => {
+            let e = errno(e);
+            Written::Done(Outcome::Failed {
+                path,
+                code: write_code(&e),
+                message: format!("cannot create the link: {e}"),
+            })
+        }
+    }
+}
+
+enum Written {
+    Pending(Pending),
+    Done(Outcome),
+}
+
+/// Where a whole file goes: its folder (`None` when it could not be opened), whether
+/// this run created that folder, and its name and path.
+struct Target {
+    dir: Option<Arc<OwnedFd>>,
+    fresh: bool,
+    name: Vec<u8>,
+    path: PathBuf,
+}
+
+/// A whole file: written to a temporary name beside its final one and checked, or
+/// found to be there already, or kept as the destination has it.
+fn write_file<R: Read>(
+    dest: &Destination,
+    stream: &mut R,
+    at: Target,
+    record: &Record,
+    buf: &mut [u8],
+) -> Result<Written, Refused> {
+    let Target {
+        dir,
+        fresh,
+        name,
+        path,
+    } = at;
+    // In a folder this run created, nothing can be in the way: no need to look.
+    let found = if fresh {
+        None
+    } else {
+        dir.as_ref().and_then(|d| existing(d, &name))
+    };
+    // `verify: all` settles a file with the same size and time by its content, after
+    // the data has been read; otherwise size and time decide now.
+    let (check_content, skip) = match dest.verdict(&path, found, record) {
+        Ok(skip) => (false, skip),
+        Err(()) => (true, None),
+    };
+    let target = match (&dir, &skip) {
+        (Some(dir), None) => match temp_file(dir) {
+            Ok(target) => Some(target),
+            Err(e) => {
+                let mut sink = None;
+                copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
+                package::read_trailer(stream)?;
+                return Ok(Written::Done(Outcome::Failed {
+                    path,
+                    code: write_code(&e),
+                    message: format!("cannot create a temporary file: {e}"),
+                }));
+            }
+        },
+        _ => None,
+    };
+    let mut write_error = None;
+    let hash = copy_data(
+        stream,
+        record.len,
+        target.as_ref().map(|(f, _)| (f, 0)),
+        buf,
+        &mut write_error,
+        dest.verify != Verify::None,
+        None,
+    )?;
+    let trailer = package::read_trailer(stream)?;
+    let discard = |target: &Option<(fs::File, String)>| {
+        if let (Some(dir), Some((_, temp))) = (&dir, target) {
+            let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+        }
+    };
+    if !trailer.ok {
+        discard(&target);
+        return Ok(Written::Done(Outcome::Failed {
+            path,
+            code: FailureCode::ChangedDuringRead.as_str(),
+            message: "the file changed while it was read; this copy was discarded".into(),
+        }));
+    }
+    let verified = match hash {
+        Some(hash) => {
+            hash.as_bytes() == &trailer.part_hash && trailer.part_hash == trailer.file_hash
+        }
+        None => true,
+    };
+    if !verified {
+        discard(&target);
+        return Err(Refused::Hash(crate::shown::escape_path(&path).into_owned()));
+    }
+    if let Some(outcome) = skip {
+        return Ok(Written::Done(match outcome {
+            Outcome::Unchanged { path, .. } => Outcome::Unchanged {
+                path,
+                stamp: same_stamp(record, trailer.file_hash),
+            },
+            other => other,
+        }));
+    }
+    if check_content
+        && let (Some(d), Some(f)) = (&dir, found)
+        && let Some(outcome) = by_content(dest, d, &name, &path, f, record, trailer.file_hash, buf)
+    {
+        discard(&target);
+        return Ok(Written::Done(outcome));
+    }
+    let (Some(dir), Some((file, temp))) = (dir, target) else {
+        // The folder could not be created; already reported.
+        return Ok(Written::Done(Outcome::Failed {
+            path,
+            code: FailureCode::WriteFailed.as_str(),
+            message: "its folder could not be created".into(),
+        }));
+    };
+    let finished = match write_error {
+        Some(e) => Err(e),
+        // Synced with the rest of the package before it is renamed into place.
+        None => dest.apply_metadata(&file, record),
+    };
+    if let Err(e) = finished {
+        let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
+        return Ok(Written::Done(Outcome::Failed {
+            path,
+            code: write_code(&e),
+            message: format!("cannot write the file: {e}"),
+        }));
+    }
+    let stamp = dest.stamp(&file, record, trailer.file_hash);
+    Ok(Written::Pending(Pending {
+        dir,
+        temp,
+        name,
+        path,
+        bytes: record.size,
+        stamp,
+        absent: found.is_none(),
+    }))
+}
+
+/// A new temporary file in `dir`, only ferry's: created exclusively, mode 0600.
+fn temp_file(dir: &OwnedFd) -> io::Result<(fs::File, String)> {
+    let temp = temp_name("tmp");
+    let fd = rustix::fs::openat(
+        dir,
+        temp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(errno)?;
+    Ok((fs::File::from(fd), temp))
+}
+
+/// `verify: all` on a file with the same size and time: the destination's content
+/// decides. `None` when it differs in a way that lets the file be replaced.
+#[expect(clippy::too_many_arguments, reason = "one record's every fact")]
+fn by_content(
+    dest: &Destination,
+    dir: &OwnedFd,
+    name: &[u8],
+    path: &Path,
+    found: Found,
+    record: &Record,
+    file_hash: [u8; 32],
+    buf: &mut [u8],
+) -> Option<Outcome> {
+    match hash_existing(dir, name, buf) {
+        Ok(h) if h == file_hash => Some(Outcome::Unchanged {
+            path: path.to_path_buf(),
+            stamp: same_stamp(record, file_hash),
+        }),
+        Ok(_) => dest.differs(path, found, Why::Content),
+        // What cannot be read cannot be shown to be ours: never overwritten silently.
+        Err(_) => dest.differs(path, found, Why::Unreadable),
+    }
+}
