@@ -203,6 +203,38 @@ fn hash_from_disk(file: &fs::File, len: u64, buf: &mut [u8]) -> io::Result<blake
     Ok(hasher.finalize())
 }
 
+/// The assembly a part goes into: the one under way; for a first part, a new one (or
+/// none to write, when the destination has the file already); for a later part with
+/// no assembly, a failed one: its earlier parts are not here (the assembly was lost),
+/// and the round stages the file again.
+fn assembly_for(
+    dest: &Destination,
+    dir: &OwnedFd,
+    record: &Record,
+    name: &[u8],
+    path: &Path,
+) -> io::Result<Assembly> {
+    if let Some(state) = dest.take_assembly(path) {
+        return Ok(state);
+    }
+    if record.part != 0 {
+        return Ok(Assembly::Failed);
+    }
+    let same = existing(dir, name).is_some_and(|f| same_as(f, record));
+    // With `verify: all`, a file with the same size and time is assembled anyway and
+    // settled by its content when it is complete.
+    if same && dest.verify != Verify::All {
+        return Ok(Assembly::Skipping);
+    }
+    let (work, work_fd, file) = new_assembly(dir)?;
+    Ok(Assembly::Writing {
+        work,
+        work_fd,
+        file,
+        next: 0,
+    })
+}
+
 /// One part of a file in parts, into the file's assembly; with the last part, the whole
 /// file is read back from disk, checked against the source's hash, and committed.
 #[expect(clippy::too_many_arguments, reason = "one part's every fact")]
@@ -234,35 +266,15 @@ pub(super) fn write_part<R: Read>(
             message,
         }])
     };
-    let state = match dest.take_assembly(path) {
-        Some(state) => state,
-        None if record.part == 0 => {
-            let same = existing(&dir, name).is_some_and(|f| same_as(f, record));
-            // With `verify: all`, a file with the same size and time is assembled anyway
-            // and settled by its content when it is complete.
-            if same && dest.verify != Verify::All {
-                Assembly::Skipping
-            } else {
-                match new_assembly(&dir) {
-                    Ok((work, work_fd, file)) => Assembly::Writing {
-                        work,
-                        work_fd,
-                        file,
-                        next: 0,
-                    },
-                    Err(e) => {
-                        skip(stream, buf)?;
-                        return failed(
-                            write_code(&e),
-                            format!("cannot create the file's temporary copy: {e}"),
-                        );
-                    }
-                }
-            }
+    let state = match assembly_for(dest, &dir, record, name, path) {
+        Ok(state) => state,
+        Err(e) => {
+            skip(stream, buf)?;
+            return failed(
+                write_code(&e),
+                format!("cannot create the file's temporary copy: {e}"),
+            );
         }
-        // A later part with no assembly: its earlier parts are not here (the assembly
-        // was lost); the round stages the file again.
-        None => Assembly::Failed,
     };
     let (work, work_fd, file, next) = match state {
         Assembly::Failed => {
@@ -328,6 +340,56 @@ pub(super) fn write_part<R: Read>(
     };
     // Written: a later refusal of this package must not take the file with it.
     parts_touched.pop();
+    let writing = Writing {
+        work,
+        work_fd,
+        file,
+        next,
+    };
+    Ok(settle_part(
+        dest,
+        path,
+        record,
+        &trailer,
+        write_error,
+        writing,
+    ))
+}
+
+/// An assembly being written: its work folder, the file, and the part it expects.
+struct Writing {
+    work: String,
+    work_fd: OwnedFd,
+    file: fs::File,
+    next: u32,
+}
+
+/// A part whose data was read into the assembly: checked, synced, and the assembly put
+/// back for the next part (the last part sets the file's length and says what the whole
+/// file must be).
+fn settle_part(
+    dest: &Destination,
+    path: &Path,
+    record: &Record,
+    trailer: &package::Trailer,
+    write_error: Option<io::Error>,
+    writing: Writing,
+) -> Vec<Outcome> {
+    let Writing {
+        work,
+        work_fd,
+        file,
+        next,
+    } = writing;
+    let last = record.part + 1 == record.parts;
+    let failed = |code: &'static str, message: String| {
+        dest.assembly_failed(path);
+        vec![Outcome::Failed {
+            path: path.to_path_buf(),
+            code,
+            message,
+        }]
+    };
     let fail = |code: &'static str, message: String| {
         remove_work(&work_fd, &work);
         failed(code, message)
@@ -351,11 +413,11 @@ pub(super) fn write_part<R: Read>(
                     next,
                 },
             );
-            return Ok(vec![Outcome::Failed {
+            return vec![Outcome::Failed {
                 path: path.to_path_buf(),
                 code: DISK_FULL,
                 message: format!("cannot write the file: {e}"),
-            }]);
+            }];
         }
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
@@ -380,13 +442,13 @@ pub(super) fn write_part<R: Read>(
             next: next + 1,
         },
     );
-    Ok(vec![Outcome::PartWritten {
+    vec![Outcome::PartWritten {
         path: path.to_path_buf(),
         bytes: record.len,
         part: record.part,
         work,
         whole,
-    }])
+    }]
 }
 
 impl Destination {
@@ -430,21 +492,7 @@ impl Destination {
             Ok(dir) => dir,
             Err(e) => return fail(DESTINATION_REFUSED, e.to_string()),
         };
-        let record = Record {
-            kind: KIND_FILE,
-            path: bytes.to_vec(),
-            mode: whole.mode,
-            uid: whole.uid,
-            gid: whole.gid,
-            mtime_sec: whole.mtime_sec,
-            mtime_nsec: whole.mtime_nsec,
-            size: whole.size,
-            part: 0,
-            parts: 1,
-            offset: 0,
-            len: whole.size,
-            target: Vec::new(),
-        };
+        let record = whole_record(bytes, whole);
         let mut buf = vec![0u8; 1 << 20];
         if let Err(reason) = owned(&file, false) {
             return fail(DESTINATION_REFUSED, reason);
@@ -463,19 +511,8 @@ impl Destination {
         }
         // What the destination has at the final name decides whether it is replaced.
         let found = existing(&dir, name);
-        let settled = match found {
-            None => None,
-            Some(f) if same_as(f, &record) => match hash_existing(&dir, name, &mut buf) {
-                Ok(h) if h == whole.hash => Some(Outcome::Unchanged {
-                    path: path.to_path_buf(),
-                    stamp: same_stamp(&record, whole.hash),
-                }),
-                Ok(_) => self.differs(path, f, Why::Content),
-                Err(_) => self.differs(path, f, Why::Unreadable),
-            },
-            Some(f) => self.differs(path, f, Why::SizeOrTime),
-        };
-        if let Some(outcome) = settled {
+        if let Some(outcome) = self.settled(&dir, name, path, found, &record, whole.hash, &mut buf)
+        {
             remove_work(&work_fd, &work);
             return outcome;
         }
@@ -522,6 +559,32 @@ impl Destination {
         }
     }
 
+    /// What is at a file in parts' final name, when it settles the file without a
+    /// commit: the same content (unchanged), or a file that must be kept.
+    #[expect(clippy::too_many_arguments, reason = "one file's every fact")]
+    fn settled(
+        &self,
+        dir: &OwnedFd,
+        name: &[u8],
+        path: &Path,
+        found: Option<Found>,
+        record: &Record,
+        hash: [u8; 32],
+        buf: &mut [u8],
+    ) -> Option<Outcome> {
+        match found? {
+            f if same_as(f, record) => match hash_existing(dir, name, buf) {
+                Ok(h) if h == hash => Some(Outcome::Unchanged {
+                    path: path.to_path_buf(),
+                    stamp: same_stamp(record, hash),
+                }),
+                Ok(_) => self.differs(path, f, Why::Content),
+                Err(_) => self.differs(path, f, Why::Unreadable),
+            },
+            f => self.differs(path, f, Why::SizeOrTime),
+        }
+    }
+
     /// Whether the file in parts at `path` is at the destination already, committed by
     /// a run that stopped before it could journal so: the file there is a regular file
     /// of the whole file's size whose content, read from disk, has its hash.
@@ -558,5 +621,24 @@ impl Destination {
                 ),
             },
         })
+    }
+}
+
+/// The record a whole file in parts stands for, from what its last part said.
+fn whole_record(path: &[u8], whole: &crate::state::journal::WholeFile) -> Record {
+    Record {
+        kind: KIND_FILE,
+        path: path.to_vec(),
+        mode: whole.mode,
+        uid: whole.uid,
+        gid: whole.gid,
+        mtime_sec: whole.mtime_sec,
+        mtime_nsec: whole.mtime_nsec,
+        size: whole.size,
+        part: 0,
+        parts: 1,
+        offset: 0,
+        len: whole.size,
+        target: Vec::new(),
     }
 }
