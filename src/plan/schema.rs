@@ -62,20 +62,7 @@ pub(crate) fn check(doc: &Document) -> Vec<Diagnostic> {
         let spans = &doc.spans;
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let allowed: Vec<&str> = parent
-                    .and_then(|p| p.get("properties"))
-                    .and_then(Value::as_object)
-                    .map(|m| m.keys().map(String::as_str).collect())
-                    .unwrap_or_default();
-                for key in unexpected {
-                    let child = format!("{pointer}/{}", escape_pointer(key));
-                    let mut message = format!("unknown key `{key}`");
-                    if let Some(best) = closest(key, &allowed) {
-                        message.push_str(&format!("; did you mean `{best}`?"));
-                    }
-                    message.push_str(&format!(" Expected one of: {}", allowed.join(", ")));
-                    out.push(Diagnostic::new(spans.key(&child), child, message));
-                }
+                out.extend(unknown_keys(doc, &pointer, parent, unexpected));
             }
             ValidationErrorKind::Required { property } => {
                 let key = property.as_str().unwrap_or_default();
@@ -105,23 +92,7 @@ pub(crate) fn check(doc: &Document) -> Vec<Diagnostic> {
                 ));
             }
             ValidationErrorKind::Enum { options } => {
-                let options: Vec<&str> = options
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                let mut message = format!(
-                    "expected one of {}, found {found}",
-                    options
-                        .iter()
-                        .map(|o| format!("`{o}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                if let Some(best) = error.instance().as_str().and_then(|s| closest(s, &options)) {
-                    message.push_str(&format!("; did you mean `{best}`?"));
-                }
+                let message = not_an_option(options, error.instance(), &found);
                 out.push(Diagnostic::new(
                     spans.value(&pointer),
                     pointer.clone(),
@@ -170,6 +141,53 @@ pub(crate) fn check(doc: &Document) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Keys the schema does not know, each with the closest known one and the list.
+fn unknown_keys(
+    doc: &Document,
+    pointer: &str,
+    parent: Option<&Value>,
+    unexpected: &[String],
+) -> Vec<Diagnostic> {
+    let allowed: Vec<&str> = parent
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for key in unexpected {
+        let child = format!("{pointer}/{}", escape_pointer(key));
+        let mut message = format!("unknown key `{key}`");
+        if let Some(best) = closest(key, &allowed) {
+            message.push_str(&format!("; did you mean `{best}`?"));
+        }
+        message.push_str(&format!(" Expected one of: {}", allowed.join(", ")));
+        out.push(Diagnostic::new(doc.spans.key(&child), child, message));
+    }
+    out
+}
+
+/// A value that is not one of the options, with the closest option.
+fn not_an_option(options: &Value, instance: &Value, found: &str) -> String {
+    let options: Vec<&str> = options
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut message = format!(
+        "expected one of {}, found {found}",
+        options
+            .iter()
+            .map(|o| format!("`{o}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(best) = instance.as_str().and_then(|s| closest(s, &options)) {
+        message.push_str(&format!("; did you mean `{best}`?"));
+    }
+    message
 }
 
 /// The subschema that holds the keyword a schema path ends in, following `$ref`s.

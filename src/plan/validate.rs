@@ -72,40 +72,13 @@ pub(crate) fn validate(
         problems: Vec::new(),
     };
     let value = &doc.value;
-    let text_at = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
-
-    let working_folder = match text_at("/working_folder") {
-        Some(text) => c.path("/working_folder", text),
-        None => match default_working_folder(env) {
-            Ok(path) => Some(path),
-            Err(message) => {
-                c.at_value("/name", message);
-                None
-            }
-        },
-    };
-    let staging_path = match (text_at("/staging/path"), &working_folder) {
-        (Some(text), _) => c.path("/staging/path", text),
-        (None, Some(wf)) => Some(wf.join("staging")),
-        (None, None) => None,
-    };
-    let templates = text_at("/report/templates").and_then(|t| c.path("/report/templates", t));
-    let key_ttl =
-        check_unit(&mut c, "/staging/key_ttl", Duration::parse).unwrap_or(DEFAULT_KEY_TTL);
-    let retention =
-        check_unit(&mut c, "/staging/retention", Duration::parse).unwrap_or(DEFAULT_RETENTION);
-    if key_ttl < MIN_KEY_TTL || key_ttl > DEFAULT_RETENTION {
-        c.at_value(
-            "/staging/key_ttl",
-            format!("a key must live from 1m to 30d; {key_ttl} is out of range"),
-        );
-    }
-    if retention < MIN_RETENTION || retention > DEFAULT_RETENTION {
-        c.at_value(
-            "/staging/retention",
-            format!("retention must be from 4d to 30d; {retention} is out of range"),
-        );
-    }
+    let Places {
+        working_folder,
+        staging_path,
+        templates,
+        key_ttl,
+        retention,
+    } = places(&mut c, value);
 
     let defaults = match value.get("defaults") {
         Some(d @ Value::Object(_)) => d.clone(),
@@ -122,6 +95,141 @@ pub(crate) fn validate(
         .iter()
         .map(|t| t.get("name").and_then(Value::as_str).unwrap_or(""))
         .collect();
+    let edges = dependencies(&mut c, tasks_value, &names);
+
+    let mut tasks = Vec::new();
+    for (i, task) in tasks_value.iter().enumerate() {
+        let mut path_of = |key: &str| {
+            let pointer = format!("/tasks/{i}/{key}");
+            task.get(key)
+                .and_then(Value::as_str)
+                .and_then(|text| c.path(&pointer, text))
+        };
+        let source = path_of("source");
+        let destination = path_of("destination");
+        let own = task.get("settings").filter(|s| s.is_object());
+        let settings_value = match own {
+            Some(own) => {
+                check_settings(&mut c, &format!("/tasks/{i}/settings"), own);
+                overlay(&defaults, own)
+            }
+            None => defaults.clone(),
+        };
+        check_size_range(&mut c, i, own, &settings_value);
+        if raw.is_none() || !c.problems.is_empty() {
+            continue;
+        }
+        let settings = resolve_settings(&mut c, i, own.is_some(), settings_value);
+        if let (Some(source), Some(destination), Some(settings)) = (source, destination, settings) {
+            tasks.push(Task {
+                name: names[i].to_string(),
+                source,
+                destination,
+                depends_on: task
+                    .get("depends_on")
+                    .and_then(Value::as_array)
+                    .map(|deps| {
+                        deps.iter()
+                            .map(|d| d.as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                settings,
+            });
+        }
+    }
+
+    let Some(raw) = raw else {
+        return Err(c.problems);
+    };
+    if c.problems.is_empty() {
+        check_overlaps(
+            &mut c,
+            &tasks,
+            &edges,
+            working_folder.as_deref(),
+            staging_path.as_deref(),
+            &names,
+        );
+    }
+    match (c.problems.is_empty(), working_folder, staging_path) {
+        (true, Some(working_folder), Some(path)) => Ok(Plan {
+            name: raw.name.clone(),
+            file: file.to_path_buf(),
+            working_folder,
+            staging: Staging {
+                kind: raw
+                    .staging
+                    .as_ref()
+                    .and_then(|s| s.kind)
+                    .unwrap_or(StagingKind::Local),
+                path,
+                key_ttl,
+                retention,
+            },
+            templates,
+            tasks,
+        }),
+        _ => Err(c.problems),
+    }
+}
+
+/// Where a plan keeps its state, staging and templates, and how long keys and staged
+/// data live.
+struct Places {
+    working_folder: Option<PathBuf>,
+    staging_path: Option<PathBuf>,
+    templates: Option<PathBuf>,
+    key_ttl: Duration,
+    retention: Duration,
+}
+
+fn places(c: &mut Checker<'_>, value: &Value) -> Places {
+    let text_at = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
+
+    let working_folder = match text_at("/working_folder") {
+        Some(text) => c.path("/working_folder", text),
+        None => match default_working_folder(c.env) {
+            Ok(path) => Some(path),
+            Err(message) => {
+                c.at_value("/name", message);
+                None
+            }
+        },
+    };
+    let staging_path = match (text_at("/staging/path"), &working_folder) {
+        (Some(text), _) => c.path("/staging/path", text),
+        (None, Some(wf)) => Some(wf.join("staging")),
+        (None, None) => None,
+    };
+    let templates = text_at("/report/templates").and_then(|t| c.path("/report/templates", t));
+    let key_ttl = check_unit(c, "/staging/key_ttl", Duration::parse).unwrap_or(DEFAULT_KEY_TTL);
+    let retention =
+        check_unit(c, "/staging/retention", Duration::parse).unwrap_or(DEFAULT_RETENTION);
+    if key_ttl < MIN_KEY_TTL || key_ttl > DEFAULT_RETENTION {
+        c.at_value(
+            "/staging/key_ttl",
+            format!("a key must live from 1m to 30d; {key_ttl} is out of range"),
+        );
+    }
+    if retention < MIN_RETENTION || retention > DEFAULT_RETENTION {
+        c.at_value(
+            "/staging/retention",
+            format!("retention must be from 4d to 30d; {retention} is out of range"),
+        );
+    }
+    Places {
+        working_folder,
+        staging_path,
+        templates,
+        key_ttl,
+        retention,
+    }
+}
+
+/// Unique task names, and the tasks each depends on (by index): unknown names get a
+/// suggestion, and every loop is reported as the whole loop.
+fn dependencies(c: &mut Checker<'_>, tasks_value: &[Value], names: &[&str]) -> Vec<Vec<usize>> {
     let mut first_use: HashMap<&str, usize> = HashMap::new();
     for (i, name) in names.iter().enumerate() {
         if name.is_empty() {
@@ -138,7 +246,7 @@ pub(crate) fn validate(
         }
     }
     let mut known: Vec<&str> = Vec::new();
-    for name in &names {
+    for name in names {
         if !name.is_empty() && !known.contains(name) {
             known.push(name);
         }
@@ -181,73 +289,7 @@ pub(crate) fn validate(
         );
     }
 
-    let mut tasks = Vec::new();
-    for (i, task) in tasks_value.iter().enumerate() {
-        let mut path_of = |key: &str| {
-            let pointer = format!("/tasks/{i}/{key}");
-            task.get(key)
-                .and_then(Value::as_str)
-                .and_then(|text| c.path(&pointer, text))
-        };
-        let source = path_of("source");
-        let destination = path_of("destination");
-        let own = task.get("settings").filter(|s| s.is_object());
-        let settings_value = match own {
-            Some(own) => {
-                check_settings(&mut c, &format!("/tasks/{i}/settings"), own);
-                overlay(&defaults, own)
-            }
-            None => defaults.clone(),
-        };
-        check_size_range(&mut c, i, own, &settings_value);
-        if raw.is_none() || !c.problems.is_empty() {
-            continue;
-        }
-        let settings = resolve_settings(&mut c, i, own.is_some(), settings_value);
-        if let (Some(source), Some(destination), Some(settings)) = (source, destination, settings) {
-            tasks.push(Task {
-                name: names[i].to_string(),
-                source,
-                destination,
-                depends_on: depends_on(i).into_iter().map(str::to_string).collect(),
-                settings,
-            });
-        }
-    }
-
-    let Some(raw) = raw else {
-        return Err(c.problems);
-    };
-    if c.problems.is_empty() {
-        check_overlaps(
-            &mut c,
-            &tasks,
-            &edges,
-            working_folder.as_deref(),
-            staging_path.as_deref(),
-            &names,
-        );
-    }
-    match (c.problems.is_empty(), working_folder, staging_path) {
-        (true, Some(working_folder), Some(path)) => Ok(Plan {
-            name: raw.name.clone(),
-            file: file.to_path_buf(),
-            working_folder,
-            staging: Staging {
-                kind: raw
-                    .staging
-                    .as_ref()
-                    .and_then(|s| s.kind)
-                    .unwrap_or(StagingKind::Local),
-                path,
-                key_ttl,
-                retention,
-            },
-            templates,
-            tasks,
-        }),
-        _ => Err(c.problems),
-    }
+    edges
 }
 
 /// Parses a unit (size, duration, date) at `pointer` if it is a string there; the
@@ -493,6 +535,18 @@ fn check_overlaps(
             }
         }
     }
+    check_own_folders(c, &resolved, working_folder, staging, names);
+}
+
+/// The plan's own folders (working folder, staging) must not be inside a task's source
+/// or destination.
+fn check_own_folders(
+    c: &mut Checker<'_>,
+    resolved: &[(Located, Located)],
+    working_folder: Option<&Path>,
+    staging: Option<&Path>,
+    names: &[&str],
+) {
     let own = [
         (
             working_folder,
