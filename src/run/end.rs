@@ -22,7 +22,7 @@ impl Round<'_> {
         &self,
         session: &mut Session,
         mut run: TaskRun,
-        mut tally: Tally,
+        mut tally: Counters,
         ending: Ending<'_>,
     ) -> Result<TaskRun, RunError> {
         let (plan, task, round) = (self.plan, self.task, run.round);
@@ -41,16 +41,12 @@ impl Round<'_> {
         {
             set_folders(destination, &entries, &state.items(), &mut tally)?;
         }
-        run.staged_packages = tally.staged;
-        run.imported_items = tally.imported;
-        run.imported_bytes = tally.bytes;
-        run.unchanged = tally.unchanged;
         session.progress.items_done = tally.imported + tally.unchanged;
         session.progress.bytes_done = tally.bytes;
         session.progress.failed = tally.failed();
         session.progress.packages_done = tally.packages + run.packages_done_before;
         session.progress.packages = ending.produced;
-        run.failures = tally.failures;
+        run.counters = tally;
         let reports = self.layout.reports(round);
         let write_reports = |session: &Session, run: &TaskRun, status: &str, items_report| {
             round_reports(
@@ -134,13 +130,13 @@ impl Round<'_> {
         let mut index = Index::load(&index_path).map_err(SessionError::from)?;
         fold(&mut index, entries);
         if let Some(destination) = ending.destination {
-            run.deleted = mirror_deletions(
+            run.counters.deleted = mirror_deletions(
                 self.task,
                 ending.scanned,
                 destination,
                 &mut index,
                 self.control.force,
-                &mut run.failures,
+                &mut run.counters,
             );
         }
         index.save(&index_path).map_err(SessionError::from)?;
@@ -148,10 +144,9 @@ impl Round<'_> {
         // consumed) could never be opened once the key goes: it goes first
         // (finding 12).
         if let Err(e) = self.staging.discard(&ending.key.container_name()) {
-            record_failure(
-                &mut run.failures,
-                CLEANUP_FAILED,
+            run.counters.fail(
                 Path::new(&self.staging.describe()),
+                CLEANUP_FAILED,
                 &format!("the round's staged data could not be deleted: {e}"),
             );
         }
@@ -199,7 +194,7 @@ fn set_folders(
     destination: &Destination,
     entries: &[Entry],
     items_path: &Path,
-    tally: &mut Tally,
+    tally: &mut Counters,
 ) -> Result<(), RunError> {
     let in_place: HashSet<&[u8]> = entries
         .iter()
@@ -223,7 +218,7 @@ fn set_folders(
         if let Outcome::Failed { path, message, .. } = outcome {
             // The folder and its contents are in place: a finding of the round, not a
             // second state of the item.
-            record_failure(&mut tally.failures, METADATA_FAILED, &path, &message);
+            tally.fail(&path, METADATA_FAILED, &message);
         }
     }
     Ok(())
@@ -291,7 +286,7 @@ fn mirror_deletions(
     destination: &Destination,
     index: &mut Index,
     force: bool,
-    failures: &mut BTreeMap<String, (u64, Vec<String>)>,
+    counters: &mut Counters,
 ) -> u64 {
     let n = scanned.deletions.len() as u64;
     if n == 0 {
@@ -301,11 +296,10 @@ fn mirror_deletions(
     let over_items = n > cap.items;
     let over_percent = n * 100 > u64::from(cap.percent) * scanned.indexed.max(1);
     if (over_items || over_percent) && !force {
-        record_failure(
-            failures,
-            FailureCode::DeleteCapped.as_str(),
-            Path::new("(deletions)"),
-            &format!(
+        counters.fail(
+                Path::new("(deletions)"),
+                FailureCode::DeleteCapped.as_str(),
+                &format!(
                 "{n} items are gone from the source, more than `max_delete` allows ({} items, {}% of {}); nothing was deleted. Check the source, then run with `--force` to mirror them",
                 cap.items, cap.percent, scanned.indexed
             ),
@@ -328,17 +322,15 @@ fn mirror_deletions(
             }
             crate::import::Removal::Changed => {
                 index.items.remove(key);
-                record_failure(
-                    failures,
-                    FailureCode::DeleteKept.as_str(),
-                    path,
-                    "gone from the source, but changed at the destination since ferry wrote it (or a folder that is not empty); it was kept",
+                counters.fail(
+                path,
+                FailureCode::DeleteKept.as_str(),
+                "gone from the source, but changed at the destination since ferry wrote it (or a folder that is not empty); it was kept",
                 );
             }
-            crate::import::Removal::Failed(e) => record_failure(
-                failures,
-                FailureCode::DeleteFailed.as_str(),
+            crate::import::Removal::Failed(e) => counters.fail(
                 path,
+                FailureCode::DeleteFailed.as_str(),
                 &format!("cannot delete: {e}"),
             ),
         }
@@ -355,17 +347,20 @@ pub(super) fn completed_result(layout: &TaskLayout, round: u32) -> Option<TaskRu
     Some(TaskRun {
         round,
         resumed: true,
-        imported_items: summary.stages.imported,
-        imported_bytes: summary.bytes_imported,
-        unchanged: summary.stages.already_at_destination,
+        counters: Counters {
+            imported: summary.stages.imported,
+            bytes: summary.bytes_imported,
+            unchanged: summary.stages.already_at_destination,
+            deleted: summary.stages.deleted,
+            failures: summary
+                .failures
+                .into_iter()
+                .map(|f| (f.code, (f.count, f.examples)))
+                .collect(),
+            ..Counters::default()
+        },
         unchanged_since_last_round: summary.scan.unchanged,
-        deleted: summary.stages.deleted,
         not_migrated: summary.scan.errors,
-        failures: summary
-            .failures
-            .into_iter()
-            .map(|f| (f.code, (f.count, f.examples)))
-            .collect(),
         ..TaskRun::default()
     })
 }
@@ -374,18 +369,3 @@ pub(super) fn completed_result(layout: &TaskLayout, round: u32) -> Option<TaskRu
 const METADATA_FAILED: &str = FailureCode::MetadataFailed.as_str();
 /// The round's staged data could not be deleted with its key.
 const CLEANUP_FAILED: &str = FailureCode::CleanupFailed.as_str();
-
-pub(super) fn record_failure(
-    failures: &mut BTreeMap<String, (u64, Vec<String>)>,
-    code: &str,
-    path: &Path,
-    message: &str,
-) {
-    let entry = failures.entry(code.to_string()).or_default();
-    entry.0 += 1;
-    if entry.1.len() < 3 {
-        entry
-            .1
-            .push(format!("{}: {message}", crate::shown::escape_path(path)));
-    }
-}

@@ -13,7 +13,7 @@
 //! state; `--stages import` imports such a round.
 
 use crate::failure::FailureCode;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
@@ -56,13 +56,14 @@ mod round;
 pub mod scanning;
 mod worker;
 
+use crate::state::counters::Counters;
 use checkpoint::{Scanned, Staged, load_scanned};
 pub use end::discard_staged;
-use end::{Ending, completed_result, fold, record_failure};
+use end::{Ending, completed_result, fold};
 pub use reports::summary;
 use reports::{last_result, report_error, round_reports};
 use round::{Round, replay};
-use worker::{Halt, InParts, Shared, Tally};
+use worker::{Halt, InParts, Shared};
 
 /// Which stages a run performs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,23 +135,15 @@ pub struct TaskRun {
     /// A signal stopped the run; the round resumes on the next run.
     pub interrupted: bool,
     pub scan: Option<TaskScan>,
-    pub staged_packages: u64,
-    /// Of the whole round (all its runs): items put in place, bytes, items already
-    /// in place, failures.
-    pub imported_items: u64,
-    pub imported_bytes: u64,
-    pub unchanged: u64,
+    /// Of the whole round (all its runs): items put in place, bytes, items already in
+    /// place, failed items by code and deletions; packages staged by this run.
+    pub counters: Counters,
     /// Items not migrated again because they did not change since the last round.
     pub unchanged_since_last_round: u64,
-    /// Failed items by code, with up to a few examples.
-    pub failures: BTreeMap<String, (u64, Vec<String>)>,
     /// Where the key file waits, when the run stopped after staging.
     pub handed_over: Option<PathBuf>,
     /// Stray temporary files of an interrupted run, removed from the destination.
     pub cleaned: u64,
-    /// Items deleted at the destination because the source no longer has them
-    /// (`deletions: mirror`).
-    pub deleted: u64,
     /// Items the round's scan kept back for an error.
     pub not_migrated: u64,
 }
@@ -159,16 +152,12 @@ impl TaskRun {
     /// Items that failed (findings of the round, such as a folder's mode that could not
     /// be set, are listed with the failures but are not items).
     pub fn failed(&self) -> u64 {
-        self.failures
-            .iter()
-            .filter(|(code, _)| !crate::failure::is_round_level(code))
-            .map(|(_, (n, _))| n)
-            .sum()
+        self.counters.failed()
     }
 
     /// Whether anything went wrong: failed items, or findings of the round.
     pub fn any_failure(&self) -> bool {
-        !self.failures.is_empty()
+        !self.counters.failures.is_empty()
     }
 }
 

@@ -3,7 +3,7 @@
 //! staging, and the file committed once every part is in. A run that resumes the round
 //! takes the file up after its last journalled part.
 
-use super::worker::{NOT_STAGED, Shared, Tally, failed_record, one_per_item, outcome_records};
+use super::worker::{NOT_STAGED, Shared, failed_record, one_per_item, outcome_records};
 use super::*;
 
 /// One file in parts, as a worker sees it.
@@ -34,7 +34,7 @@ impl Shared<'_> {
         count: u64,
         part_size: u64,
         item: Arc<Item>,
-        tally: &mut Tally,
+        tally: &mut Counters,
     ) {
         let file = FileParts {
             first_id,
@@ -88,7 +88,7 @@ impl Shared<'_> {
 
     /// Stages the parts of a file from `at.start` on, importing each too when this run
     /// imports; true when every part is in.
-    fn send_parts(&self, f: &FileParts, at: &mut Progress, tally: &mut Tally) -> bool {
+    fn send_parts(&self, f: &FileParts, at: &mut Progress, tally: &mut Counters) -> bool {
         let item = &f.item;
         let (file, at_open) = match package::open_checked(item) {
             Ok(opened) => opened,
@@ -193,7 +193,7 @@ impl Shared<'_> {
 
     /// Journals a part this run staged and does not import (with the file's failure
     /// when it changed while the part was read); false when the journal failed.
-    fn journal_staged_part(&self, id: u64, item: &Item, ok: bool, tally: &mut Tally) -> bool {
+    fn journal_staged_part(&self, id: u64, item: &Item, ok: bool, tally: &mut Counters) -> bool {
         let failed = if ok {
             Vec::new()
         } else {
@@ -219,7 +219,7 @@ impl Shared<'_> {
     }
 
     /// A file in parts that cannot be opened: one failure for the whole file.
-    fn unreadable_parts(&self, f: &FileParts, failed: Packed, tally: &mut Tally) {
+    fn unreadable_parts(&self, f: &FileParts, failed: Packed, tally: &mut Counters) {
         let (code, message) = match failed {
             Packed::Failed { code, message } => (code, message),
             Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
@@ -246,7 +246,7 @@ impl Shared<'_> {
 
     /// An import-only run where the staging run could not stage every part: the
     /// failures it recorded are the file's result.
-    fn staged_failures(&self, f: &FileParts, tally: &mut Tally) {
+    fn staged_failures(&self, f: &FileParts, tally: &mut Counters) {
         let failed: Vec<ItemRecord> = (f.first_id..=f.last_id)
             .filter_map(|id| self.staged.get(&id))
             .flatten()
@@ -280,7 +280,7 @@ impl Shared<'_> {
     }
 
     /// Every part is in, and journalled: the file is checked and takes its name.
-    fn commit_parts(&self, f: &FileParts, mut at: Progress, tally: &mut Tally) {
+    fn commit_parts(&self, f: &FileParts, mut at: Progress, tally: &mut Counters) {
         if let (Some(whole), Some(destination)) = (at.whole_file, self.destination) {
             let outcome = destination.commit_assembly(&f.item.rel, &whole);
             if self.destination_full(std::slice::from_ref(&outcome)) {
@@ -299,7 +299,7 @@ impl Shared<'_> {
         ) {
             return;
         }
-        let mut t = Tally::default();
+        let mut t = Counters::default();
         t.records(&records);
         // The parts' bytes went to the reporter as they were written.
         let _ = self.events.send(Event::Progress {
@@ -322,7 +322,7 @@ impl Shared<'_> {
         item: &Item,
         outcomes: &mut Vec<Outcome>,
         whole_file: &mut Option<journal::WholeFile>,
-        tally: &mut Tally,
+        tally: &mut Counters,
     ) -> bool {
         match self.import(id) {
             Ok(o) => {
@@ -382,7 +382,7 @@ impl Shared<'_> {
         first_id: u64,
         last_id: u64,
         item: &Arc<Item>,
-        tally: &mut Tally,
+        tally: &mut Counters,
     ) -> Option<(u32, Option<journal::WholeFile>)> {
         let (Some(destination), Some((work, next, done))) =
             (self.destination, self.in_parts.get(&first_id))

@@ -7,11 +7,11 @@ pub(super) fn last_result(round: u32, run: &TaskRun) -> state::LastResult {
     state::LastResult {
         round,
         ended_at: state::now_text(),
-        imported: run.imported_items,
-        bytes: run.imported_bytes,
-        unchanged: run.unchanged + run.unchanged_since_last_round,
+        imported: run.counters.imported,
+        bytes: run.counters.bytes,
+        unchanged: run.counters.unchanged + run.unchanged_since_last_round,
         failed: run.failed(),
-        deleted: run.deleted,
+        deleted: run.counters.deleted,
     }
 }
 
@@ -66,10 +66,10 @@ pub(super) fn round_reports(
     let seconds = u64::try_from(ended.as_second() - started.as_second()).unwrap_or(0);
     let (stages, failures) = RoundSummary::stages(
         &scanned.counts,
-        run.imported_items,
-        run.unchanged,
-        run.deleted,
-        &run.failures,
+        run.counters.imported,
+        run.counters.unchanged,
+        run.counters.deleted,
+        &run.counters.failures,
     );
     let summary = RoundSummary {
         version: crate::report::round::ROUND_SUMMARY_VERSION,
@@ -85,8 +85,8 @@ pub(super) fn round_reports(
         duration_seconds: seconds,
         scan: scanned.counts.clone(),
         stages,
-        bytes_imported: run.imported_bytes,
-        gb_per_hour: crate::report::round::gb_per_hour(run.imported_bytes, seconds.max(1)),
+        bytes_imported: run.counters.bytes,
+        gb_per_hour: crate::report::round::gb_per_hour(run.counters.bytes, seconds.max(1)),
         failures,
     };
     summary.save(folder).map_err(report_error)?;
@@ -105,8 +105,8 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
                 out,
                 "run {}: staged {} package{}; import them with `ferry run --stages import` (key file {})",
                 task.name,
-                run.staged_packages,
-                if run.staged_packages == 1 { "" } else { "s" },
+                run.counters.staged,
+                if run.counters.staged == 1 { "" } else { "s" },
                 key.display()
             );
         }
@@ -115,17 +115,17 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
                 out,
                 "run {}: imported {} item{} ({}) into {}; {} already up to date; {} deleted; {} failed",
                 task.name,
-                run.imported_items,
-                if run.imported_items == 1 { "" } else { "s" },
-                bytesize::ByteSize(run.imported_bytes).display().iec(),
+                run.counters.imported,
+                if run.counters.imported == 1 { "" } else { "s" },
+                bytesize::ByteSize(run.counters.bytes).display().iec(),
                 crate::shown::escape_path(&task.destination),
-                run.unchanged,
-                run.deleted,
+                run.counters.unchanged,
+                run.counters.deleted,
                 run.failed()
             );
         }
     }
-    for (code, (n, examples)) in &run.failures {
+    for (code, (n, examples)) in &run.counters.failures {
         let _ = writeln!(out, "  failed  {code:<22} {n:>6}  {}", examples.join("; "));
     }
     out

@@ -31,7 +31,7 @@ pub(super) struct Replay {
     /// Files in parts under way, by first package.
     pub(super) in_parts: HashMap<u64, InParts>,
     /// The items of the imported packages.
-    pub(super) tally: Tally,
+    pub(super) tally: Counters,
 }
 
 /// Replays a round's journal for the container `container_id`: pure.
@@ -250,7 +250,7 @@ impl Round<'_> {
     pub(super) fn dispatch(
         &self,
         shared: &Shared<'_>,
-        results: &Mutex<Tally>,
+        results: &Mutex<Counters>,
         session: &mut Session,
         items_path: &Path,
     ) -> Result<u64, RunError> {

@@ -1,6 +1,6 @@
 //! The workers of a round: each takes a package (or a file in parts) and stages it,
 //! imports it, or both, journalling what became durable. What they find is merged in a
-//! `Tally`; a reason to stop (a full disk) is a `Halt` they all see.
+//! `Counters`; a reason to stop (a full disk) is a `Halt` they all see.
 
 use super::*;
 
@@ -33,83 +33,18 @@ impl Halt {
     }
 }
 
-/// What workers found, merged.
-#[derive(Debug, Default)]
-pub(super) struct Tally {
-    pub(super) imported: u64,
-    pub(super) bytes: u64,
-    pub(super) unchanged: u64,
-    pub(super) failures: BTreeMap<String, (u64, Vec<String>)>,
-    /// Packages this run staged (and did not import).
-    pub(super) staged: u64,
-    /// Packages this run finished.
-    pub(super) packages: u64,
-}
-
-impl Tally {
-    pub(super) fn failed(&self) -> u64 {
-        self.failures
-            .iter()
-            .filter(|(code, _)| !crate::failure::is_round_level(code))
-            .map(|(_, (n, _))| n)
-            .sum()
-    }
-
-    pub(super) fn merge(&mut self, other: Tally) {
-        self.imported += other.imported;
-        self.bytes += other.bytes;
-        self.unchanged += other.unchanged;
-        self.staged += other.staged;
-        self.packages += other.packages;
-        for (code, (n, examples)) in other.failures {
-            let entry = self.failures.entry(code).or_default();
-            entry.0 += n;
-            for e in examples {
-                if entry.1.len() < 3 {
-                    entry.1.push(e);
-                }
-            }
-        }
-    }
-
-    /// Counts the items of journal records.
-    pub(super) fn records(&mut self, records: &[ItemRecord]) {
-        for record in records {
-            match &record.result {
-                ItemResult::Done { written: true, .. } => {
-                    self.imported += 1;
-                    if record.kind == package::KIND_FILE {
-                        self.bytes += record.size;
-                    }
-                }
-                ItemResult::Done { written: false, .. } => self.unchanged += 1,
-                ItemResult::Failed { code, message } => record_failure(
-                    &mut self.failures,
-                    code,
-                    Path::new(OsStr::from_bytes(&record.path)),
-                    message,
-                ),
-            }
-        }
-    }
-
-    pub(super) fn fail(&mut self, path: &Path, code: &str, message: &str) {
-        record_failure(&mut self.failures, code, path, message);
-    }
-
-    /// Tells the reporter what changed since `before`.
-    pub(super) fn report(&self, before: (u64, u64, u64), events: &SyncSender<Event>) {
-        let (items, bytes, failed) = self.mark();
-        let _ = events.send(Event::Progress {
-            items: items - before.0,
-            bytes: bytes - before.1,
-            failed: failed - before.2,
-        });
-    }
-
-    pub(super) fn mark(&self) -> (u64, u64, u64) {
-        (self.imported + self.unchanged, self.bytes, self.failed())
-    }
+/// Tells the reporter what changed in `counters` since `before` (a [`Counters::mark`]).
+pub(super) fn report_progress(
+    counters: &Counters,
+    before: (u64, u64, u64),
+    events: &SyncSender<Event>,
+) {
+    let (items, bytes, failed) = counters.mark();
+    let _ = events.send(Event::Progress {
+        items: items - before.0,
+        bytes: bytes - before.1,
+        failed: failed - before.2,
+    });
 }
 
 pub(super) const NOT_STAGED: &str =
@@ -226,8 +161,8 @@ impl Shared<'_> {
         self.stop.load(Ordering::Relaxed) || self.halt.is_set()
     }
 
-    pub(super) fn work(&self, work: Work) -> Tally {
-        let mut tally = Tally::default();
+    pub(super) fn work(&self, work: Work) -> Counters {
+        let mut tally = Counters::default();
         if self.stopping() {
             // Not started: the round's next run does it.
             return tally;
@@ -236,14 +171,14 @@ impl Shared<'_> {
         let parts = matches!(work, Work::Parts { .. });
         self.work_into(work, &mut tally);
         if !parts {
-            tally.report(before, &self.events);
+            report_progress(&tally, before, &self.events);
         }
         tally
     }
 
     /// Journals a record; a journal that cannot be written stops the run (its progress
     /// could not be resumed), and so does a full disk under the item report.
-    pub(super) fn journal(&self, entry: &Entry, tally: &mut Tally) -> bool {
+    pub(super) fn journal(&self, entry: &Entry, tally: &mut Counters) -> bool {
         match self.journal.append(entry) {
             Ok(()) => {
                 if let Some(report) = self.items_report
@@ -317,7 +252,7 @@ impl Shared<'_> {
         true
     }
 
-    pub(super) fn work_into(&self, work: Work, tally: &mut Tally) {
+    pub(super) fn work_into(&self, work: Work, tally: &mut Counters) {
         match work {
             Work::Package { id, items } => {
                 if self.done.contains(&id) {
@@ -474,7 +409,7 @@ impl Shared<'_> {
     /// it again.
     pub(super) fn fail(
         &self,
-        tally: &mut Tally,
+        tally: &mut Counters,
         package: Option<u64>,
         item: &Item,
         code: &str,

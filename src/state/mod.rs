@@ -6,6 +6,7 @@
 //! scan's totals and the checkpoint `journal`), `index` (what ferry has put at the
 //! destination, for incremental rounds), `keys/` and `reports/R<n>/`.
 
+pub mod counters;
 mod durable;
 pub mod index;
 pub mod journal;
