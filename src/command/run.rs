@@ -82,8 +82,8 @@ pub fn run(
     // leave half a plan done.
     for task in &tasks {
         match run {
-            Some(stages) if !stages.send => crate::scan::check_import_access(&plan, task)?,
-            _ => crate::scan::check_access(&plan, task)?,
+            Some(stages) if !stages.send => crate::run::check_import_access(&plan, task)?,
+            _ => crate::run::check_access(&plan, task)?,
         }
         crate::run::check_staging(&plan, task)?;
     }

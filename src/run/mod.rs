@@ -50,6 +50,7 @@ mod end;
 pub mod items;
 mod parts;
 pub mod plan;
+mod preflight;
 pub mod progress;
 mod reports;
 mod round;
@@ -60,6 +61,7 @@ use crate::state::counters::Counters;
 use checkpoint::{Scanned, Staged, load_scanned};
 pub use end::discard_staged;
 use end::{Ending, completed_result, fold};
+pub use preflight::{check_access, check_import_access, check_staging};
 pub use reports::summary;
 use reports::{last_result, report_error, round_reports};
 use round::{Round, replay};
@@ -243,17 +245,6 @@ pub fn run_task(
         let _ = session.save(&folder);
     }
     result
-}
-
-/// Checks, before any task starts, that the task's staging can be written.
-pub fn check_staging(plan: &Plan, task: &Task) -> Result<(), RunError> {
-    let staging = crate::staging::open(&plan.staging, task.settings.retries);
-    staging
-        .probe()
-        .map_err(|source| RunError::StagingUnwritable {
-            staging: staging.describe(),
-            source,
-        })
 }
 
 /// Runs one round, as [`plan::decide`] says: the steps in their write order.

@@ -16,7 +16,7 @@ pub struct TaskScan {
     pub not_migrated: Vec<crate::report::scan::NotMigrated>,
 }
 
-/// Scans one task (its roots already checked with [`scan::check_access`]) and writes its
+/// Scans one task (its roots already checked with [`super::check_access`]) and writes its
 /// readiness reports, as those of the round a run would do next.
 pub fn scan_task(
     plan: &Plan,

@@ -1,11 +1,9 @@
-//! The scan: checks that a task's roots can be used, then walks its source in parallel
-//! and judges every item — filters first, then the known-issue rules, then collisions
+//! The scan: walks a task's source in parallel and judges every item — filters first, then the known-issue rules, then collisions
 //! between siblings — streaming each item, with its findings, to the caller.
 //!
 //! The walk only `lstat`s: it never opens a file, so a FIFO or a device cannot hang it,
-//! and it never reads data. It never writes to the source or the destination; the
-//! only write is a probe file, created and removed, that proves the destination and the
-//! staging folder are writable. Names stay bytes (`OsString`) from the directory listing
+//! and it never reads data. It never writes anything (the roots are checked before, in
+//! `run::check_access`). Names stay bytes (`OsString`) from the directory listing
 //! to the report. An item inside a folder that will not migrate does not migrate either
 //! (`blocked`), and the contents of a folder that cannot be listed are unknown: they are
 //! never counted as migrated.
@@ -28,8 +26,8 @@ use jwalk::{ClientState, DirEntry, Parallelism, WalkDirGeneric};
 use self::filters::{Decision, FileFacts, Filter, Filtered};
 use self::judge::{Account, Chain, Context, FolderState, Follow, Walk, chars, judge_children};
 use self::rules::{Code, Finding, Item, ItemKind, Rules, Severity};
+use crate::plan::Task;
 use crate::plan::raw::Symlinks;
-use crate::plan::{Plan, Task};
 
 /// Why a scan could not start or finish. Each is fatal for the task (exit 5): nothing
 /// has moved, and running again once it is fixed is safe.
@@ -240,46 +238,7 @@ impl ScanTotals {
     }
 }
 
-/// Proves, before anything is read, that the task's roots can be used: the source can
-/// be listed, and a file can be created (and removed) in the destination and the
-/// staging folder — or, where they do not exist yet, in the nearest folder above them,
-/// where ferry will create them. Nothing else is written.
-pub fn check_access(plan: &Plan, task: &Task) -> Result<(), ScanError> {
-    let source = &task.source;
-    match fs::metadata(source) {
-        Ok(m) if !m.is_dir() => {
-            return Err(ScanError::SourceNotFolder {
-                path: source.clone(),
-            });
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return Err(ScanError::SourceUnreadable {
-                path: source.clone(),
-                source: e,
-            });
-        }
-    }
-    if let Err(e) = fs::read_dir(source).and_then(|mut d| d.next().transpose()) {
-        return Err(ScanError::SourceUnreadable {
-            path: source.clone(),
-            source: e,
-        });
-    }
-    check_import_access(plan, task)
-}
-
-/// For a run that only imports: the destination must be writable; the source may well
-/// be on another machine. (The staging is checked through its backend by the run.)
-pub fn check_import_access(_plan: &Plan, task: &Task) -> Result<(), ScanError> {
-    crate::state::probe(&task.destination).map_err(|(probed, e)| ScanError::DestinationUnwritable {
-        path: task.destination.clone(),
-        probed,
-        source: e,
-    })
-}
-
-/// Scans one task's source (after [`check_access`]), calling `sink` with every item
+/// Scans one task's source (after `run::check_access`), calling `sink` with every item
 /// in walk order; returns the totals. `threads` is the size of the walk's own pool.
 pub fn scan(
     task: &Task,
