@@ -151,9 +151,9 @@ pub(super) fn judge_children(
             None => PathBuf::from(name),
         };
         let kind = if child.file_type.is_dir() {
-            ItemKind::Folder
+            Shape::Folder
         } else {
-            ItemKind::File
+            Shape::File
         };
         let renamed = match context.rules.invalid_names {
             crate::plan::raw::InvalidNames::Replace => {
@@ -333,14 +333,14 @@ fn judge(
     }
     entry.meta = meta;
     let kind = match entry.kind {
-        EntryKind::File => ItemKind::File,
-        EntryKind::Folder => ItemKind::Folder,
-        EntryKind::Symlink { .. } => ItemKind::Symlink,
-        EntryKind::Special | EntryKind::Unknown => ItemKind::Special,
+        EntryKind::File => Shape::File,
+        EntryKind::Folder => Shape::Folder,
+        EntryKind::Symlink { .. } => Shape::Symlink,
+        EntryKind::Special | EntryKind::Unknown => Shape::Special,
     };
     scratch.clear();
     context.rules.judge(
-        &Item {
+        &Facts {
             name: seen.name,
             kind,
             depth: seen.depth,
@@ -441,11 +441,11 @@ fn filtered(context: &Context, entry: &ScanEntry, name: &OsStr, meta: &Meta) -> 
 fn access_findings(
     context: &Context,
     entry: &mut ScanEntry,
-    kind: ItemKind,
+    kind: Shape,
     meta: &Meta,
     owner: (u32, u32),
 ) {
-    if matches!(kind, ItemKind::File | ItemKind::Folder)
+    if matches!(kind, Shape::File | Shape::Folder)
         && meta.mode & 0o6000 != 0
         && !context.keep_setuid
     {
@@ -463,8 +463,8 @@ fn access_findings(
             ),
         ));
     }
-    let folder = kind == ItemKind::Folder;
-    if matches!(kind, ItemKind::File | ItemKind::Folder)
+    let folder = kind == Shape::Folder;
+    if matches!(kind, Shape::File | Shape::Folder)
         && !context.account.may_read(meta, owner.0, owner.1, folder)
     {
         entry.findings.push(Finding::new(

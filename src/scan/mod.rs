@@ -25,7 +25,7 @@ use jwalk::{ClientState, DirEntry, Parallelism, WalkDirGeneric};
 
 use self::filters::{Decision, FileFacts, Filter, Filtered};
 use self::judge::{Account, Chain, Context, FolderState, Follow, Walk, chars, judge_children};
-use self::rules::{Code, Finding, Item, ItemKind, Rules, Severity};
+use self::rules::{Code, Facts, Finding, Rules, Severity, Shape};
 use crate::plan::Task;
 use crate::plan::raw::Symlinks;
 

@@ -152,9 +152,10 @@ impl Finding {
     }
 }
 
-/// What an item is, as far as the rules care.
+/// What an item is, as far as the rules care (the scan's `EntryKind` knows more;
+/// the packer's `ItemKind` knows only what migrates).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ItemKind {
+pub enum Shape {
     File,
     Folder,
     Symlink,
@@ -163,9 +164,9 @@ pub enum ItemKind {
 
 /// The facts about one item that the rules judge.
 #[derive(Clone, Copy, Debug)]
-pub struct Item<'a> {
+pub struct Facts<'a> {
     pub name: &'a OsStr,
-    pub kind: ItemKind,
+    pub kind: Shape,
     /// 1 for an item directly under the source root.
     pub depth: usize,
     pub size: u64,
@@ -193,7 +194,7 @@ const SHAREPOINT_CHARS: &[char] = &['"', '*', ':', '<', '>', '?', '/', '\\', '|'
 impl Rules {
     /// Every finding for one item, in a fixed order. Collisions between siblings are
     /// judged apart, by [`collisions`].
-    pub fn judge(&self, item: &Item<'_>, out: &mut Vec<Finding>) {
+    pub fn judge(&self, item: &Facts<'_>, out: &mut Vec<Finding>) {
         self.judge_name(item, out);
         self.judge_item(item, out);
     }
@@ -206,7 +207,7 @@ impl Rules {
         }
     }
 
-    fn name_finding(&self, out: &mut Vec<Finding>, item: &Item<'_>, code: Code, what: String) {
+    fn name_finding(&self, out: &mut Vec<Finding>, item: &Facts<'_>, code: Code, what: String) {
         let severity = self.name_severity(false);
         let message = match (
             severity,
@@ -218,7 +219,7 @@ impl Rules {
         out.push(Finding::new(code, severity, message));
     }
 
-    fn judge_name(&self, item: &Item<'_>, out: &mut Vec<Finding>) {
+    fn judge_name(&self, item: &Facts<'_>, out: &mut Vec<Finding>) {
         let bytes = item.name.as_bytes();
         if bytes.len() > MAX_NAME_BYTES {
             out.push(Finding::new(
@@ -306,7 +307,7 @@ impl Rules {
             let what = "names starting `~$` (Office lock files) are not allowed".to_string();
             self.name_finding(out, item, Code::OfficeLockName, what);
         }
-        if item.kind == ItemKind::Folder {
+        if item.kind == Shape::Folder {
             if item.depth == 1 && name.eq_ignore_ascii_case("forms") {
                 let what = "a folder named `forms` cannot be at the root of a library".to_string();
                 self.name_finding(out, item, Code::FormsAtRoot, what);
@@ -318,7 +319,7 @@ impl Rules {
         }
     }
 
-    fn judge_item(&self, item: &Item<'_>, out: &mut Vec<Finding>) {
+    fn judge_item(&self, item: &Facts<'_>, out: &mut Vec<Finding>) {
         match self.set {
             RuleSet::Sharepoint if item.path_chars >= SHAREPOINT_MAX_PATH => {
                 out.push(Finding::new(
@@ -343,7 +344,7 @@ impl Rules {
             _ => {}
         }
         let sharepoint = self.set == RuleSet::Sharepoint;
-        if item.kind == ItemKind::File {
+        if item.kind == Shape::File {
             if sharepoint && item.size > SHAREPOINT_MAX_FILE {
                 out.push(Finding::new(
                     Code::FileTooLarge,
@@ -390,7 +391,7 @@ impl Rules {
                 ));
             }
         }
-        if item.kind != ItemKind::Symlink {
+        if item.kind != Shape::Symlink {
             if item.mtime_ns < 0 {
                 out.push(Finding::new(
                     Code::OddTimestamp,
@@ -405,7 +406,7 @@ impl Rules {
                 ));
             }
         }
-        if item.kind == ItemKind::Special {
+        if item.kind == Shape::Special {
             out.push(Finding::new(
                 Code::SpecialFile,
                 Severity::Error,
@@ -538,7 +539,7 @@ pub fn extension(name: &OsStr) -> &[u8] {
 /// The name an item gets under `invalid_names: replace`, when its own cannot be kept:
 /// each offending character becomes `_`, reserved names gain a `_`. Deterministic, so
 /// every round maps a name the same way; `None` when the name is fine.
-pub fn replacement(name: &OsStr, depth: usize, kind: ItemKind, set: RuleSet) -> Option<String> {
+pub fn replacement(name: &OsStr, depth: usize, kind: Shape, set: RuleSet) -> Option<String> {
     if set == RuleSet::Posix {
         return None;
     }
@@ -566,7 +567,7 @@ pub fn replacement(name: &OsStr, depth: usize, kind: ItemKind, set: RuleSet) -> 
         if let Some(at) = lower.find("_vti_") {
             out.replace_range(at + 4..at + 5, "-");
         }
-        if kind == ItemKind::Folder
+        if kind == Shape::Folder
             && (out.starts_with('~') || (depth == 1 && out.eq_ignore_ascii_case("forms")))
         {
             out = format!("_{out}");
@@ -602,8 +603,8 @@ mod tests {
         }
     }
 
-    fn item(name: &OsStr, kind: ItemKind) -> Item<'_> {
-        Item {
+    fn item(name: &OsStr, kind: Shape) -> Facts<'_> {
+        Facts {
             name,
             kind,
             depth: 2,
@@ -615,14 +616,14 @@ mod tests {
         }
     }
 
-    fn codes(rules: &Rules, item: &Item<'_>) -> Vec<(&'static str, Severity)> {
+    fn codes(rules: &Rules, item: &Facts<'_>) -> Vec<(&'static str, Severity)> {
         let mut out = Vec::new();
         rules.judge(item, &mut out);
         out.iter().map(|f| (f.code.as_str(), f.severity)).collect()
     }
 
     fn file_codes(set: RuleSet, name: &str) -> Vec<&'static str> {
-        codes(&rules(set), &item(OsStr::new(name), ItemKind::File))
+        codes(&rules(set), &item(OsStr::new(name), Shape::File))
             .into_iter()
             .map(|(c, _)| c)
             .collect()
@@ -667,12 +668,12 @@ mod tests {
     #[test]
     fn folder_only_rules() {
         let r = rules(RuleSet::Sharepoint);
-        let mut forms = item(OsStr::new("Forms"), ItemKind::Folder);
+        let mut forms = item(OsStr::new("Forms"), Shape::Folder);
         forms.depth = 1;
         assert_eq!(codes(&r, &forms), [("forms-at-root", Severity::Error)]);
         forms.depth = 2;
         assert!(codes(&r, &forms).is_empty());
-        let tilde = item(OsStr::new("~drafts"), ItemKind::Folder);
+        let tilde = item(OsStr::new("~drafts"), Shape::Folder);
         assert_eq!(codes(&r, &tilde), [("tilde-folder", Severity::Error)]);
     }
 
@@ -692,17 +693,17 @@ mod tests {
         let p = rules(RuleSet::Posix);
         let latin1 = OsString::from_vec(b"caf\xe9".to_vec());
         assert_eq!(
-            codes(&p, &item(&latin1, ItemKind::File)),
+            codes(&p, &item(&latin1, Shape::File)),
             [("non-utf8-name", Severity::Warning)]
         );
         assert_eq!(
-            codes(&p, &item(OsStr::new("a\nb"), ItemKind::File)),
+            codes(&p, &item(OsStr::new("a\nb"), Shape::File)),
             [("control-character", Severity::Warning)]
         );
-        assert!(codes(&p, &item(OsStr::new("a:b"), ItemKind::File)).is_empty());
+        assert!(codes(&p, &item(OsStr::new("a:b"), Shape::File)).is_empty());
         let sp = rules(RuleSet::Sharepoint);
         assert_eq!(
-            codes(&sp, &item(&latin1, ItemKind::File)),
+            codes(&sp, &item(&latin1, Shape::File)),
             [("non-utf8-name", Severity::Error)]
         );
     }
@@ -718,7 +719,7 @@ mod tests {
     fn item_rules() {
         let r = rules(RuleSet::Sharepoint);
         let name = OsStr::new("f");
-        let mut f = item(name, ItemKind::File);
+        let mut f = item(name, Shape::File);
         f.size = 0;
         assert_eq!(codes(&r, &f), [("zero-byte-file", Severity::Error)]);
         f.size = SHAREPOINT_MAX_FILE + 1;
@@ -741,7 +742,7 @@ mod tests {
         assert!(codes(&r, &f).is_empty());
         f.path_chars = 400;
         assert_eq!(codes(&r, &f), [("path-too-long", Severity::Error)]);
-        let special = item(name, ItemKind::Special);
+        let special = item(name, Shape::Special);
         assert_eq!(codes(&r, &special), [("special-file", Severity::Error)]);
     }
 
@@ -750,7 +751,7 @@ mod tests {
         let mut r = rules(RuleSet::Sharepoint);
         r.invalid_names = InvalidNames::Replace;
         let mut out = Vec::new();
-        r.judge(&item(OsStr::new("a:b?.txt"), ItemKind::File), &mut out);
+        r.judge(&item(OsStr::new("a:b?.txt"), Shape::File), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].severity, Severity::Warning);
         assert!(
@@ -763,7 +764,7 @@ mod tests {
     #[test]
     fn replacements_are_deterministic_and_valid() {
         let sp = RuleSet::Sharepoint;
-        let file = |n: &str| replacement(OsStr::new(n), 2, ItemKind::File, sp);
+        let file = |n: &str| replacement(OsStr::new(n), 2, Shape::File, sp);
         assert_eq!(file("ok.txt"), None);
         assert_eq!(file("a:b").as_deref(), Some("a_b"));
         assert_eq!(file(" x ").as_deref(), Some("_x_"));
@@ -775,7 +776,7 @@ mod tests {
         assert_eq!(file("x_vti_y").as_deref(), Some("x_vti-y"));
         assert_eq!(file("~$doc").as_deref(), Some("_$doc"));
         assert_eq!(
-            replacement(OsStr::new("forms"), 1, ItemKind::Folder, sp).as_deref(),
+            replacement(OsStr::new("forms"), 1, Shape::Folder, sp).as_deref(),
             Some("_forms")
         );
         // Every replacement passes the rules it was made for.
@@ -785,7 +786,7 @@ mod tests {
         ] {
             let new = file(name).unwrap();
             let mut out = Vec::new();
-            r.judge(&item(OsStr::new(&new), ItemKind::File), &mut out);
+            r.judge(&item(OsStr::new(&new), Shape::File), &mut out);
             assert!(out.is_empty(), "{name} -> {new}: {out:?}");
         }
     }
