@@ -55,6 +55,8 @@ pub mod progress;
 mod reports;
 mod round;
 pub mod scanning;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use crate::state::counters::Counters;
