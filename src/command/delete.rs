@@ -22,8 +22,9 @@ pub fn run(path: &Path, task: &str, yes: bool) -> Result<Exit, Error> {
     if !yes {
         use std::io::IsTerminal as _;
         if !io::stdin().is_terminal() {
-            eprintln!("ferry delete asks before it forgets a task; not at a terminal, say `--yes`");
-            return Ok(Exit::Usage);
+            return Err(Error::Usage(
+                "ferry delete asks before it forgets a task; not at a terminal, say `--yes`".into(),
+            ));
         }
         eprint!(
             "Forget task `{task}` of plan `{}`: its state, staged data and reports in {}? [y/N] ",
@@ -33,8 +34,7 @@ pub fn run(path: &Path, task: &str, yes: bool) -> Result<Exit, Error> {
         let mut answer = String::new();
         let _ = io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("nothing was deleted");
-            return Ok(Exit::Usage);
+            return Err(Error::Usage("nothing was deleted".into()));
         }
     }
     match delete(&plan, &task).map_err(Error::Delete)? {

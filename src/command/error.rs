@@ -26,12 +26,15 @@ pub enum Error {
     Delete(super::delete::DeleteError),
     #[error("cannot render the reports: {0}")]
     Report(#[source] std::io::Error),
+    /// A command line or template that cannot be used as given.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Plan(_) | Error::UnknownTask { .. } => Exit::Usage,
+            Error::Plan(_) | Error::UnknownTask { .. } | Error::Usage(_) => Exit::Usage,
             Error::Lock(crate::state::lock::LockError::Held { .. })
             | Error::Run(crate::run::RunError::DestinationBusy { .. }) => Exit::Locked,
             Error::Run(crate::run::RunError::Session(

@@ -42,14 +42,14 @@ pub fn run(
     let mut templates = match Templates::for_plan(plan.templates.as_deref()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Usage);
+            return Err(Error::Usage(e.to_string()));
         }
     };
     let chosen = match (format, template) {
         (Some(ReportFormat::Csv | ReportFormat::Json), Some(_)) => {
-            eprintln!("error: --template renders the md or html summary, not {format:?}");
-            return Ok(Exit::Usage);
+            return Err(Error::Usage(format!(
+                "--template renders the md or html summary, not {format:?}"
+            )));
         }
         (Some(f), _) => f,
         (None, Some(t)) if t.extension().is_some_and(|e| e == "html" || e == "htm") => {
@@ -65,8 +65,7 @@ pub fn run(
             Format::Markdown
         };
         if let Err(e) = templates.replace(target, file) {
-            eprintln!("error: {e}");
-            return Ok(Exit::Usage);
+            return Err(Error::Usage(e.to_string()));
         }
     }
     let (formats, json, csv) = match (format, template) {
@@ -87,8 +86,7 @@ pub fn run(
         match crate::report::summary::write(&folder, &summary, &templates, &formats, json) {
             Ok(w) => w,
             Err(crate::report::summary::SummaryError::Template(e)) => {
-                eprintln!("error: {e}");
-                return Ok(Exit::Usage);
+                return Err(Error::Usage(e.to_string()));
             }
             Err(crate::report::summary::SummaryError::Write(e)) => {
                 return Err(Error::Report(std::io::Error::other(e.to_string())));
