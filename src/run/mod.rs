@@ -253,8 +253,8 @@ pub fn run_task(
 fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> {
     let (plan, task, stages) = (r.plan, r.task, r.stages);
     let hash = state::task_hash(task);
-    let decided = plan::decide(&r.facts(session, &hash)).map_err(|no| r.refused(no, &hash))?;
     let mut index = Index::load(&r.layout.index()).map_err(SessionError::from)?;
+    let decided = plan::decide(&r.facts(session, &hash)).map_err(|no| r.refused(no, &hash))?;
     if let Some(done) = r.begin(&decided, session, &mut index, hash)? {
         return Ok(done);
     }

@@ -75,7 +75,7 @@ impl Round<'_> {
             }
             let state = self.layout.round(round);
             RoundFiles {
-                key: key_state(&self.layout.key(round)),
+                key: key_state(&KeyFile::read(&self.layout.key(round), now())),
                 note: state.staged().exists(),
                 scanned: state.scan().exists(),
                 journal: state.journal().exists(),
@@ -171,11 +171,15 @@ impl Round<'_> {
     /// new container); what was staged under an expired one is staged again.
     pub(super) fn key(&self, round: u32) -> Result<KeyFile, RunError> {
         let key_path = self.layout.key(round);
-        let step = plan::key_step(key_state(&key_path), self.stages.send, round);
-        match step.map_err(|refusal| self.refused(refusal, ""))? {
-            KeyStep::Reuse => return Ok(KeyFile::read(&key_path, now())?),
-            KeyStep::Replace => discard_staged(self.staging, &key_path)?,
-            KeyStep::Create => {}
+        // Read once: the state decided on is the key used (it may expire during a scan).
+        let read = KeyFile::read(&key_path, now());
+        let state = key_state(&read);
+        match (plan::key_step(state, self.stages.send, round), read) {
+            (Ok(KeyStep::Reuse), Ok(key)) => return Ok(key),
+            (Ok(KeyStep::Replace), _) => discard_staged(self.staging, &key_path)?,
+            (Ok(KeyStep::Create), _) => {}
+            (Ok(KeyStep::Reuse), Err(e)) | (Err(_), Err(e)) => return Err(e.into()),
+            (Err(refusal), Ok(_)) => return Err(self.refused(refusal, "")),
         }
         let key = ContainerKey::generate()?;
         let mut container_id = [0u8; 16];
@@ -311,9 +315,9 @@ impl Round<'_> {
     }
 }
 
-/// A key file's state, read at the edge for [`plan::decide`].
-fn key_state(path: &Path) -> KeyState {
-    match KeyFile::read(path, now()) {
+/// A key file's state, as read at the edge for [`plan::decide`].
+fn key_state(read: &Result<KeyFile, KeyFileError>) -> KeyState {
+    match read {
         Ok(_) => KeyState::Valid,
         Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             KeyState::Missing

@@ -40,11 +40,21 @@ impl Staging for LocalStaging {
     fn discard(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
         let path = self.path.join(name);
-        match fs::set_permissions(&path, fs::Permissions::from_mode(0o700)) {
-            Ok(()) => fs::remove_dir_all(&path),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                // A link or a file where the container belongs is not the container:
+                // nothing is deleted, and the key that opens the data stays.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a container folder", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
         }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
+        fs::remove_dir_all(&path)
     }
 
     fn probe(&self) -> io::Result<()> {
@@ -225,5 +235,14 @@ mod tests {
         assert!(!folder.path().join("s/c1").exists());
         staging.discard("c1").unwrap();
         assert!(staging.open("../c2").is_err());
+        // A link where a container belongs is refused, and what it leads to is kept.
+        let elsewhere = folder.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("keep"), "x").unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, folder.path().join("s/c3")).unwrap();
+        assert!(staging.discard("c3").is_err());
+        assert!(elsewhere.join("keep").exists());
+        assert_eq!(fs::metadata(&elsewhere).unwrap().mode() & 0o777, 0o750);
     }
 }
