@@ -66,7 +66,11 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
         },
         |t| t.settings.retries,
     );
-    let staging = crate::staging::open(&plan.staging, retries);
+    let staging =
+        crate::staging::open(&plan.staging, retries).map_err(|source| DeleteError::Io {
+            path: plan.staging.path.clone(),
+            source,
+        })?;
     if let Ok(keys) = fs::read_dir(crate::state::layout::TaskLayout::at(&folder).keys()) {
         for key in keys.flatten() {
             crate::run::discard_staged(staging.as_ref(), &key.path()).map_err(|e| {

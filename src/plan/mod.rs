@@ -23,6 +23,7 @@ pub use diagnostic::{Diagnostic, Place};
 pub use raw::StagingKind;
 pub(crate) use schema::closest;
 pub use schema::schema_json;
+pub use secrets::SecretError;
 pub use settings::{Filters, MaxDelete, PackageSettings, Preserve, Retries, Settings};
 pub use units::{Date, Duration, Size};
 
@@ -47,6 +48,25 @@ pub struct Staging {
     pub path: PathBuf,
     pub key_ttl: Duration,
     pub retention: Duration,
+    /// With `kind: azure`.
+    pub azure: Option<AzureStaging>,
+}
+
+/// An Azure Blob account to stage in.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AzureStaging {
+    pub account: String,
+    /// The Blob service endpoint, without a trailing `/`.
+    pub endpoint: String,
+    /// Where the account key is.
+    pub credential: Secret,
+}
+
+/// Where a secret is kept. Reading it is [`Secret::read`]; the plan holds only this.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
 }
 
 /// One source folder into one destination folder.

@@ -289,10 +289,27 @@ pub struct RawRetries {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawStaging {
-    /// `local`: a folder on this machine (the only kind so far). Default: local.
+    /// `local`: a folder on this machine. `azure`: an Azure Blob container per task
+    /// round, created with the account key and used by the workers through a SAS that
+    /// can read, create and write but not list or delete. Default: local.
     #[serde(default)]
     #[schemars(with = "StagingKind")]
     pub kind: Option<StagingKind>,
+    /// `azure`: the storage account's name.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub account: Option<String>,
+    /// `azure`: the Blob service endpoint. Default `https://<account>.blob.core.windows.net`;
+    /// for another cloud, its endpoint; for the Azurite emulator,
+    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub endpoint: Option<String>,
+    /// `azure`: where the account key is, as `{env: NAME}` or `{file: PATH}` (a file
+    /// only its owner can read). Never the key itself.
+    #[serde(default)]
+    #[schemars(with = "Option<RawSecret>")]
+    pub credential: Option<RawSecret>,
     /// The staging folder; null (default) for `<working_folder>/staging`. `${VAR}`
     /// expands; relative to the plan file's folder.
     #[serde(default)]
@@ -306,6 +323,20 @@ pub struct RawStaging {
     #[serde(default)]
     #[schemars(with = "Duration")]
     pub retention: Option<Duration>,
+}
+
+/// Where a secret is kept: exactly one of the two. A plan never holds the secret itself.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    /// The environment variable that holds it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub env: Option<String>,
+    /// The file that holds it (mode 0600 or stricter); relative to the plan file's folder.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<String>,
 }
 
 macro_rules! choice {
@@ -374,5 +405,5 @@ choice!(
 );
 choice!(
     /// The kind of staging.
-    StagingKind { Local = "local" }
+    StagingKind { Local = "local", Azure = "azure" }
 );

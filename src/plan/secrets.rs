@@ -5,6 +5,78 @@
 //! `{file: PATH}`); any string anywhere in the plan that looks like a credential is an
 //! error. The value itself is never repeated in a message.
 
+use std::os::unix::fs::MetadataExt as _;
+
+use zeroize::Zeroizing;
+
+use super::Secret;
+
+/// Why a secret could not be read. The secret itself is never part of a message.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("the environment variable {0} that should hold the secret is not set")]
+    Unset(String),
+    #[error("cannot read the secret file {}: {source}", path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the secret file {} may be read by other accounts (mode {mode:o}): make it readable only by its owner (chmod 600)",
+        path.display()
+    )]
+    Exposed { path: std::path::PathBuf, mode: u32 },
+    #[error("the secret file {} belongs to another account (uid {owner})", path.display())]
+    Owner {
+        path: std::path::PathBuf,
+        owner: u32,
+    },
+    #[error("the secret in {0} is empty")]
+    Empty(String),
+}
+
+impl Secret {
+    /// The secret, trimmed of surrounding whitespace. A file must be a regular file of
+    /// this account that nobody else can read.
+    pub fn read(&self) -> Result<Zeroizing<String>, SecretError> {
+        let (text, place) = match self {
+            Secret::Env(name) => {
+                let value = std::env::var(name).map_err(|_| SecretError::Unset(name.clone()))?;
+                (Zeroizing::new(value), format!("${name}"))
+            }
+            Secret::File(path) => {
+                let unreadable = |source| SecretError::Unreadable {
+                    path: path.clone(),
+                    source,
+                };
+                let file = std::fs::File::open(path).map_err(unreadable)?;
+                let meta = file.metadata().map_err(unreadable)?;
+                if meta.mode() & 0o077 != 0 {
+                    return Err(SecretError::Exposed {
+                        path: path.clone(),
+                        mode: meta.mode() & 0o7777,
+                    });
+                }
+                let me = rustix::process::geteuid().as_raw();
+                if meta.uid() != me {
+                    return Err(SecretError::Owner {
+                        path: path.clone(),
+                        owner: meta.uid(),
+                    });
+                }
+                let mut text = Zeroizing::new(String::new());
+                std::io::Read::read_to_string(&mut &file, &mut text).map_err(unreadable)?;
+                (text, path.display().to_string())
+            }
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(SecretError::Empty(place));
+        }
+        Ok(Zeroizing::new(trimmed.to_string()))
+    }
+}
+
 /// Why `text` looks like a secret, if it does.
 pub(crate) fn looks_like_secret(text: &str) -> Option<&'static str> {
     let lower = text.to_ascii_lowercase();
@@ -114,6 +186,24 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn secret_files_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "  s3cr3t\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secret = Secret::File(path.clone());
+        assert_eq!(secret.read().unwrap().as_str(), "s3cr3t");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = secret.read().unwrap_err().to_string();
+        assert!(e.contains("chmod 600") && !e.contains("s3cr3t"), "{e}");
+        assert!(matches!(
+            Secret::Env("FERRY_TEST_SURELY_UNSET".into()).read(),
+            Err(SecretError::Unset(_))
+        ));
+    }
 
     #[test]
     fn credentials_are_recognised() {

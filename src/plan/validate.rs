@@ -17,6 +17,7 @@ use super::schema::closest;
 use super::settings::{MAX_PACKAGE_SIZE, MIN_PACKAGE_SIZE, Settings, overlay};
 use super::units::{Date, Duration, Size};
 use super::yaml::Document;
+use super::{AzureStaging, Secret};
 use super::{EnvLookup, Plan, Staging, Task};
 use crate::plan::graph;
 
@@ -152,25 +153,131 @@ pub(crate) fn validate(
             &names,
         );
     }
+    let kind = raw
+        .staging
+        .as_ref()
+        .and_then(|s| s.kind)
+        .unwrap_or(StagingKind::Local);
+    let azure = azure(&mut c, kind);
     match (c.problems.is_empty(), working_folder, staging_path) {
         (true, Some(working_folder), Some(path)) => Ok(Plan {
             name: raw.name.clone(),
             file: file.to_path_buf(),
             working_folder,
             staging: Staging {
-                kind: raw
-                    .staging
-                    .as_ref()
-                    .and_then(|s| s.kind)
-                    .unwrap_or(StagingKind::Local),
+                kind,
                 path,
                 key_ttl,
                 retention,
+                azure,
             },
             templates,
             tasks,
         }),
         _ => Err(c.problems),
+    }
+}
+
+/// The Azure account of `kind: azure`; the keys that belong to it are refused with any
+/// other kind.
+fn azure(c: &mut Checker<'_>, kind: StagingKind) -> Option<AzureStaging> {
+    let value = &c.doc.value;
+    let text_at = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let present = |key: &str| {
+        value
+            .pointer(&format!("/staging/{key}"))
+            .is_some_and(|v| !v.is_null())
+    };
+    if kind != StagingKind::Azure {
+        for key in ["account", "endpoint", "credential"] {
+            if present(key) {
+                c.at_value(
+                    &format!("/staging/{key}"),
+                    format!(
+                        "`{key}` belongs to `kind: azure`; this staging is `{}`",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    let account = text_at("/staging/account");
+    let valid_account = account.as_deref().is_some_and(|a| {
+        (3..=24).contains(&a.len())
+            && a.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if account.is_none() {
+        c.at_value(
+            "/staging/kind",
+            "`kind: azure` needs `account`, the storage account's name",
+        );
+    } else if !valid_account {
+        c.at_value(
+            "/staging/account",
+            "expected a storage account name: 3 to 24 lowercase letters and digits",
+        );
+    }
+    let endpoint = match text_at("/staging/endpoint") {
+        Some(text) => match expand_vars(&text, c.env) {
+            Ok(e) if e.starts_with("https://") || e.starts_with("http://") => {
+                Some(e.trim_end_matches('/').to_string())
+            }
+            Ok(_) => {
+                c.at_value("/staging/endpoint", "expected an http:// or https:// URL");
+                None
+            }
+            Err(message) => {
+                c.at_value("/staging/endpoint", message);
+                None
+            }
+        },
+        None => account
+            .as_ref()
+            .map(|a| format!("https://{a}.blob.core.windows.net")),
+    };
+    let credential = secret(c, "/staging/credential");
+    if !present("credential") {
+        c.at_value(
+            "/staging/kind",
+            "`kind: azure` needs `credential`: where the account key is, as `{env: NAME}` or `{file: PATH}`",
+        );
+    }
+    match (account, endpoint, credential) {
+        (Some(account), Some(endpoint), Some(credential)) if valid_account => Some(AzureStaging {
+            account,
+            endpoint,
+            credential,
+        }),
+        _ => None,
+    }
+}
+
+/// A `{env: NAME}` or `{file: PATH}` reference at `pointer`: exactly one of them.
+fn secret(c: &mut Checker<'_>, pointer: &str) -> Option<Secret> {
+    let value = c.doc.value.pointer(pointer)?.clone();
+    let env = value.get("env").and_then(Value::as_str).map(str::to_string);
+    let file = value
+        .get("file")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    match (env, file) {
+        (Some(name), None) => Some(Secret::Env(name)),
+        (None, Some(path)) => c.path(&format!("{pointer}/file"), &path).map(Secret::File),
+        (Some(_), Some(_)) => {
+            c.at_value(pointer, "expected one of `env` and `file`, not both");
+            None
+        }
+        (None, None) => {
+            c.at_value(pointer, "expected `{env: NAME}` or `{file: PATH}`");
+            None
+        }
     }
 }
 

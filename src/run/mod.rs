@@ -222,7 +222,12 @@ pub fn run_task(
     let folder = state::task_folder(plan, &task.name);
     let mut session =
         Session::load_checked(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
-    let staging = crate::staging::open(&plan.staging, task.settings.retries);
+    let staging = crate::staging::open(&plan.staging, task.settings.retries).map_err(|source| {
+        RunError::StagingUnwritable {
+            staging: plan.staging.kind.as_str().to_string(),
+            source,
+        }
+    })?;
     let round = Round {
         plan,
         task,

@@ -49,7 +49,11 @@ pub fn check_import_access(_plan: &Plan, task: &Task) -> Result<(), ScanError> {
 
 /// Checks, before any task starts, that the task's staging can be written.
 pub fn check_staging(plan: &Plan, task: &Task) -> Result<(), RunError> {
-    let staging = crate::staging::open(&plan.staging, task.settings.retries);
+    let unusable = |source| RunError::StagingUnwritable {
+        staging: plan.staging.kind.as_str().to_string(),
+        source,
+    };
+    let staging = crate::staging::open(&plan.staging, task.settings.retries).map_err(unusable)?;
     staging
         .probe()
         .map_err(|source| RunError::StagingUnwritable {

@@ -10,6 +10,7 @@
 //! backend with the task's `retries` for transient errors. The traits are synchronous:
 //! the workers are threads.
 
+pub mod azure;
 pub mod local;
 #[cfg(test)]
 pub mod memory;
@@ -52,11 +53,20 @@ pub trait Container: Send + Sync {
 }
 
 /// The plan's staging, with a task's retries around every operation.
-pub fn open(staging: &crate::plan::Staging, retries: Retries) -> Box<dyn Staging> {
-    let backend: Box<dyn Staging> = match staging.kind {
-        StagingKind::Local => Box::new(local::LocalStaging::new(&staging.path)),
+pub fn open(staging: &crate::plan::Staging, retries: Retries) -> io::Result<Box<dyn Staging>> {
+    let backend: Box<dyn Staging> = match (staging.kind, &staging.azure) {
+        (StagingKind::Local, _) => Box::new(local::LocalStaging::new(&staging.path)),
+        (StagingKind::Azure, Some(azure)) => {
+            Box::new(azure::AzureStaging::new(azure, staging.key_ttl.0, retries)?)
+        }
+        (StagingKind::Azure, None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "`kind: azure` without its account",
+            ));
+        }
     };
-    Box::new(Retry::new(backend, retries))
+    Ok(Box::new(Retry::new(backend, retries)))
 }
 
 /// Names of containers and objects: short ASCII words, so that no backend has to escape
