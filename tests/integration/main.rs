@@ -1,6 +1,7 @@
 //! Integration tests: the real `ferry` binary, driven from the outside.
 
 mod cli;
+mod cloud;
 mod graph;
 mod harness;
 mod layers;

@@ -1,0 +1,342 @@
+//! Staging in Azure Blob storage, against a real Azurite on 127.0.0.1:10000 (`.ci/run`
+//! starts one; locally, a test without it says so and passes, in CI it fails).
+
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::Duration;
+
+use crate::harness::Fixture;
+use crate::session::assert_same_tree;
+
+/// Azurite's published development account and key.
+const ACCOUNT: &str = "devstoreaccount1";
+const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const HOST: &str = "127.0.0.1:10000";
+
+/// Whether Azurite answers; in CI it must.
+fn azurite() -> bool {
+    let up = TcpStream::connect_timeout(&HOST.parse().unwrap(), Duration::from_secs(2)).is_ok();
+    if !up {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Azurite is not listening on {HOST}; .ci/run starts it"
+        );
+        eprintln!("skipped: Azurite is not listening on {HOST} (CI starts it)");
+    }
+    up
+}
+
+fn azure_plan(f: &mut Fixture, settings: &str) {
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\nstaging:\n  kind: azure\n  account: {ACCOUNT}\n  endpoint: http://{HOST}/{ACCOUNT}\n  credential: {{ env: FERRY_TEST_AZURE_KEY }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix{settings} }}\n"
+    ));
+}
+
+fn tree(f: &Fixture) {
+    f.file("src/a.txt", "alpha");
+    f.file("src/deep/er/b.txt", "bravo");
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    f.file("src/big.bin", &big);
+    f.dir("src/empty");
+    fs::set_permissions(f.path("src/a.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+}
+
+/// One HTTP/1.1 request to Azurite: the status and the body.
+fn request(
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(HOST).unwrap();
+    let mut head = format!(
+        "{method} {path_and_query} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\nContent-Length: {}\r\nx-ms-version: 2023-11-03\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+fn sas_query(container: &str, start: &str, expiry: &str) -> String {
+    let grant = ferry::staging::azure::sas::Grant {
+        account: ACCOUNT,
+        container,
+        permissions: ferry::staging::azure::sas::PERMISSIONS,
+        start,
+        expiry,
+    };
+    grant
+        .query_pairs(KEY)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn account_staging() -> Box<dyn ferry::staging::Staging> {
+    let plan_staging = ferry::plan::Staging {
+        kind: ferry::plan::StagingKind::Azure,
+        path: "/nonexistent".into(),
+        key_ttl: ferry::plan::Duration(Duration::from_secs(3600)),
+        retention: ferry::plan::Duration(Duration::from_secs(86400 * 30)),
+        azure: Some(ferry::plan::AzureStaging {
+            account: ACCOUNT.into(),
+            endpoint: format!("http://{HOST}/{ACCOUNT}"),
+            credential: ferry::plan::Secret::File(key_file()),
+        }),
+    };
+    let retries = ferry::plan::Retries {
+        attempts: 2,
+        backoff: ferry::plan::Duration(Duration::from_millis(100)),
+    };
+    ferry::staging::open(&plan_staging, retries).unwrap()
+}
+
+/// The account key in a private file (the test process cannot set environment
+/// variables safely while other tests run).
+fn key_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("ferry-test-azure-key-{}", std::process::id()));
+    if !path.exists() {
+        fs::write(&path, KEY).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+/// Check 1: a round trip through Azure to a fresh destination is identical (content,
+/// modes, times); the round's container is gone afterwards.
+#[test]
+fn a_round_through_azure_arrives_identical_and_leaves_no_container() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    azure_plan(&mut f, "");
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    // Split roles on the same working folder: staged, then imported.
+    f.file("src/new.txt", "new in round 2");
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let note: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(f.path("state/p/t/rounds/R2/staged.json")).unwrap(),
+    )
+    .unwrap();
+    let container = note["container"].as_str().unwrap().to_string();
+    let staging = account_staging();
+    assert!(
+        staging.open(&container).is_ok(),
+        "the container exists while staged"
+    );
+    f.ferry(&["run", "plan.yaml", "--stages", "import"])
+        .assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    // Deleted with the round.
+    let sas = sas_query(&container, "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z");
+    let (status, text) = request(
+        "GET",
+        &format!("/{ACCOUNT}/{container}/any?{sas}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 404);
+    assert!(text.contains("ContainerNotFound"), "{text}");
+}
+
+/// Check 2 and 3: the SAS the workers get can read, create and write, but not list or
+/// delete, and an expired one is refused.
+#[test]
+fn the_sas_cannot_list_or_delete_and_expires() {
+    if !azurite() {
+        return;
+    }
+    let container = format!("ferrytest{}", std::process::id());
+    let staging = account_staging();
+    staging.open(&container).unwrap();
+    let sas = sas_query(&container, "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z");
+    let blob = format!("/{ACCOUNT}/{container}/obj?{sas}");
+    let (put, text) = request("PUT", &blob, &[("x-ms-blob-type", "BlockBlob")], b"data");
+    assert_eq!(put, 201, "{text}");
+    let (get, _) = request("GET", &blob, &[], b"");
+    assert_eq!(get, 200);
+    let list = format!("/{ACCOUNT}/{container}?restype=container&comp=list&{sas}");
+    let (listed, text) = request("GET", &list, &[], b"");
+    assert_eq!(listed, 403, "listing with the SAS: {text}");
+    let (deleted, text) = request("DELETE", &blob, &[], b"");
+    assert_eq!(deleted, 403, "deleting with the SAS: {text}");
+    let expired = sas_query(&container, "2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z");
+    let (old, text) = request(
+        "GET",
+        &format!("/{ACCOUNT}/{container}/obj?{expired}"),
+        &[],
+        b"",
+    );
+    assert_eq!(old, 403, "an expired SAS: {text}");
+    staging.discard(&container).unwrap();
+    staging.discard(&container).unwrap();
+}
+
+/// Check 7: the account key and the signatures appear in no state file, report,
+/// message or help text.
+#[test]
+fn no_secret_is_written_anywhere() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    azure_plan(&mut f, "");
+    let staged = f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"]);
+    staged.assert_code(0);
+    let imported = f.ferry(&["run", "plan.yaml", "--stages", "import"]);
+    imported.assert_code(0);
+    let help = f.ferry(&["run", "--help"]);
+    let key_bytes = KEY.as_bytes();
+    let mut texts = vec![
+        staged.stderr.clone(),
+        staged.stdout(),
+        imported.stderr.clone(),
+        help.stdout(),
+    ];
+    let mut stack = vec![f.path("state")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                texts.push(String::from_utf8_lossy(&fs::read(entry.path()).unwrap()).into_owned());
+            }
+        }
+    }
+    for text in &texts {
+        assert!(
+            !text
+                .as_bytes()
+                .windows(key_bytes.len())
+                .any(|w| w == key_bytes)
+        );
+        assert!(
+            !text.contains("sig="),
+            "a signature was written: {text:.300}"
+        );
+        assert!(!text.contains(&KEY[..20]));
+    }
+}
+
+/// A plan holds no key: a literal one is refused, and a key file others can read too.
+#[test]
+fn the_key_comes_only_from_a_private_place() {
+    let f = Fixture::new();
+    tree(&f);
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\nstaging:\n  kind: azure\n  account: {ACCOUNT}\n  credential: {{ file: key.txt }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n"
+    ));
+    f.file("key.txt", KEY);
+    fs::set_permissions(f.path("key.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(5);
+    assert!(run.stderr.contains("chmod 600"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&KEY[..20]));
+    // Azure keys without `kind: azure`, and `kind: azure` without its account.
+    f.plan("version: 1\nname: p\nworking_folder: state\nstaging:\n  account: x\ntasks:\n  - name: t\n    source: src\n    destination: dest\n");
+    let refused = f.ferry(&["validate", "plan.yaml"]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("belongs to `kind: azure`"),
+        "{}",
+        refused.stderr
+    );
+    f.plan("version: 1\nname: p\nworking_folder: state\nstaging:\n  kind: azure\ntasks:\n  - name: t\n    source: src\n    destination: dest\n");
+    let refused = f.ferry(&["validate", "plan.yaml"]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("needs `account`"),
+        "{}",
+        refused.stderr
+    );
+}
+
+/// Check 4: a byte flipped in a staged blob (through the account key: the SAS cannot
+/// list) is refused with nothing of its package written; the next round converges.
+#[test]
+fn a_flipped_byte_in_a_blob_is_refused_and_the_next_round_converges() {
+    use object_store::{ObjectStore as _, ObjectStoreExt as _};
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    azure_plan(&mut f, "");
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let note: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(f.path("state/p/t/rounds/R1/staged.json")).unwrap(),
+    )
+    .unwrap();
+    let container = note["container"].as_str().unwrap();
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(ACCOUNT)
+        .with_access_key(KEY)
+        .with_endpoint(format!("http://{HOST}/{ACCOUNT}"))
+        .with_allow_http(true)
+        .with_container_name(container)
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listed = store.list_with_delimiter(None).await.unwrap();
+        let blob = listed.objects[0].location.clone();
+        let mut bytes = store
+            .get(&blob)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x01;
+        store.put(&blob, bytes.into()).await.unwrap();
+    });
+    let run = f.ferry(&["run", "plan.yaml", "--stages", "import"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("integrity"), "{}", run.stderr);
+    // A full run: a new round stages what failed again, and the trees agree.
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+}
