@@ -33,6 +33,23 @@ impl Halt {
     }
 }
 
+/// Whether a staging error means the service is out of reach (not that one object is
+/// wrong): the run stops rather than fail every package that follows.
+fn unreachable(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        NotConnected
+            | ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
+}
+
 /// Tells the reporter what changed in `counters` since `before` (a [`Counters::mark`]).
 pub(super) fn report_progress(
     counters: &Counters,
@@ -219,15 +236,24 @@ impl Shared<'_> {
         }
     }
 
-    /// Stops the run when `e` says the staging is full; true when it did.
+    /// Stops the run when `e` says the staging is full, or cannot be reached after its
+    /// retries; true when it did. The round stays open: the same command resumes it
+    /// once the staging is back.
     pub(super) fn staging_full(&self, e: &io::Error) -> bool {
-        if !crate::import::disk_full(e) {
+        let reason = if crate::import::disk_full(e) {
+            format!(
+                "the staging {} is full ({e}): free space there, or set `staging.path` to a larger disk",
+                self.staging.describe()
+            )
+        } else if unreachable(e) {
+            format!(
+                "the staging {} cannot be reached ({e}), after the retries `retries` allows",
+                self.staging.describe()
+            )
+        } else {
             return false;
-        }
-        self.halt.stop(format!(
-            "the staging {} is full ({e}): free space there, or set `staging.path` to a larger disk",
-            self.staging.describe()
-        ));
+        };
+        self.halt.stop(reason);
         true
     }
 
@@ -452,6 +478,7 @@ impl Shared<'_> {
             now: now(),
         };
         let object = self.container.get(&name).map_err(|e| {
+            self.staging_full(&e);
             if e.kind() == io::ErrorKind::NotFound {
                 (
                     FailureCode::NotStaged.as_str(),

@@ -65,7 +65,10 @@ pub fn delay(backoff: Duration, n: u32) -> Duration {
     half + Duration::from_nanos(jitter)
 }
 
-fn with_retries<T>(retries: Retries, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+pub(super) fn with_retries<T>(
+    retries: Retries,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
     let attempts = retries.attempts.max(1);
     let mut n = 1;
     loop {

@@ -340,3 +340,99 @@ fn a_flipped_byte_in_a_blob_is_refused_and_the_next_round_converges() {
     f.ferry(&["run", "plan.yaml"]).assert_code(0);
     assert_same_tree(&f.path("src"), &f.path("dest"));
 }
+
+/// An Azurite of this test's own, on a free port, storing in `folder`.
+fn own_azurite(folder: &std::path::Path, port: u16) -> std::process::Child {
+    let child = std::process::Command::new("azurite-blob")
+        .args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--location",
+        ])
+        .arg(folder)
+        .args(["--disableTelemetry", "--skipApiVersionCheck", "--loose"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start azurite-blob");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Azurite did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+/// Check 5: the emulator killed in the middle of a run: the run stops with exit 5 and
+/// the round open, saying the staging cannot be reached; started again, the next run
+/// completes the round.
+#[test]
+fn the_service_gone_mid_run_stops_the_round_and_the_next_run_completes_it() {
+    if !crate::harness::have("azurite-blob") {
+        return;
+    }
+    let f = Fixture::new();
+    for i in 0..120 {
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|b| (b as usize * 7 + i) as u8)
+            .collect();
+        f.file(&format!("src/d{}/f{i:03}.bin", i % 5), &data);
+    }
+    f.file("key.txt", KEY);
+    fs::set_permissions(f.path("key.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\nstaging:\n  kind: azure\n  account: {ACCOUNT}\n  endpoint: http://127.0.0.1:{port}/{ACCOUNT}\n  credential: {{ file: key.txt }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix, package: {{ max_size: 1MiB }}, retries: {{ attempts: 2, backoff: 100ms }} }}\n"
+    ));
+    let store = f.path("azurite");
+    fs::create_dir_all(&store).unwrap();
+    let mut azurite = own_azurite(&store, port);
+    let mut run = f.spawn(&["run", "--workers", "1", "plan.yaml"]);
+    // Once some packages are in, the service goes away.
+    let journal = f.path("state/p/t/rounds/R1/journal");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fs::metadata(&journal).map_or(true, |m| m.len() < 2_000) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no package was imported"
+        );
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    azurite.kill().unwrap();
+    azurite.wait().unwrap();
+    let output = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("cannot be reached"), "{stderr}");
+    assert!(
+        !stderr.contains("sig=") || stderr.contains("sig=REDACTED"),
+        "{stderr}"
+    );
+    // Back again: the same command completes the same round.
+    let mut azurite = own_azurite(&store, port);
+    let again = f.ferry(&["run", "plan.yaml"]);
+    azurite.kill().unwrap();
+    azurite.wait().unwrap();
+    again.assert_code(0);
+    let session: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path("state/p/t/session.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        session["round"], 1,
+        "the round was resumed, not started again"
+    );
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+}

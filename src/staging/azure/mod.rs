@@ -79,8 +79,26 @@ impl AzureStaging {
     }
 
     /// One Shared Key request to the account (container create and delete, probe):
-    /// its status.
-    fn account_request(&self, method: http::Method, path_and_query: &str) -> io::Result<u16> {
+    /// its status, `ok` among the accepted ones; 429 and 5xx answers and dropped
+    /// connections are tried again under the task's `retries`.
+    fn account_request(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        ok: &[u16],
+        what: &str,
+    ) -> io::Result<u16> {
+        super::retry::with_retries(self.retries, || {
+            let status = self.account_request_once(method.clone(), path_and_query)?;
+            if ok.contains(&status) {
+                Ok(status)
+            } else {
+                Err(status_error(what, status))
+            }
+        })
+    }
+
+    fn account_request_once(&self, method: http::Method, path_and_query: &str) -> io::Result<u16> {
         let url = format!("{}/{path_and_query}", self.endpoint);
         let mut request = http::Request::builder()
             .method(method)
@@ -157,10 +175,12 @@ fn status_error(what: &str, status: u16) -> io::Error {
 impl Staging for AzureStaging {
     fn open(&self, name: &str) -> io::Result<Box<dyn Container>> {
         check_name(name)?;
-        match self.account_request(http::Method::PUT, &format!("{name}?restype=container"))? {
-            201 | 409 => {}
-            status => return Err(status_error("cannot create the round's container", status)),
-        }
+        self.account_request(
+            http::Method::PUT,
+            &format!("{name}?restype=container"),
+            &[201, 409],
+            "cannot create the round's container",
+        )?;
         let store = object_store::azure::MicrosoftAzureBuilder::new()
             .with_account(&self.account)
             .with_endpoint(self.endpoint.clone())
@@ -179,17 +199,23 @@ impl Staging for AzureStaging {
 
     fn discard(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
-        match self.account_request(http::Method::DELETE, &format!("{name}?restype=container"))? {
-            200..=299 | 404 => Ok(()),
-            status => Err(status_error("cannot delete the round's container", status)),
-        }
+        self.account_request(
+            http::Method::DELETE,
+            &format!("{name}?restype=container"),
+            &[200, 202, 204, 404],
+            "cannot delete the round's container",
+        )
+        .map(|_| ())
     }
 
     fn probe(&self) -> io::Result<()> {
-        match self.account_request(http::Method::GET, "?comp=list&maxresults=1")? {
-            200 => Ok(()),
-            status => Err(status_error("the storage account cannot be used", status)),
-        }
+        self.account_request(
+            http::Method::GET,
+            "?comp=list&maxresults=1",
+            &[200],
+            "the storage account cannot be used",
+        )
+        .map(|_| ())
     }
 
     fn describe(&self) -> String {
@@ -287,8 +313,27 @@ fn store_error(e: object_store::Error) -> io::Error {
                 "the container's grant was refused: it expired (stage the round again), lacks the permission, or this machine's clock is wrong ({text})"
             ),
         ),
+        _ if out_of_reach(&text) => io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("the service cannot be reached: {text}"),
+        ),
         _ => io::Error::other(text),
     }
+}
+
+/// Whether an error's text says the request never got an answer (after the retries).
+fn out_of_reach(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    [
+        "error sending request",
+        "connection refused",
+        "connection reset",
+        "connection closed",
+        "timed out",
+        "dns error",
+    ]
+    .iter()
+    .any(|s| lower.contains(s))
 }
 
 /// `text` with the value of every `sig=` parameter replaced: a SAS is a credential.
