@@ -17,7 +17,7 @@ schema:
 
 # Run a benchmark under benches/ (`just bench scan`); without a name, list them.
 bench name="" *args="":
-    @if [ -z "{{name}}" ]; then ls benches | grep -v '^common' | sed 's/\.sh$//'; else bash benches/{{name}}.sh {{args}}; fi
+    @if [ -z "{{name}}" ]; then ls benches | grep '\.sh$' | grep -v '^common' | sed 's/\.sh$//'; else bash benches/{{name}}.sh {{args}}; fi
 
 # Run exactly what CI runs.
 ci:
