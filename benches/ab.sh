@@ -29,12 +29,6 @@ trap 'git worktree remove --force "$tree" > /dev/null 2>&1 || true' EXIT
 cargo build --release --quiet --manifest-path "$tree/Cargo.toml" --target-dir "$PWD/target/ab"
 cp target/ab/release/ferry "$work/ferry-a"
 
-corpus() {
-    local src="$dir/$1"
-    [ -d "$src" ] || { echo "generating $src" >&2; python3 "$make_corpus" "$1" "$src" >&2; }
-    echo "$src"
-}
-
 plan() { # SRC DST
     cat > "$work/plan.yaml" <<PLAN
 version: 1

@@ -43,8 +43,7 @@ for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && brea
 if [ -d "$corpus_name" ]; then
     src=$(cd "$corpus_name" && pwd)
 else
-    src="$dir/$corpus_name"
-    [ -d "$src" ] || python3 "$make_corpus" "$corpus_name" "$src" >&2
+    src=$(corpus "$corpus_name")
 fi
 corpus_bytes=$(du -sb --apparent-size "$src" | cut -f1)
 printf '%s' "$key" > "$work/key"
@@ -69,7 +68,6 @@ PLAN
 }
 plan
 stored() { du -sb "$work/azurite" | cut -f1; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 for i in $(seq "$runs"); do
     # rclone reaches the emulator through a container SAS URL (its emulator mode, in

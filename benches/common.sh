@@ -5,6 +5,8 @@
 #   on_tmpfs     -- makes sure $dir is a tmpfs (mounting one as root)
 #   copy_corpus NAME DEST -- a copy of corpus NAME at DEST (from $dir/NAME if it is
 #                  there, else generated), for benchmarks that change their source
+#   corpus NAME [SCALE] -- prints the path of corpus NAME under $dir, generating it once
+#   median       -- the median of the numbers on stdin, one per line
 dir=${BENCH_DIR:-/mnt/bench}
 make_corpus=${MAKE_CORPUS:-../shared/bench/make-corpus}
 timer=/usr/bin/time
@@ -32,3 +34,14 @@ on_tmpfs() {
 copy_corpus() {
     if [ -d "$dir/$1" ]; then cp -a "$dir/$1" "$2"; else python3 "$make_corpus" "$1" "$2" >&2; fi
 }
+
+corpus() { # name [scale]
+    local src="$dir/$1${2:+-x$2}"
+    if [ ! -d "$src" ]; then
+        echo "generating $src" >&2
+        python3 "$make_corpus" "$1" "$src" ${2:+--scale "$2"} >&2
+    fi
+    echo "$src"
+}
+
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }

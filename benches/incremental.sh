@@ -24,7 +24,6 @@ mkdir -p "$work"
 src="$work/src"
 copy_corpus small "$src"
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 timed() { # OUT COMMAND...: appends the wall time in seconds to OUT
     local out=$1
     shift

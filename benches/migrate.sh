@@ -20,17 +20,6 @@ cargo build --release --quiet
 ferry=$PWD/target/release/ferry
 work="$dir/migrate-bench"
 
-corpus() { # name [scale]
-    local src="$dir/$1${2:+-x$2}"
-    if [ ! -d "$src" ]; then
-        echo "generating $src" >&2
-        python3 "$make_corpus" "$1" "$src" ${2:+--scale "$2"} >&2
-    fi
-    echo "$src"
-}
-
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-
 # run TOOL SRC: one timed run into a fresh destination; appends "wall rss" to $work/TOOL
 run() {
     local tool=$1 src=$2 dst="$work/dst"

@@ -33,7 +33,6 @@ PLAN
 cargo build --release --quiet
 ferry=target/release/ferry
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 : > "$work/find.times"; : > "$work/ferry.times"; : > "$work/ferry.rss"
 # One warm-up of each, so that both start with the same dentry cache.
 find "$src" -printf '%s %T@\n' > /dev/null

@@ -112,18 +112,6 @@ impl LocalContainer {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Removes the container, which must be empty but for temporary objects.
-    pub fn remove(self) -> io::Result<()> {
-        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))?;
-        for entry in fs::read_dir(&self.path)? {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                fs::remove_file(entry.path())?;
-            }
-        }
-        fs::remove_dir(&self.path)
-    }
 }
 
 impl Container for LocalContainer {
@@ -220,7 +208,10 @@ mod tests {
         c.delete("obj").unwrap();
         assert!(!c.exists("obj").unwrap());
         let path = c.path().to_path_buf();
-        c.remove().unwrap();
+        drop(c);
+        LocalStaging::new(&staging.path().join("s"))
+            .discard("c1")
+            .unwrap();
         assert!(!path.exists());
     }
 
