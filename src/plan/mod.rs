@@ -50,6 +50,21 @@ pub struct Staging {
     pub retention: Duration,
     /// With `kind: azure`.
     pub azure: Option<AzureStaging>,
+    /// With `kind: s3`.
+    pub s3: Option<S3Staging>,
+}
+
+/// An S3 bucket to stage in.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct S3Staging {
+    pub bucket: String,
+    pub region: String,
+    /// The service's endpoint, without a trailing `/`; none for AWS's own.
+    pub endpoint: Option<String>,
+    /// Where the access key ID is.
+    pub key_id: Secret,
+    /// Where the secret access key is.
+    pub credential: Secret,
 }
 
 /// An Azure Blob account to stage in.

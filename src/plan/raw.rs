@@ -291,7 +291,8 @@ pub struct RawRetries {
 pub struct RawStaging {
     /// `local`: a folder on this machine. `azure`: an Azure Blob container per task
     /// round, created with the account key and used by the workers through a SAS that
-    /// can read, create and write but not list or delete. Default: local.
+    /// can read, create and write but not list or delete. `s3`: a prefix per task round
+    /// in an S3 bucket. Default: local.
     #[serde(default)]
     #[schemars(with = "StagingKind")]
     pub kind: Option<StagingKind>,
@@ -299,17 +300,31 @@ pub struct RawStaging {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub account: Option<String>,
+    /// `s3`: the bucket (it must exist; ferry never creates or lists buckets).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub bucket: Option<String>,
+    /// `s3`: the bucket's region. Default: us-east-1.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub region: Option<String>,
     /// `azure`: the Blob service endpoint. Default `https://<account>.blob.core.windows.net`;
     /// for another cloud, its endpoint; for the Azurite emulator,
-    /// `http://127.0.0.1:10000/devstoreaccount1`.
+    /// `http://127.0.0.1:10000/devstoreaccount1`. `s3`: the S3 endpoint. Default: AWS's
+    /// for the region; for MinIO, moto or another S3 service, its URL.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub endpoint: Option<String>,
-    /// `azure`: where the account key is, as `{env: NAME}` or `{file: PATH}` (a file
-    /// only its owner can read). Never the key itself.
+    /// `azure`: where the account key is; `s3`: where the secret access key is. As
+    /// `{env: NAME}` or `{file: PATH}` (a file only its owner can read), never the key
+    /// itself.
     #[serde(default)]
     #[schemars(with = "Option<RawSecret>")]
     pub credential: Option<RawSecret>,
+    /// `s3`: where the access key ID is, as `{env: NAME}` or `{file: PATH}`.
+    #[serde(default)]
+    #[schemars(with = "Option<RawSecret>")]
+    pub key_id: Option<RawSecret>,
     /// The staging folder; null (default) for `<working_folder>/staging`. `${VAR}`
     /// expands; relative to the plan file's folder.
     #[serde(default)]
@@ -405,5 +420,5 @@ choice!(
 );
 choice!(
     /// The kind of staging.
-    StagingKind { Local = "local", Azure = "azure" }
+    StagingKind { Local = "local", Azure = "azure", S3 = "s3" }
 );

@@ -6,18 +6,22 @@
 //! container key), and are never listed: a container is opened by name only.
 //!
 //! [`open`] is the one place that dispatches on `staging.kind`: a new backend is a module
-//! here and a value of [`crate::plan::StagingKind`], nothing else. [`Retry`] wraps any
-//! backend with the task's `retries` for transient errors. The traits are synchronous:
+//! here and a value of [`crate::plan::StagingKind`], nothing else. [`Retry`] wraps the
+//! local backend with the task's `retries` for transient errors; the cloud ones (Azure,
+//! S3, sharing [`object`]) retry inside with the same settings. The traits are synchronous:
 //! the workers are threads.
 
 pub mod azure;
 pub mod local;
 #[cfg(test)]
 pub mod memory;
+mod object;
 mod retry;
+pub mod s3;
 
 use std::io::{self, Read, Write};
 
+pub use object::redact;
 pub use retry::{Retry, is_transient};
 
 use crate::plan::{Retries, StagingKind};
@@ -54,19 +58,28 @@ pub trait Container: Send + Sync {
 
 /// The plan's staging, with a task's retries around every operation.
 pub fn open(staging: &crate::plan::Staging, retries: Retries) -> io::Result<Box<dyn Staging>> {
-    let backend: Box<dyn Staging> = match (staging.kind, &staging.azure) {
-        (StagingKind::Local, _) => Box::new(local::LocalStaging::new(&staging.path)),
-        (StagingKind::Azure, Some(azure)) => {
+    let unset = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`kind: {}` without its settings", staging.kind.as_str()),
+        )
+    };
+    // The cloud backends retry inside, with `object_store`'s backoff: wrapping them in
+    // [`Retry`] as well would multiply the attempts.
+    let backend: Box<dyn Staging> = match staging.kind {
+        StagingKind::Local => {
+            Box::new(Retry::new(local::LocalStaging::new(&staging.path), retries))
+        }
+        StagingKind::Azure => {
+            let azure = staging.azure.as_ref().ok_or_else(unset)?;
             Box::new(azure::AzureStaging::new(azure, staging.key_ttl.0, retries)?)
         }
-        (StagingKind::Azure, None) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "`kind: azure` without its account",
-            ));
+        StagingKind::S3 => {
+            let s3 = staging.s3.as_ref().ok_or_else(unset)?;
+            Box::new(s3::S3Staging::new(s3, retries)?)
         }
     };
-    Ok(Box::new(Retry::new(backend, retries)))
+    Ok(backend)
 }
 
 /// Names of containers and objects: short ASCII words, so that no backend has to escape

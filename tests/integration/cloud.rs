@@ -114,6 +114,7 @@ fn account_staging() -> Box<dyn ferry::staging::Staging> {
             endpoint: format!("http://{HOST}/{ACCOUNT}"),
             credential: ferry::plan::Secret::File(key_file()),
         }),
+        s3: None,
     };
     let retries = ferry::plan::Retries {
         attempts: 2,

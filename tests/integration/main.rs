@@ -9,6 +9,7 @@ mod plans;
 mod reliability;
 mod reports;
 mod run;
+mod s3;
 mod scan;
 mod schema;
 mod session;

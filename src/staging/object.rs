@@ -1,0 +1,209 @@
+//! What the cloud backends share: a container is a prefix of an `object_store` store
+//! (a whole Azure container, or `<container>/` in an S3 bucket), driven from the
+//! workers' threads by one small tokio runtime; errors become I/O errors a person can
+//! act on, and never carry a signature.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutPayload, RetryConfig,
+};
+
+use super::{Container, check_name};
+use crate::plan::Retries;
+
+/// The runtime the blocking calls of a cloud backend run on.
+pub(super) fn runtime(name: &str) -> io::Result<Arc<tokio::runtime::Runtime>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()?;
+    Ok(Arc::new(runtime))
+}
+
+pub(super) fn client_options(endpoint: &str) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(endpoint.starts_with("http://"))
+        .with_timeout(Duration::from_secs(300))
+        .with_connect_timeout(Duration::from_secs(30))
+}
+
+/// The task's `retries` as `object_store` applies them: to 5xx, 429, timeouts and
+/// dropped connections, with jittered exponential backoff.
+pub(super) fn retry_config(retries: Retries) -> RetryConfig {
+    let mut config = RetryConfig {
+        max_retries: retries.attempts.saturating_sub(1) as usize,
+        retry_timeout: Duration::from_secs(600),
+        ..RetryConfig::default()
+    };
+    config.backoff.init_backoff = retries.backoff.0.max(Duration::from_millis(50));
+    config.backoff.max_backoff = Duration::from_secs(300);
+    config
+}
+
+/// A container: the objects of one round under `prefix` (empty for a whole container).
+pub(super) struct ObjectContainer {
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) prefix: String,
+    pub(super) runtime: Arc<tokio::runtime::Runtime>,
+    /// Whether this grant may delete (an Azure SAS may not; the container goes whole
+    /// when its round is complete).
+    pub(super) can_delete: bool,
+}
+
+impl ObjectContainer {
+    fn path(&self, name: &str) -> io::Result<ObjectPath> {
+        check_name(name)?;
+        Ok(if self.prefix.is_empty() {
+            ObjectPath::from(name)
+        } else {
+            ObjectPath::from(format!("{}/{name}", self.prefix))
+        })
+    }
+}
+
+impl Container for ObjectContainer {
+    /// Put with `If-None-Match: *`: never over another object. One already there under
+    /// this name was put whole by an earlier run of the round (names come from the
+    /// round's key and the package number), so it counts as put.
+    fn put(
+        &self,
+        name: &str,
+        write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        let path = self.path(name)?;
+        let mut bytes = Vec::new();
+        write(&mut bytes)?;
+        let size = bytes.len() as u64;
+        let put = self
+            .store
+            .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into());
+        match self.runtime.block_on(put) {
+            Ok(_) => Ok(size),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let head = self.runtime.block_on(self.store.head(&path));
+                head.map(|meta| meta.size).map_err(store_error)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    fn get(&self, name: &str) -> io::Result<Box<dyn Read + Send>> {
+        let path = self.path(name)?;
+        let bytes = self.runtime.block_on(async {
+            let result = self.store.get(&path).await?;
+            result.bytes().await
+        });
+        Ok(Box::new(io::Cursor::new(bytes.map_err(store_error)?)))
+    }
+
+    fn exists(&self, name: &str) -> io::Result<bool> {
+        let path = self.path(name)?;
+        match self.runtime.block_on(self.store.head(&path)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        let path = self.path(name)?;
+        if !self.can_delete {
+            return Ok(());
+        }
+        match self.runtime.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}
+
+/// An `object_store` error as an I/O error a person can act on, without any signature.
+pub(super) fn store_error(e: object_store::Error) -> io::Error {
+    let text = redact(&e.to_string());
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, text),
+        object_store::Error::AlreadyExists { .. } => {
+            io::Error::new(io::ErrorKind::AlreadyExists, text)
+        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the grant was refused: it expired (stage the round again), lacks the permission, or this machine's clock is wrong ({text})"
+            ),
+        ),
+        _ if out_of_reach(&text) => io::Error::new(
+            io::ErrorKind::NotConnected,
+            format!("the service cannot be reached: {text}"),
+        ),
+        _ => io::Error::other(text),
+    }
+}
+
+/// Whether an error's text says the request never got an answer (after the retries).
+fn out_of_reach(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    [
+        "error sending request",
+        "connection refused",
+        "connection reset",
+        "connection closed",
+        "timed out",
+        "dns error",
+    ]
+    .iter()
+    .any(|s| lower.contains(s))
+}
+
+/// `text` with the value of every `sig=` (Azure SAS) and `X-Amz-Signature=` parameter
+/// replaced: a signature is a credential.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for marker in ["sig=", "X-Amz-Signature=", "x-amz-signature="] {
+        out = redact_after(&out, marker);
+    }
+    out
+}
+
+fn redact_after(text: &str, marker: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        out.push_str(&rest[..at + marker.len()]);
+        out.push_str("REDACTED");
+        rest = &rest[at + marker.len()..];
+        let end = rest
+            .find(|c: char| c == '&' || c == '"' || c == '\'' || c.is_whitespace() || c == ')')
+            .unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_never_reach_a_message() {
+        assert_eq!(
+            redact("GET http://h/c/o?sv=1&sig=abc%2Bdef&se=x failed"),
+            "GET http://h/c/o?sv=1&sig=REDACTED&se=x failed"
+        );
+        assert_eq!(redact("...sig=zzz"), "...sig=REDACTED");
+        assert_eq!(
+            redact("u?X-Amz-Signature=00ff&a=b"),
+            "u?X-Amz-Signature=REDACTED&a=b"
+        );
+        assert_eq!(redact("no secret here"), "no secret here");
+    }
+}
