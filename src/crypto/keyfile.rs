@@ -49,6 +49,9 @@ pub enum KeyFileError {
 struct Stored {
     version: u32,
     container_id: String,
+    /// The container's name (older key files have none: the id in hex is the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
     key_id: String,
     key: String,
     created_at: i64,
@@ -60,15 +63,39 @@ struct Stored {
 pub struct KeyFile {
     pub key: ContainerKey,
     pub container_id: [u8; 16],
+    /// The container's name: see [`container_name`].
+    pub container: String,
     pub created_at: i64,
     pub expires_at: i64,
 }
 
 impl KeyFile {
-    /// The name of the container this key seals into (its id in hex).
+    /// The name of the container this key seals into.
     pub fn container_name(&self) -> String {
-        hex(&self.container_id)
+        self.container.clone()
     }
+}
+
+/// The name of a task round's container: the task's name (lowercase letters, digits and
+/// single `-`, at most 30 of them), the round, and 16 hex digits of the container's
+/// random id, so that a person can tell containers apart and nobody can guess one.
+/// Within 63 characters of lowercase letters, digits and `-`, as Azure and S3 accept.
+pub fn container_name(task: &str, round: u32, container_id: &[u8; 16]) -> String {
+    let mut slug = String::new();
+    for c in task.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 30 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let slug = if slug.is_empty() { "task" } else { slug };
+    format!("{slug}-r{round}-{}", hex(&container_id[..8]))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -89,23 +116,10 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
 impl KeyFile {
     /// Writes the key file at `path`, creating its folder with mode 0700.
     pub fn write(&self, path: &Path) -> Result<(), KeyFileError> {
-        let io = |action, source| KeyFileError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(folder) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(folder)
-                .map_err(|e| io("create the folder of", e))?;
-            fs::set_permissions(folder, fs::Permissions::from_mode(0o700))
-                .map_err(|e| io("protect the folder of", e))?;
-        }
         let stored = Stored {
             version: 1,
             container_id: hex(&self.container_id),
+            container: Some(self.container.clone()),
             key_id: hex(&self.key.id()),
             key: hex(self.key.expose()),
             created_at: self.created_at,
@@ -113,81 +127,30 @@ impl KeyFile {
         };
         let text = Zeroizing::new(serde_json::to_vec_pretty(&stored).unwrap_or_default());
         drop(Zeroizing::new(stored.key));
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
-        // A partial file left by a killed run is ours (the folder is 0700): it goes, and
-        // the new one is created fresh, never written through an existing file or link.
-        match fs::remove_file(&partial) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("remove the stale partial", e)),
-        }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(|e| io("create", e))?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| io("write", e))?;
-        fs::rename(&partial, path).map_err(|e| io("rename", e))?;
-        if let Some(folder) = path.parent() {
-            fs::File::open(folder)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io("sync the folder of", e))?;
-        }
-        Ok(())
+        write_private(path, &text, true).map_err(|(action, source)| KeyFileError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Reads and checks the key file at `path`; `now` in Unix seconds.
     pub fn read(path: &Path, now: i64) -> Result<KeyFile, KeyFileError> {
-        let failed = |e| KeyFileError::Io {
-            action: "read",
-            path: path.to_path_buf(),
-            source: e,
-        };
-        // Opened once, never through a symlink; every check is of the file that is read.
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                    failed(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "it is a symlink; a key file is only ever a regular file",
-                    ))
-                } else {
-                    failed(e)
-                }
-            })?;
-        let meta = file.metadata().map_err(failed)?;
-        if !meta.is_file() {
-            return Err(failed(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "it is not a regular file",
-            )));
-        }
-        let mode = meta.mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::Exposed {
+        let text = read_private(path).map_err(|e| match e {
+            Private::Io(source) => KeyFileError::Io {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            },
+            Private::Exposed(mode) => KeyFileError::Exposed {
                 path: path.to_path_buf(),
                 mode,
-            });
-        }
-        let me = rustix::process::geteuid().as_raw();
-        // Root too: a key file someone else owns could have been planted by them.
-        if meta.uid() != me {
-            return Err(KeyFileError::Owner {
+            },
+            Private::Owner(owner) => KeyFileError::Owner {
                 path: path.to_path_buf(),
-                owner: meta.uid(),
-            });
-        }
-        let mut text = Zeroizing::new(Vec::with_capacity(512));
-        io::Read::read_to_end(&mut file, &mut text).map_err(failed)?;
+                owner,
+            },
+        })?;
         let malformed = |reason: &str| KeyFileError::Malformed {
             path: path.to_path_buf(),
             reason: reason.to_string(),
@@ -206,17 +169,20 @@ impl KeyFile {
         if unhex::<16>(&stored.key_id) != Some(key.id()) {
             return Err(malformed("the key does not match its id"));
         }
+        if let Some(name) = &stored.container
+            && crate::staging::check_name(name).is_err()
+        {
+            return Err(malformed("bad container name"));
+        }
         if now >= stored.expires_at {
-            let expires = jiff::Timestamp::from_second(stored.expires_at)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| stored.expires_at.to_string());
             return Err(KeyFileError::Expired {
                 path: path.to_path_buf(),
-                expires,
+                expires: shown_time(stored.expires_at),
             });
         }
         Ok(KeyFile {
             key,
+            container: stored.container.unwrap_or_else(|| hex(&container_id)),
             container_id,
             created_at: stored.created_at,
             expires_at: stored.expires_at,
@@ -224,14 +190,146 @@ impl KeyFile {
     }
 }
 
+/// A Unix time as a person reads it.
+pub fn shown_time(at: i64) -> String {
+    jiff::Timestamp::from_second(at)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// Writes `bytes` to `path` as a file only this account can read (mode 0600): to a
+/// temporary name, synced, renamed, so that it is whole or absent. With
+/// `protect_folder`, the folder is created (and kept) at mode 0700. The error says
+/// which step failed.
+pub fn write_private(
+    path: &Path,
+    bytes: &[u8],
+    protect_folder: bool,
+) -> Result<(), (&'static str, io::Error)> {
+    if let Some(folder) = path.parent()
+        && protect_folder
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)
+            .map_err(|e| ("create the folder of", e))?;
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o700))
+            .map_err(|e| ("protect the folder of", e))?;
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    // A partial file left by a killed run goes, and the new one is created fresh, never
+    // written through an existing file or link.
+    match fs::remove_file(&partial) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(("remove the stale partial", e)),
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| ("create", e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ("write", e))?;
+    fs::rename(&partial, path).map_err(|e| ("rename", e))?;
+    if let Some(folder) = path.parent() {
+        let folder = if folder.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            folder
+        };
+        fs::File::open(folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| ("sync the folder of", e))?;
+    }
+    Ok(())
+}
+
+/// Why a private file was not read.
+#[derive(Debug)]
+pub enum Private {
+    Io(io::Error),
+    /// Others may read it (its mode).
+    Exposed(u32),
+    /// Another account owns it (its uid).
+    Owner(u32),
+}
+
+/// Reads a file only this account may read: opened once, never through a symlink,
+/// and refused when it is not a regular file, others could read it, or someone else
+/// owns it (root too: such a file could have been planted).
+pub fn read_private(path: &Path) -> Result<Zeroizing<Vec<u8>>, Private> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                Private::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "it is a symlink; it is only ever a regular file",
+                ))
+            } else {
+                Private::Io(e)
+            }
+        })?;
+    let meta = file.metadata().map_err(Private::Io)?;
+    if !meta.is_file() {
+        return Err(Private::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Private::Exposed(mode));
+    }
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(Private::Owner(meta.uid()));
+    }
+    let mut text = Zeroizing::new(Vec::with_capacity(512));
+    io::Read::read_to_end(&mut file, &mut text).map_err(Private::Io)?;
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_names_are_readable_bounded_and_unguessable() {
+        let id = [0xab; 16];
+        assert_eq!(
+            container_name("finance", 1, &id),
+            "finance-r1-abababababababab"
+        );
+        assert_eq!(
+            container_name("HR_Files (old)", 12, &id),
+            "hr-files-old-r12-abababababababab"
+        );
+        assert_eq!(container_name("__", 2, &id), "task-r2-abababababababab");
+        let long = container_name(&"x".repeat(200), u32::MAX, &id);
+        assert!(long.len() <= 63, "{long}");
+        for name in [long, container_name("é-ü", 1, &id)] {
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            );
+            assert!(!name.contains("--") && !name.starts_with('-'), "{name}");
+        }
+    }
 
     fn sample() -> KeyFile {
         KeyFile {
             key: ContainerKey::from_bytes([3; 32]),
             container_id: [9; 16],
+            container: container_name("Finance 2024", 3, &[9; 16]),
             created_at: 100,
             expires_at: 200,
         }
@@ -250,6 +348,7 @@ mod tests {
         let back = KeyFile::read(&path, 150).unwrap();
         assert_eq!(back.key.expose(), &[3; 32]);
         assert_eq!(back.container_id, [9; 16]);
+        assert_eq!(back.container, "finance-2024-r3-0909090909090909");
     }
 
     #[test]

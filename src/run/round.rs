@@ -187,6 +187,11 @@ impl Round<'_> {
         let created_at = now();
         let key_file = KeyFile {
             key,
+            container: crate::crypto::keyfile::container_name(
+                &self.task.name,
+                round,
+                &container_id,
+            ),
             container_id,
             created_at,
             expires_at: created_at + self.plan.staging.key_ttl.0.as_secs() as i64,
