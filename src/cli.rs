@@ -83,10 +83,10 @@ pub enum Command {
     ///
     /// Tasks run in dependency order; inside a task every file goes through the stages
     /// in parallel. Tasks with `mode: scan-only` only scan. `--stages` splits the roles
-    /// between two machines: one stages (the key file in the task's state is the
-    /// hand-over), the other imports.
+    /// between two machines: one stages and writes a ticket, the other imports with
+    /// the ticket (or with the same working folder).
     #[command(
-        after_help = "Examples:\n  ferry run plans/demo.yaml\n  ferry run plans/demo.yaml --stages scan,package,upload   # at the source\n  ferry run plans/demo.yaml --stages import                # at the destination"
+        after_help = "Examples:\n  ferry run plans/demo.yaml\n  ferry run plans/demo.yaml --stages scan,package,upload --ticket round.ticket   # at the source\n  ferry run plans/demo.yaml --stages import --ticket round.ticket                # at the destination"
     )]
     Run {
         /// The plan file.
@@ -103,6 +103,11 @@ pub enum Command {
         /// staged round; default: all of them.
         #[arg(long, value_enum, default_value_t = StageSet::All)]
         stages: StageSet,
+        /// The hand-over between two sites that share no folder: written by `--stages
+        /// scan,package,upload`, read by `--stages import`. Mode 0600; it holds the
+        /// round's key and grant until they expire.
+        #[arg(long, value_name = "FILE")]
+        ticket: Option<PathBuf>,
         /// Set aside an unfinished round (needed when the plan changed since it began)
         /// and start a new one; what it already moved is kept.
         #[arg(long)]

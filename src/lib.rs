@@ -40,21 +40,32 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             plan,
             task,
             workers,
-        } => command::run::run(&plan, task.as_deref(), workers, None, false, false),
+        } => command::run::run(
+            &plan,
+            &command::run::Options {
+                only: task.as_deref(),
+                workers,
+                ..command::run::Options::default()
+            },
+        ),
         Command::Run {
             plan,
             task,
             workers,
             stages,
+            ticket,
             restart,
             force,
         } => command::run::run(
             &plan,
-            task.as_deref(),
-            workers,
-            Some(stages.into()),
-            restart,
-            force,
+            &command::run::Options {
+                only: task.as_deref(),
+                workers,
+                run: Some(stages.into()),
+                ticket: ticket.as_deref(),
+                restart,
+                force,
+            },
         ),
         Command::Status { plan, json } => command::status::run(&plan, json),
         Command::DryRun { plan, task } => command::dry_run::run(&plan, task.as_deref()),

@@ -39,7 +39,8 @@ impl Error {
             | Error::Run(crate::run::RunError::DestinationBusy { .. }) => Exit::Locked,
             Error::Run(crate::run::RunError::Session(
                 crate::state::SessionError::PlanChanged { .. },
-            )) => Exit::Usage,
+            ))
+            | Error::Run(crate::run::RunError::Ticket(_)) => Exit::Usage,
             Error::Output(_)
             | Error::Scan(_)
             | Error::Run(_)

@@ -66,18 +66,47 @@ fn stop_on_signals() -> &'static AtomicBool {
     })
 }
 
+/// How `ferry scan` and `ferry run` were asked to run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// `--task`.
+    pub only: Option<&'a str>,
+    pub workers: Option<u16>,
+    /// The stages of `ferry run`; `None` for `ferry scan`.
+    pub run: Option<crate::run::Stages>,
+    /// `--ticket`: written by a staging run, read by an importing one.
+    pub ticket: Option<&'a Path>,
+    pub restart: bool,
+    pub force: bool,
+}
+
 /// Scans (`run` is `None`) or runs the chosen tasks of a plan in dependency order,
 /// after checking every task's roots, holding the plan's lock.
-pub fn run(
-    path: &Path,
-    only: Option<&str>,
-    workers: Option<u16>,
-    run: Option<crate::run::Stages>,
-    restart: bool,
-    force: bool,
-) -> Result<Exit, Error> {
+pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
+    let Options {
+        only,
+        workers,
+        run,
+        restart,
+        force,
+        ..
+    } = *options;
     let plan = Plan::load(path)?;
-    let tasks = chosen_tasks(&plan, path, only)?;
+    let mut tasks = chosen_tasks(&plan, path, only)?;
+    let ticket = read_ticket(&plan, options)?;
+    if let Some(ticket) = &ticket {
+        if let Some(only) = only
+            && ticket.task(only).is_none()
+        {
+            return Err(crate::run::RunError::from(crate::run::TicketError::NoTask {
+                path: options.ticket.unwrap_or(Path::new("")).to_path_buf(),
+                task: only.to_string(),
+            })
+            .into());
+        }
+        // The ticket says which tasks were staged: only they are imported.
+        tasks.retain(|t| ticket.task(&t.name).is_some());
+    }
     // Every root is checked before any task starts: a broken mount found late would
     // leave half a plan done.
     for task in &tasks {
@@ -85,7 +114,14 @@ pub fn run(
             Some(stages) if !stages.send => crate::run::check_import_access(&plan, task)?,
             _ => crate::run::check_access(&plan, task)?,
         }
-        crate::run::check_staging(&plan, task)?;
+        // A ticket's grant is checked by using it: this side has no account key.
+        let granted = ticket
+            .as_ref()
+            .and_then(|t| t.task(&task.name))
+            .is_some_and(|t| t.azure.is_some());
+        if !granted {
+            crate::run::check_staging(&plan, task)?;
+        }
     }
     // One run of a plan at a time; the checks above only read.
     let _lock = crate::state::lock::PlanLock::take(
@@ -100,6 +136,8 @@ pub fn run(
             restart,
             stop,
             force,
+            ticket: None,
+            hand_over: run.is_some_and(|s| s.send && !s.import) && options.ticket.is_some(),
         },
         walk_threads: workers.map_or_else(crate::scan::default_walk_threads, usize::from),
         workers: workers.map_or_else(
@@ -108,6 +146,8 @@ pub fn run(
         ),
         reporter: crate::run::progress::Reporter::start(plan.name.clone()),
         interrupted: AtomicBool::new(false),
+        ticket: ticket.as_ref(),
+        handed: std::sync::Mutex::new(Vec::new()),
     };
     let mut exit = Exit::Success;
     for level in levels(&plan, &tasks) {
@@ -138,6 +178,17 @@ pub fn run(
     if run.is_some() && !plan_summaries(&plan) {
         exit = Exit::Fatal;
     }
+    let handed = one.handed.into_inner().unwrap_or_else(|e| e.into_inner());
+    if !handed.is_empty() {
+        let path = options.ticket.unwrap_or(Path::new("ticket")).to_path_buf();
+        let handed: Vec<&crate::run::HandOver> = handed.iter().collect();
+        crate::run::write_ticket(&plan, &handed, &path)?;
+        eprintln!(
+            "ticket: {} (mode 0600; it holds the round's key until it expires): import at another site with `ferry run {} --stages import --ticket FILE`",
+            crate::shown::escape_path(&path),
+            crate::shown::escape_path(path_of_plan(&plan))
+        );
+    }
     if one.interrupted.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
         eprintln!("interrupted: run the same command again to resume");
         return Ok(Exit::Interrupted);
@@ -167,6 +218,9 @@ fn levels<'p>(plan: &'p Plan, tasks: &[&plan::Task]) -> Vec<Vec<&'p plan::Task>>
 /// task's summary goes through it.
 struct OneTask<'a> {
     plan: &'a Plan,
+    ticket: Option<&'a crate::run::Ticket>,
+    /// What the tasks of a staging run handed over, for the ticket.
+    handed: std::sync::Mutex<Vec<crate::run::HandOver>>,
     run: Option<crate::run::Stages>,
     control: crate::run::Control<'a>,
     walk_threads: usize,
@@ -221,7 +275,10 @@ impl OneTask<'_> {
             self.workers,
             self.walk_threads,
             &self.reporter,
-            self.control,
+            crate::run::Control {
+                ticket: self.ticket.and_then(|t| t.task(&task.name)),
+                ..self.control
+            },
         )?;
         if done.interrupted {
             self.interrupted.store(true, Ordering::Relaxed);
@@ -236,6 +293,37 @@ impl OneTask<'_> {
         }
         text.push_str(&crate::run::summary(task, &done));
         self.reporter.say(text);
+        if let Some(handed) = done.for_ticket {
+            self.handed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(handed);
+        }
         Ok(partial)
+    }
+}
+
+/// The plan file as the user named it.
+fn path_of_plan(plan: &Plan) -> &Path {
+    &plan.file
+}
+
+/// The ticket an importing run was given, checked; `--ticket` elsewhere is only where
+/// a staging run writes one.
+fn read_ticket(plan: &Plan, options: &Options<'_>) -> Result<Option<crate::run::Ticket>, Error> {
+    let Some(path) = options.ticket else {
+        return Ok(None);
+    };
+    match options.run {
+        Some(stages) if stages.send && stages.import => Err(Error::Usage(
+            "--ticket goes with `--stages scan,package,upload` (which writes it) or `--stages import` (which reads it)".into(),
+        )),
+        Some(stages) if !stages.send => {
+            let now = jiff::Timestamp::now().as_second();
+            let ticket = crate::run::Ticket::read(path, &plan.name, now)
+                .map_err(crate::run::RunError::from)?;
+            Ok(Some(ticket))
+        }
+        _ => Ok(None),
     }
 }

@@ -8,6 +8,7 @@ use super::*;
 pub(super) struct Ending<'a> {
     pub(super) scanned: &'a Scanned,
     pub(super) key: &'a KeyFile,
+    pub(super) container: &'a dyn Container,
     pub(super) destination: Option<&'a Destination>,
     pub(super) items_report: Option<ItemReport>,
     pub(super) unjournaled: Vec<(Option<u64>, ItemRecord)>,
@@ -113,6 +114,10 @@ impl Round<'_> {
         session.status = SessionStatus::Paused;
         session.save(self.folder)?;
         run.handed_over = Some(self.layout.key(round));
+        if self.control.hand_over {
+            run.for_ticket =
+                Some(self.hand_over(ending.key, ending.container, round, ending.produced)?);
+        }
         Ok(run)
     }
 
@@ -140,6 +145,20 @@ impl Round<'_> {
             );
         }
         index.save(&index_path).map_err(SessionError::from)?;
+        // A ticket's round: the result goes back to the staging side, which deletes
+        // the container (this side holds no account key).
+        if self.control.ticket.is_some() {
+            if let Err(e) = self.hand_back(ending.key, run.round) {
+                run.counters.fail(
+                    Path::new(&self.staging.describe()),
+                    CLEANUP_FAILED,
+                    &format!(
+                        "the round's result could not be handed back to the staging side, which deletes the container once it has it: {e}"
+                    ),
+                );
+            }
+            return Ok(());
+        }
         // Whatever is left in the container (objects refused as tampered, or never
         // consumed) could never be opened once the key goes: it goes first
         // (finding 12).

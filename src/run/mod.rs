@@ -57,6 +57,7 @@ mod round;
 pub mod scanning;
 #[cfg(test)]
 mod tests;
+mod ticket;
 mod worker;
 
 use crate::state::counters::Counters;
@@ -67,6 +68,7 @@ pub use preflight::{check_access, check_import_access, check_staging};
 pub use reports::summary;
 use reports::{last_result, report_error, round_reports};
 use round::{Round, replay};
+pub use ticket::{HandOver, Ticket, TicketError, TicketTask, write_ticket};
 use worker::{Halt, InParts, Shared};
 
 /// Which stages a run performs.
@@ -85,6 +87,8 @@ pub enum RunError {
     Scan(#[from] ScanError),
     #[error(transparent)]
     Key(#[from] KeyFileError),
+    #[error(transparent)]
+    Ticket(#[from] TicketError),
     #[error(transparent)]
     Random(#[from] RandomError),
     #[error(transparent)]
@@ -146,6 +150,8 @@ pub struct TaskRun {
     pub unchanged_since_last_round: u64,
     /// Where the key file waits, when the run stopped after staging.
     pub handed_over: Option<PathBuf>,
+    /// What the run handed over for a ticket, when asked to.
+    pub for_ticket: Option<HandOver>,
     /// Stray temporary files of an interrupted run, removed from the destination.
     pub cleaned: u64,
     /// Items the round's scan kept back for an error.
@@ -174,6 +180,11 @@ pub struct Control<'a> {
     pub stop: &'a AtomicBool,
     /// Mirror deletions beyond `max_delete`.
     pub force: bool,
+    /// An importing run's ticket for the task: its round comes from another site.
+    pub ticket: Option<&'a TicketTask>,
+    /// A staging run hands its round over for a ticket (puts the round's state into
+    /// the container).
+    pub hand_over: bool,
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunError + 'a {
@@ -219,15 +230,21 @@ pub fn run_task(
     reporter: &Reporter,
     control: Control<'_>,
 ) -> Result<TaskRun, RunError> {
+    let ticket = control.ticket;
     let folder = state::task_folder(plan, &task.name);
     let mut session =
         Session::load_checked(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
-    let staging = crate::staging::open(&plan.staging, task.settings.retries).map_err(|source| {
-        RunError::StagingUnwritable {
-            staging: plan.staging.kind.as_str().to_string(),
-            source,
-        }
-    })?;
+    let unusable = |source| RunError::StagingUnwritable {
+        staging: plan.staging.kind.as_str().to_string(),
+        source,
+    };
+    // With a ticket's Azure grant, the container is reached through it alone.
+    let staging: Box<dyn Staging> = match ticket.and_then(|t| t.azure.clone()) {
+        Some(grant) => Box::new(
+            crate::staging::azure::Granted::new(grant, task.settings.retries).map_err(unusable)?,
+        ),
+        None => crate::staging::open(&plan.staging, task.settings.retries).map_err(unusable)?,
+    };
     let round = Round {
         plan,
         task,
@@ -240,12 +257,19 @@ pub fn run_task(
         folder: &folder,
         layout: TaskLayout::at(&folder),
     };
-    let result = run_round(&round, &mut session);
+    let result = match ticket {
+        Some(ticket) => round
+            .adopt(ticket, &mut session)
+            .and_then(|()| run_round(&round, &mut session)),
+        None => run_round(&round, &mut session),
+    };
     if let Err(e) = &result
         && session.round > 0
         && !matches!(
             e,
-            RunError::Session(SessionError::PlanChanged { .. }) | RunError::NothingStaged { .. }
+            RunError::Session(SessionError::PlanChanged { .. })
+                | RunError::NothingStaged { .. }
+                | RunError::Ticket(_)
         )
     {
         session.status = SessionStatus::Failed;
@@ -258,6 +282,8 @@ pub fn run_task(
 fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> {
     let (plan, task, stages) = (r.plan, r.task, r.stages);
     let hash = state::task_hash(task);
+    // A round handed over with a ticket and imported elsewhere completes here first.
+    r.take_back(session)?;
     let mut index = Index::load(&r.layout.index()).map_err(SessionError::from)?;
     let decided = plan::decide(&r.facts(session, &hash)).map_err(|no| r.refused(no, &hash))?;
     if let Some(done) = r.begin(&decided, session, &mut index, hash)? {
@@ -360,6 +386,7 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
     let ending = Ending {
         scanned: &scanned,
         key: &key,
+        container: container.as_ref(),
         destination,
         items_report,
         unjournaled: unjournaled.into_inner().unwrap_or_else(|e| e.into_inner()),

@@ -99,8 +99,17 @@ pub(super) fn round_reports(
 pub fn summary(task: &Task, run: &TaskRun) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    match &run.handed_over {
-        Some(key) => {
+    match (&run.for_ticket, &run.handed_over) {
+        (Some(_), _) => {
+            let _ = writeln!(
+                out,
+                "run {}: staged {} package{}; import them at the destination's site with the ticket",
+                task.name,
+                run.counters.staged,
+                if run.counters.staged == 1 { "" } else { "s" },
+            );
+        }
+        (None, Some(key)) => {
             let _ = writeln!(
                 out,
                 "run {}: staged {} package{}; import them with `ferry run --stages import` (key file {})",
@@ -110,7 +119,7 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
                 key.display()
             );
         }
-        None => {
+        (None, None) => {
             let _ = writeln!(
                 out,
                 "run {}: imported {} item{} ({}) into {}; {} already up to date; {} deleted; {} failed",

@@ -335,7 +335,11 @@ fn key_state(read: &Result<KeyFile, KeyFileError>) -> KeyState {
 /// Sets an unfinished round aside: what it put at the destination goes into the index
 /// (it is there, and ferry wrote it), its staged data and key are deleted, and a damaged
 /// journal is renamed, kept as evidence.
-fn abandon(r: &Round<'_>, session: &mut Session, index: &mut Index) -> Result<(), RunError> {
+pub(super) fn abandon(
+    r: &Round<'_>,
+    session: &mut Session,
+    index: &mut Index,
+) -> Result<(), RunError> {
     let round = session.round;
     let state = r.layout.round(round);
     let journal_path = state.journal();
@@ -353,7 +357,12 @@ fn abandon(r: &Round<'_>, session: &mut Session, index: &mut Index) -> Result<()
         }
         index.save(&r.layout.index()).map_err(SessionError::from)?;
     }
-    discard_staged(r.staging, &r.layout.key(round))?;
+    if r.control.ticket.is_some() {
+        // A ticket's container is the staging side's to delete.
+        let _ = fs::remove_file(r.layout.key(round));
+    } else {
+        discard_staged(r.staging, &r.layout.key(round))?;
+    }
     let _ = fs::remove_file(state.staged());
     session.status = SessionStatus::Completed;
     session.save(r.folder)?;

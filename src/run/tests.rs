@@ -50,6 +50,8 @@ fn run(setup: &Setup, staging: &MemoryStaging, stages: Stages) -> Result<TaskRun
             restart: false,
             stop: &stop,
             force: false,
+            ticket: None,
+            hand_over: false,
         },
         staging,
         folder: &folder,

@@ -37,6 +37,13 @@ pub trait Staging: Send + Sync {
     fn probe(&self) -> io::Result<()>;
     /// Where this staging is, for messages: a folder, an account and endpoint.
     fn describe(&self) -> String;
+    /// What a ticket carries so that another machine can use container `name` until
+    /// `expires_at` (Unix seconds) without this staging's account credential. `None`:
+    /// that machine reaches the container with its own plan's settings (a shared
+    /// folder, an S3 bucket its own keys may read).
+    fn grant(&self, _name: &str, _expires_at: i64) -> io::Result<Option<azure::Grant>> {
+        Ok(None)
+    }
 }
 
 /// One staging container.

@@ -437,3 +437,194 @@ fn the_service_gone_mid_run_stops_the_round_and_the_next_run_completes_it() {
     );
     assert_same_tree(&f.path("src"), &f.path("dest"));
 }
+
+/// The plan of one site: the same plan, with its own working folder; `key_env` names
+/// the variable that holds the account key (unset at the importing site).
+fn site_plan(f: &mut Fixture, file: &str, state: &str, key_env: &str) {
+    f.file(
+        file,
+        format!(
+            "version: 1\nname: p\nworking_folder: {state}\nstaging:\n  kind: azure\n  account: {ACCOUNT}\n  endpoint: http://{HOST}/{ACCOUNT}\n  credential: {{ env: {key_env} }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix }}\n"
+        ),
+    );
+}
+
+/// Split roles that share nothing but the ticket: the source site stages and writes
+/// it; the destination site, with its own working folder and no account key, imports
+/// through the ticket's SAS alone and hands the result back; the source site's next
+/// round learns what arrived (it stages only what changed) and deletes the container.
+#[test]
+fn a_ticket_is_all_the_importing_site_needs() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    site_plan(
+        &mut f,
+        "source.yaml",
+        "state-source",
+        "FERRY_TEST_AZURE_KEY",
+    );
+    site_plan(
+        &mut f,
+        "destination.yaml",
+        "state-destination",
+        "FERRY_TEST_NO_KEY_HERE",
+    );
+    let staged = f.ferry(&[
+        "run",
+        "source.yaml",
+        "--stages",
+        "scan,package,upload",
+        "--ticket",
+        "round.ticket",
+    ]);
+    staged.assert_code(0);
+    assert!(staged.stderr.contains("ticket: "), "{}", staged.stderr);
+    let ticket_path = f.path("round.ticket");
+    assert_eq!(
+        fs::metadata(&ticket_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let ticket: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&ticket_path).unwrap()).unwrap();
+    let container = ticket["tasks"][0]["container"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(container.starts_with("t-r1-"), "{container}");
+
+    let imported = f.ferry(&[
+        "run",
+        "destination.yaml",
+        "--stages",
+        "import",
+        "--ticket",
+        "round.ticket",
+    ]);
+    imported.assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    assert!(!f.path("state-destination/p/t/keys/R1.key").exists());
+    // The importing site cannot delete the container: it is still there, with the
+    // result handed back.
+    assert!(account_staging().open(&container).is_ok());
+    // Again with the same ticket: refused, nothing touched.
+    let again = f.ferry(&[
+        "run",
+        "destination.yaml",
+        "--stages",
+        "import",
+        "--ticket",
+        "round.ticket",
+    ]);
+    again.assert_code(2);
+    assert!(
+        again.stderr.contains("was imported here already"),
+        "{}",
+        again.stderr
+    );
+
+    // Round 2 at the source: round 1 is taken back (its container deleted), and only
+    // the new file is staged.
+    f.file("src/new.txt", "new in round 2");
+    f.ferry(&[
+        "run",
+        "source.yaml",
+        "--stages",
+        "scan,package,upload",
+        "--ticket",
+        "round.ticket",
+    ])
+    .assert_code(0);
+    let sas = sas_query(&container, "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z");
+    let (status, text) = request(
+        "GET",
+        &format!("/{ACCOUNT}/{container}/any?{sas}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 404, "round 1's container is gone: {text}");
+    let items = fs::read(f.path("state-source/p/t/rounds/R2/scan.json")).unwrap();
+    let scanned: serde_json::Value = serde_json::from_slice(&items).unwrap();
+    assert_eq!(
+        scanned["items"], 1,
+        "only the new file is staged: {scanned}"
+    );
+    f.ferry(&[
+        "run",
+        "destination.yaml",
+        "--stages",
+        "import",
+        "--ticket",
+        "round.ticket",
+    ])
+    .assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+}
+
+/// Check 3 for tickets: an expired ticket, one others can read, and one for another
+/// plan are refused, with nothing touched and a message that says what to do.
+#[test]
+fn an_expired_or_exposed_ticket_is_refused() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    site_plan(
+        &mut f,
+        "source.yaml",
+        "state-source",
+        "FERRY_TEST_AZURE_KEY",
+    );
+    site_plan(
+        &mut f,
+        "destination.yaml",
+        "state-destination",
+        "FERRY_TEST_NO_KEY_HERE",
+    );
+    f.ferry(&[
+        "run",
+        "source.yaml",
+        "--stages",
+        "scan,package,upload",
+        "--ticket",
+        "round.ticket",
+    ])
+    .assert_code(0);
+    let ticket_path = f.path("round.ticket");
+    let import = |f: &Fixture| {
+        f.ferry(&[
+            "run",
+            "destination.yaml",
+            "--stages",
+            "import",
+            "--ticket",
+            "round.ticket",
+        ])
+    };
+    fs::set_permissions(&ticket_path, fs::Permissions::from_mode(0o644)).unwrap();
+    let exposed = import(&f);
+    exposed.assert_code(2);
+    assert!(exposed.stderr.contains("chmod 600"), "{}", exposed.stderr);
+    fs::set_permissions(&ticket_path, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut ticket: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&ticket_path).unwrap()).unwrap();
+    ticket["tasks"][0]["expires_at"] = serde_json::json!(1_700_000_000);
+    fs::write(&ticket_path, serde_json::to_vec(&ticket).unwrap()).unwrap();
+    let expired = import(&f);
+    expired.assert_code(2);
+    assert!(expired.stderr.contains("expired"), "{}", expired.stderr);
+    assert!(
+        expired.stderr.contains("Stage the round again"),
+        "{}",
+        expired.stderr
+    );
+    assert!(!f.path("dest").exists() || fs::read_dir(f.path("dest")).unwrap().next().is_none());
+    assert!(!f.path("state-destination/p/t").exists());
+    assert!(!expired.stderr.contains("sig="));
+}

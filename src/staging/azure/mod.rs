@@ -25,6 +25,120 @@ use super::object::{ObjectContainer, client_options, redact, retry_config, runti
 use super::{Container, Staging, check_name};
 use crate::plan::Retries;
 
+/// One container's address and its SAS: what a ticket hands to the importing side, so
+/// that it needs no account key. The SAS is a credential: it is never shown.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    pub endpoint: String,
+    pub account: String,
+    pub container: String,
+    /// The SAS's query parameters (`sv`, `sp`, `sig`, ...).
+    pub sas: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("endpoint", &self.endpoint)
+            .field("container", &self.container)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Grant {
+    /// When the SAS expires (Unix seconds), as it says itself.
+    pub fn expires_at(&self) -> Option<i64> {
+        let (_, se) = self.sas.iter().find(|(k, _)| k == "se")?;
+        se.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+    }
+}
+
+/// A container reached through a SAS, by whoever holds the grant.
+fn through_sas(
+    grant: &Grant,
+    retries: Retries,
+    runtime: &Arc<tokio::runtime::Runtime>,
+) -> io::Result<Box<dyn Container>> {
+    let store = object_store::azure::MicrosoftAzureBuilder::new()
+        .with_account(&grant.account)
+        .with_endpoint(grant.endpoint.clone())
+        .with_container_name(&grant.container)
+        .with_client_options(client_options(&grant.endpoint))
+        .with_allow_http(grant.endpoint.starts_with("http://"))
+        .with_sas_authorization(grant.sas.clone())
+        .with_retry(retry_config(retries))
+        .build()
+        .map_err(store_error)?;
+    Ok(Box::new(ObjectContainer {
+        store: Arc::new(store),
+        prefix: String::new(),
+        runtime: Arc::clone(runtime),
+        can_delete: false,
+    }))
+}
+
+/// The one container of a ticket, through its SAS: no account key on this side, so it
+/// can neither create nor delete containers (the staging side deletes it once the
+/// import hands its result back).
+pub struct Granted {
+    grant: Grant,
+    retries: Retries,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Granted")
+            .field("grant", &self.grant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Granted {
+    pub fn new(grant: Grant, retries: Retries) -> io::Result<Granted> {
+        Ok(Granted {
+            grant,
+            retries,
+            runtime: runtime("ferry-azure")?,
+        })
+    }
+}
+
+impl Staging for Granted {
+    fn open(&self, name: &str) -> io::Result<Box<dyn Container>> {
+        if name != self.grant.container {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the ticket grants container {} only, not {name}",
+                    self.grant.container
+                ),
+            ));
+        }
+        through_sas(&self.grant, self.retries, &self.runtime)
+    }
+
+    fn discard(&self, name: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "container {name} can only be deleted with the account key, at the side that staged it"
+            ),
+        ))
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Azure container {} at {} (through the ticket's grant)",
+            self.grant.container, self.grant.endpoint
+        )
+    }
+}
+
 /// A storage account to stage in.
 pub struct AzureStaging {
     account: String,
@@ -113,12 +227,10 @@ impl AzureStaging {
         Ok(response.status().as_u16())
     }
 
-    /// The SAS for `container`, from five minutes ago (clocks differ) to the key's
-    /// lifetime from now.
-    fn sas(&self, container: &str) -> io::Result<Vec<(String, String)>> {
+    /// The SAS for `container`, from five minutes ago (clocks differ) to `expiry`.
+    fn sas(&self, container: &str, expiry: jiff::Timestamp) -> io::Result<Vec<(String, String)>> {
         let now = jiff::Timestamp::now();
         let start = now - jiff::SignedDuration::from_secs(300);
-        let expiry = now + jiff::SignedDuration::from_secs(self.key_ttl.as_secs() as i64);
         let (start, expiry) = (stamp(start), stamp(expiry));
         sas::Grant {
             account: &self.account,
@@ -167,21 +279,26 @@ impl Staging for AzureStaging {
             &[201, 409],
             "cannot create the round's container",
         )?;
-        let store = object_store::azure::MicrosoftAzureBuilder::new()
-            .with_account(&self.account)
-            .with_endpoint(self.endpoint.clone())
-            .with_container_name(name)
-            .with_client_options(client_options(&self.endpoint))
-            .with_allow_http(self.endpoint.starts_with("http://"))
-            .with_sas_authorization(self.sas(name)?)
-            .with_retry(retry_config(self.retries))
-            .build()
-            .map_err(store_error)?;
-        Ok(Box::new(ObjectContainer {
-            store: Arc::new(store),
-            prefix: String::new(),
-            runtime: Arc::clone(&self.runtime),
-            can_delete: false,
+        let expiry =
+            jiff::Timestamp::now() + jiff::SignedDuration::from_secs(self.key_ttl.as_secs() as i64);
+        let grant = Grant {
+            endpoint: self.endpoint.clone(),
+            account: self.account.clone(),
+            container: name.to_string(),
+            sas: self.sas(name, expiry)?,
+        };
+        through_sas(&grant, self.retries, &self.runtime)
+    }
+
+    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<Grant>> {
+        check_name(name)?;
+        let expiry = jiff::Timestamp::from_second(expires_at)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(Some(Grant {
+            endpoint: self.endpoint.clone(),
+            account: self.account.clone(),
+            container: name.to_string(),
+            sas: self.sas(name, expiry)?,
         }))
     }
 
