@@ -177,6 +177,8 @@ fn tampered() -> io::Error {
 }
 
 /// Seals `payload` into `out` with fresh random salt and IVs.
+///
+/// (For an object put in blocks, [`seal_resumable`] gives the same bytes again.)
 pub fn seal<W: Write + ?Sized>(
     key: &ContainerKey,
     seal: &Seal,
@@ -188,7 +190,32 @@ pub fn seal<W: Write + ?Sized>(
     seal_with(key, seal, salt, payload, out, &mut |iv| random(iv))
 }
 
-/// [`seal`] with the salt and IVs given: for the frozen test vector only.
+/// [`seal`] that gives the same bytes again for the same key, salt and payload: an
+/// object put in blocks is sealed again by the run that resumes its upload, and its
+/// missing blocks must fit the ones already there. The salt is random (the caller
+/// draws it and journals it); each segment's IV is keyed BLAKE3 of its index under a
+/// key derived from the container key and the salt, so IVs are as unpredictable to
+/// anyone without the key as random ones, and never repeat across objects. A caller
+/// must seal one payload only under a salt (it compares the whole sealed object's hash
+/// before reusing one).
+pub fn seal_resumable<W: Write + ?Sized>(
+    key: &ContainerKey,
+    seal: &Seal,
+    salt: [u8; 32],
+    payload: &[u8],
+    out: &mut W,
+) -> Result<(), SealError> {
+    let iv_key = key.segment_iv_key(&salt);
+    let mut index = 0u64;
+    seal_with(key, seal, salt, payload, out, &mut |iv| {
+        let hash = blake3::keyed_hash(&iv_key, &index.to_le_bytes());
+        iv.copy_from_slice(&hash.as_bytes()[..iv.len()]);
+        index += 1;
+        Ok(())
+    })
+}
+
+/// [`seal`] with the salt and IVs given.
 fn seal_with<W: Write + ?Sized>(
     key: &ContainerKey,
     seal: &Seal,
@@ -556,6 +583,34 @@ mod tests {
                 .unwrap();
             assert_eq!(outs[i], expected, "length {}", plain.len());
         }
+    }
+
+    /// A resumed upload seals its object again: the same salt and payload give the same
+    /// bytes, which open like any object; another salt gives other IVs.
+    #[test]
+    fn resumable_sealing_repeats_itself_and_opens() {
+        let payload: Vec<u8> = (0..3 * SEGMENT_SIZE as usize + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let seal_with_salt = |salt: [u8; 32]| {
+            let mut out = Vec::new();
+            seal_resumable(&key(), &SEAL, salt, &payload, &mut out).unwrap();
+            out
+        };
+        let first = seal_with_salt([1; 32]);
+        assert_eq!(first, seal_with_salt([1; 32]));
+        let other = seal_with_salt([2; 32]);
+        assert_ne!(
+            first[HEADER_LEN + TAG_LEN..][..IV_LEN],
+            other[HEADER_LEN + TAG_LEN..][..IV_LEN]
+        );
+        assert_eq!(open_all(&key(), EXPECT, &first).unwrap(), payload);
+        // Each segment has its own IV.
+        let second_iv = HEADER_LEN + TAG_LEN + IV_LEN + 4 + SEGMENT_SIZE as usize + BLOCK + TAG_LEN;
+        assert_ne!(
+            first[HEADER_LEN + TAG_LEN..][..IV_LEN],
+            first[second_iv..][..IV_LEN]
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod context {
     pub const OBJECT_NAME: &str = "ferry 2026-11-24 staged object name v1";
     pub const ENCRYPTION: &str = "ferry 2026-11-24 package encryption key v1";
     pub const AUTHENTICATION: &str = "ferry 2026-11-24 package authentication key v1";
+    pub const SEGMENT_IV: &str = "ferry 2026-12-01 resumable segment iv v1";
 }
 
 /// The key of one staging container.
@@ -78,6 +79,14 @@ impl ContainerKey {
         hasher.update(self.0.as_ref());
         hasher.update(&package_id.to_le_bytes());
         hasher.finalize().to_hex()[..32].to_string()
+    }
+
+    /// The key the IVs of a resumable object's segments come from.
+    fn segment_iv_key(&self, salt: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+        let mut material = Zeroizing::new([0u8; 64]);
+        material[..32].copy_from_slice(self.0.as_ref());
+        material[32..].copy_from_slice(salt);
+        Zeroizing::new(blake3::derive_key(context::SEGMENT_IV, material.as_ref()))
     }
 
     /// The encryption and authentication keys of one object, from its random salt.

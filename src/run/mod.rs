@@ -360,6 +360,7 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
     let halt = Halt::default();
     let shared = Shared {
         in_parts: &replayed.in_parts,
+        uploads: &replayed.uploads,
         halt: &halt,
         staging: r.staging,
         items_report: items_report.as_ref(),

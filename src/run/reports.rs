@@ -52,7 +52,7 @@ pub(super) fn round_reports(
             Entry::Staged { package, items, .. } if status == "staged" => {
                 records.extend(items.iter().map(|r| (Some(*package), r)));
             }
-            Entry::Staged { .. } | Entry::Part { .. } => {}
+            Entry::Staged { .. } | Entry::Part { .. } | Entry::Block { .. } => {}
         }
     }
     records.extend(unjournaled.iter().map(|(p, r)| (*p, r)));

@@ -3,6 +3,8 @@
 //! destination, dispatch the work to the workers, and end the round. Each step is a
 //! function; the order of the steps is the write order of docs/ARCHITECTURE.md.
 
+use std::collections::BTreeMap;
+
 use super::plan::{self, Facts, KeyState, KeyStep, Refusal, RoundFiles, RoundPlan, SessionFacts};
 use super::*;
 
@@ -30,6 +32,8 @@ pub(super) struct Replay {
     pub(super) staged: HashMap<u64, Vec<ItemRecord>>,
     /// Files in parts under way, by first package.
     pub(super) in_parts: HashMap<u64, InParts>,
+    /// Packages put in blocks and not staged yet: their uploads so far.
+    pub(super) uploads: HashMap<u64, Upload>,
     /// The items of the imported packages.
     pub(super) tally: Counters,
 }
@@ -59,11 +63,50 @@ pub(super) fn replay(entries: &[Entry], container_id: [u8; 16]) -> Replay {
                 r.staged.insert(*package, items.clone());
             }
             Entry::Staged { .. } => {}
+            Entry::Block {
+                package,
+                container,
+                upload,
+                salt,
+                sealed,
+                index,
+                id,
+            } if *container == container_id => {
+                let known = r.uploads.entry(*package).or_insert_with(|| Upload {
+                    upload: upload.clone(),
+                    salt: *salt,
+                    sealed: *sealed,
+                    blocks: BTreeMap::new(),
+                });
+                // A package whose upload began again keeps only the last upload's blocks.
+                if known.upload != *upload || known.sealed != *sealed {
+                    *known = Upload {
+                        upload: upload.clone(),
+                        salt: *salt,
+                        sealed: *sealed,
+                        blocks: BTreeMap::new(),
+                    };
+                }
+                known.blocks.insert(*index, id.clone());
+            }
+            Entry::Block { .. } => {}
         }
     }
     let done = &r.done;
     r.in_parts.retain(|first, _| !done.contains(first));
+    let staged = &r.staged;
+    r.uploads.retain(|package, _| !staged.contains_key(package));
     r
+}
+
+/// An upload in blocks that an earlier run of the round began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Upload {
+    pub(super) upload: String,
+    pub(super) salt: [u8; 32],
+    pub(super) sealed: [u8; 32],
+    /// Block ids by index.
+    pub(super) blocks: BTreeMap<u32, String>,
 }
 
 impl Round<'_> {

@@ -2,7 +2,9 @@
 //! imports it, or both, journalling what became durable. What they find is merged in a
 //! `Counters`; a reason to stop (a full disk) is a `Halt` they all see.
 
+use super::round::Upload;
 use super::*;
+use crate::staging::{BLOCK_SIZE, Blocks};
 
 /// The first reason a run stops for (a full disk, a journal that cannot be written):
 /// workers start nothing new once it is set.
@@ -139,6 +141,17 @@ thread_local! {
 pub(super) type Fill<'a> =
     dyn FnMut(&mut package::Compressor, &mut u32) -> io::Result<Vec<Packed>> + 'a;
 
+/// Packages larger than this are put in blocks (when the staging can), so that an
+/// interrupted upload resumes at the next block.
+const BLOCKS_FROM: usize = 2 * BLOCK_SIZE;
+
+fn sealing(e: envelope::SealError) -> io::Error {
+    match e {
+        envelope::SealError::Io(e) => e,
+        envelope::SealError::Random(e) => io::Error::other(e.to_string()),
+    }
+}
+
 /// What every worker shares.
 pub(super) struct Shared<'a> {
     pub(super) task: &'a Task,
@@ -156,6 +169,8 @@ pub(super) struct Shared<'a> {
     pub(super) staged: &'a HashMap<u64, Vec<ItemRecord>>,
     /// Files in parts that earlier runs of the round left under way, by first package.
     pub(super) in_parts: &'a HashMap<u64, InParts>,
+    /// Packages whose upload in blocks earlier runs of the round began.
+    pub(super) uploads: &'a HashMap<u64, Upload>,
     pub(super) stop: &'a AtomicBool,
     /// Set when the run must stop for a reason a person has to fix (a full disk).
     pub(super) halt: &'a Halt,
@@ -419,15 +434,85 @@ impl Shared<'_> {
             created_at: self.key.created_at,
             expires_at: self.key.expires_at,
         };
-        self.container
-            .put(&self.key.key.object_name(id), &mut |out| {
-                envelope::seal(&self.key.key, &seal, &payload, out).map_err(|e| match e {
-                    envelope::SealError::Io(e) => e,
-                    envelope::SealError::Random(e) => io::Error::other(e.to_string()),
-                })
-            })?;
+        let name = self.key.key.object_name(id);
+        match self.container.blocks() {
+            Some(blocks) if payload.len() > BLOCKS_FROM => {
+                self.put_in_blocks(blocks, id, &name, &payload, &seal)?;
+            }
+            _ => {
+                self.container.put(&name, &mut |out| {
+                    envelope::seal(&self.key.key, &seal, &payload, out).map_err(sealing)
+                })?;
+            }
+        }
         PAYLOAD.with(|b| *b.borrow_mut() = payload);
         Ok(packed)
+    }
+
+    /// Puts a large package in blocks, each journalled once it is durable: a run killed
+    /// in the middle leaves an upload that the round's next run continues at the next
+    /// block (it seals the package again to the same bytes, which the whole sealed
+    /// object's hash confirms; a package whose files changed meanwhile starts over).
+    fn put_in_blocks(
+        &self,
+        blocks: &dyn Blocks,
+        id: u64,
+        name: &str,
+        payload: &[u8],
+        seal: &Seal,
+    ) -> io::Result<()> {
+        let key = &self.key.key;
+        let mut sealed = Vec::with_capacity(payload.len() + payload.len() / 512 + 4096);
+        let mut resumed = None;
+        if let Some(earlier) = self.uploads.get(&id) {
+            envelope::seal_resumable(key, seal, earlier.salt, payload, &mut sealed)
+                .map_err(sealing)?;
+            if *blake3::hash(&sealed).as_bytes() == earlier.sealed {
+                resumed = Some((earlier.upload.clone(), earlier.salt, earlier.blocks.clone()));
+            } else {
+                sealed.clear();
+            }
+        }
+        let (upload, salt, mut ids) = match resumed {
+            Some(resumed) => resumed,
+            None => {
+                let mut salt = [0u8; 32];
+                crate::crypto::random(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
+                envelope::seal_resumable(key, seal, salt, payload, &mut sealed).map_err(sealing)?;
+                (blocks.begin(name)?, salt, std::collections::BTreeMap::new())
+            }
+        };
+        let hash = *blake3::hash(&sealed).as_bytes();
+        let mut list = Vec::new();
+        for (index, block) in sealed.chunks(BLOCK_SIZE).enumerate() {
+            let index = index as u32;
+            if let Some(known) = ids.get(&index) {
+                list.push(known.clone());
+                continue;
+            }
+            let block_id = blocks.put(name, &upload, index as usize, block.to_vec())?;
+            let entry = Entry::Block {
+                package: id,
+                container: self.key.container_id,
+                upload: upload.clone(),
+                salt,
+                sealed: hash,
+                index,
+                id: block_id.clone(),
+            };
+            if !self.journal(&entry, &mut Counters::default()) {
+                return Err(io::Error::other("the checkpoint journal cannot be written"));
+            }
+            ids.insert(index, block_id.clone());
+            list.push(block_id);
+        }
+        match blocks.finish(name, &upload, &list) {
+            Ok(()) => Ok(()),
+            // Committed by a run killed before it could journal the package: the
+            // upload is over and the object is there.
+            Err(_) if self.container.exists(name)? => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// An item that failed before its package could be journalled: counted, shown in

@@ -21,7 +21,7 @@ pub mod s3;
 
 use std::io::{self, Read, Write};
 
-pub use object::redact;
+pub use object::{BLOCK_SIZE, redact};
 pub use retry::{Retry, is_transient};
 
 use crate::plan::{Retries, StagingKind};
@@ -61,6 +61,23 @@ pub trait Container: Send + Sync {
     fn exists(&self, name: &str) -> io::Result<bool>;
     /// Deletes an object; deleting one that is not there is not an error.
     fn delete(&self, name: &str) -> io::Result<()>;
+    /// Puts in blocks, for large objects whose upload a later run may continue; `None`
+    /// when this container only puts objects whole.
+    fn blocks(&self) -> Option<&dyn Blocks> {
+        None
+    }
+}
+
+/// An object put block by block: each block is durable on its own (its id journalled),
+/// and the object appears, whole, when its block list is committed.
+pub trait Blocks: Send + Sync {
+    /// Begins an object: its upload's id, for [`Blocks::put`] and [`Blocks::finish`],
+    /// in this run or a later one.
+    fn begin(&self, name: &str) -> io::Result<String>;
+    /// Puts block `index` (from 0) of the upload: its id, to commit it with.
+    fn put(&self, name: &str, upload: &str, index: usize, bytes: Vec<u8>) -> io::Result<String>;
+    /// Commits the blocks `ids`, in order, as the object.
+    fn finish(&self, name: &str, upload: &str, ids: &[String]) -> io::Result<()>;
 }
 
 /// The plan's staging, with a task's retries around every operation.

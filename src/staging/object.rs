@@ -7,12 +7,17 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt as _, PutMode, PutPayload, RetryConfig,
 };
 
-use super::{Container, check_name};
+use super::{Blocks, Container, check_name};
+
+/// The size of a block of an object put in blocks (S3 wants at least 5 MiB for every
+/// part but the last).
+pub const BLOCK_SIZE: usize = 8 << 20;
 use crate::plan::Retries;
 
 /// The runtime the blocking calls of a cloud backend run on.
@@ -53,6 +58,8 @@ pub(super) struct ObjectContainer {
     /// Whether this grant may delete (an Azure SAS may not; the container goes whole
     /// when its round is complete).
     pub(super) can_delete: bool,
+    /// The same store, for puts in blocks.
+    pub(super) multipart: Arc<dyn MultipartStore>,
 }
 
 impl ObjectContainer {
@@ -122,6 +129,45 @@ impl Container for ObjectContainer {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(e)),
         }
+    }
+
+    fn blocks(&self) -> Option<&dyn Blocks> {
+        Some(self)
+    }
+}
+
+/// Azure: blocks of a block blob, committed with their list (uncommitted blocks are
+/// kept a week). S3: parts of a multipart upload.
+impl Blocks for ObjectContainer {
+    fn begin(&self, name: &str) -> io::Result<String> {
+        let path = self.path(name)?;
+        let id = self
+            .runtime
+            .block_on(self.multipart.create_multipart(&path));
+        id.map_err(store_error)
+    }
+
+    fn put(&self, name: &str, upload: &str, index: usize, bytes: Vec<u8>) -> io::Result<String> {
+        let path = self.path(name)?;
+        let upload = upload.to_string();
+        let part = self
+            .multipart
+            .put_part(&path, &upload, index, PutPayload::from(bytes));
+        let part = self.runtime.block_on(part).map_err(store_error)?;
+        Ok(part.content_id)
+    }
+
+    fn finish(&self, name: &str, upload: &str, ids: &[String]) -> io::Result<()> {
+        let path = self.path(name)?;
+        let parts = ids
+            .iter()
+            .map(|id| PartId {
+                content_id: id.clone(),
+            })
+            .collect();
+        let upload = upload.to_string();
+        let done = self.multipart.complete_multipart(&path, &upload, parts);
+        self.runtime.block_on(done).map(|_| ()).map_err(store_error)
     }
 }
 

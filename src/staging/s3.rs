@@ -81,6 +81,7 @@ impl Staging for S3Staging {
             prefix: name.to_string(),
             runtime: Arc::clone(&self.runtime),
             can_delete: true,
+            multipart: self.store.clone(),
         }))
     }
 

@@ -85,6 +85,19 @@ pub enum Entry {
         /// crash, to recognise it committed at the destination).
         whole: Option<WholeFile>,
     },
+    /// Block `index` of package `package`, put in blocks into container `container` by
+    /// upload `upload`, is durable there as `id`. `salt` and `sealed` (BLAKE3 of the
+    /// whole sealed object) let a later run seal the package again to the same bytes
+    /// and put only the blocks that are missing. (Added after `Part`.)
+    Block {
+        package: u64,
+        container: [u8; 16],
+        upload: String,
+        salt: [u8; 32],
+        sealed: [u8; 32],
+        index: u32,
+        id: String,
+    },
 }
 
 /// A file in parts whose every part is in: its size, metadata and the source's hash.

@@ -105,6 +105,17 @@ fn a_round_through_s3_arrives_identical_and_leaves_nothing_behind() {
     }
     let mut f = Fixture::new();
     tree(&f);
+    // A package above 16 MiB goes up as a multipart upload.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let large: Vec<u8> = (0..(20 << 20) / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    f.file("src/large.bin", &large);
     let bucket = bucket("trip");
     s3_plan(&mut f, &bucket);
     f.ferry(&["run", "plan.yaml"]).assert_code(0);

@@ -69,11 +69,13 @@ fn through_sas(
         .with_retry(retry_config(retries))
         .build()
         .map_err(store_error)?;
+    let store = Arc::new(store);
     Ok(Box::new(ObjectContainer {
-        store: Arc::new(store),
+        store: store.clone(),
         prefix: String::new(),
         runtime: Arc::clone(runtime),
         can_delete: false,
+        multipart: store,
     }))
 }
 
