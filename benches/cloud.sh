@@ -6,8 +6,9 @@
 #     0.8x rclone's wall time);
 #   - a whole `ferry run` round trip, staged and imported (goal: at most 2.0x rclone's
 #     upload alone).
-# Prints wall times, ratios, peak RSS (GNU time; goal at most 256 MiB) and the bytes the
-# emulator stored against the corpus's size (compression shows there).
+# Prints wall times, ratios, peak RSS (GNU time; goal at most 256 MiB, and flat: staging
+# the corpus twice over is measured too) and the bytes the emulator stored against the
+# corpus's size (compression shows there).
 #
 #   benches/cloud.sh [RUNS] [CORPUS]     (default 3 runs of `small`)
 #
@@ -34,11 +35,21 @@ key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/K
 port=10100
 endpoint="http://127.0.0.1:$port/$account"
 
-azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --location "$work/azurite" \
-    --disableTelemetry --skipApiVersionCheck --loose > "$work/azurite.log" 2>&1 &
-azurite_pid=$!
-trap 'kill "$azurite_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.5; done
+# Each measured step gets an empty emulator: the tmpfs holds one copy of the corpus in
+# it at a time.
+azurite_pid=
+trap '[ -z "$azurite_pid" ] || kill "$azurite_pid" 2>/dev/null || true' EXIT
+fresh_azurite() {
+    if [ -n "$azurite_pid" ]; then kill "$azurite_pid"; wait "$azurite_pid" 2>/dev/null || true; fi
+    rm -rf "$work/azurite"
+    mkdir -p "$work/azurite"
+    azurite-blob --blobHost 127.0.0.1 --blobPort "$port" --location "$work/azurite" \
+        --disableTelemetry --skipApiVersionCheck --loose > "$work/azurite.log" 2>&1 &
+    azurite_pid=$!
+    for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return; sleep 0.5; done
+    echo "Azurite did not start" >&2
+    exit 1
+}
 
 if [ -d "$corpus_name" ]; then
     src=$(cd "$corpus_name" && pwd)
@@ -72,11 +83,13 @@ stored() { du -sb "$work/azurite" | cut -f1; }
 for i in $(seq "$runs"); do
     # rclone reaches the emulator through a container SAS URL (its emulator mode, in
     # Debian's 1.60, does not reach Azurite).
+    fresh_azurite
     url=$(python3 benches/azure-container.py "$account" "$key" "127.0.0.1:$port" "rclone$i" 2> /dev/null)
     "$timer" -f '%e %M' -o "$work/t" rclone copy --links --transfers 8 "$src" ":azureblob,sas_url='$url':rclone$i" \
         2> "$work/rclone.log" || { cat "$work/rclone.log" >&2; exit 1; }
     tail -n 1 "$work/t" >> "$work/rclone"
 
+    fresh_azurite
     rm -rf "$work/state" "$work/dst"
     before=$(stored)
     "$timer" -f '%e %M' -o "$work/t" "$ferry" run "$work/plan.yaml" --stages scan,package,upload > /dev/null 2> "$work/ferry.log" \
@@ -84,11 +97,27 @@ for i in $(seq "$runs"); do
     tail -n 1 "$work/t" >> "$work/stage"
     echo $(( $(stored) - before )) >> "$work/sent"
 
+    fresh_azurite
     rm -rf "$work/state" "$work/dst"
     "$timer" -f '%e %M' -o "$work/t" "$ferry" run "$work/plan.yaml" > /dev/null 2> "$work/ferry.log" \
         || { [ $? -eq 1 ] || { cat "$work/ferry.log" >&2; exit 1; }; }
     tail -n 1 "$work/t" >> "$work/trip"
 done
+
+# Flat memory: staging the corpus twice over (hard links: no more room on the tmpfs)
+# should need about the same peak RSS as staging it once.
+double="$work/double"
+rm -rf "$double"
+mkdir -p "$double"
+cp -al "$src" "$double/a"
+cp -al "$src" "$double/b"
+sed "s|source: $src|source: $double|" "$work/plan.yaml" > "$work/plan-double.yaml"
+fresh_azurite
+rm -rf "$work/state" "$work/dst"
+"$timer" -f '%e %M' -o "$work/t" "$ferry" run "$work/plan-double.yaml" --stages scan,package,upload > /dev/null 2> "$work/ferry.log" \
+    || { cat "$work/ferry.log" >&2; exit 1; }
+tail -n 1 "$work/t" > "$work/double-stage"
+rm -rf "$double" "$work/state"
 
 r=$(cut -d' ' -f1 "$work/rclone" | median)
 s=$(cut -d' ' -f1 "$work/stage" | median)
@@ -101,3 +130,6 @@ printf '  rclone copy                      %6.2f s          peak RSS %s\n' "$r" 
 printf '  ferry --stages scan,package,upload %6.2f s  %sx  peak RSS %s\n' "$s" "$(ratio "$s" "$r")" "$(rss "$work/stage")"
 printf '  ferry run (round trip)           %6.2f s  %sx  peak RSS %s\n' "$t" "$(ratio "$t" "$r")" "$(rss "$work/trip")"
 printf '  bytes the emulator stored for a staged round: %s (%s of the corpus)\n' "$sent" "$(ratio "$sent" "$corpus_bytes")"
+single=$(cut -d' ' -f2 "$work/stage" | sort -n | tail -n 1)
+doubled=$(cut -d' ' -f2 "$work/double-stage")
+printf '  peak RSS staging the corpus twice over: %s (%s of once)\n' "$(rss "$work/double-stage")" "$(ratio "$doubled" "$single")"
