@@ -114,12 +114,10 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
             Some(stages) if !stages.send => crate::run::check_import_access(&plan, task)?,
             _ => crate::run::check_access(&plan, task)?,
         }
-        // A ticket's grant is checked by using it: this side has no account key.
-        let granted = ticket
-            .as_ref()
-            .and_then(|t| t.task(&task.name))
-            .is_some_and(|t| t.azure.is_some());
-        if !granted {
+        // A ticket's container is checked by using it: this side may hold no account
+        // key (Azure), or keys that can only get and put (S3).
+        let ticketed = ticket.as_ref().is_some_and(|t| t.task(&task.name).is_some());
+        if !ticketed {
             crate::run::check_staging(&plan, task)?;
         }
     }
