@@ -116,7 +116,9 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         }
         // A ticket's container is checked by using it: this side may hold no account
         // key (Azure), or keys that can only get and put (S3).
-        let ticketed = ticket.as_ref().is_some_and(|t| t.task(&task.name).is_some());
+        let ticketed = ticket
+            .as_ref()
+            .is_some_and(|t| t.task(&task.name).is_some());
         if !ticketed {
             crate::run::check_staging(&plan, task)?;
         }

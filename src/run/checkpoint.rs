@@ -9,6 +9,16 @@ pub(super) struct Staged {
     pub(super) version: u32,
     pub(super) container: String,
     pub(super) packages: u64,
+    /// The round travels (or came) with a ticket: its result is handed back through the
+    /// container, which only the staging side deletes.
+    #[serde(default)]
+    pub(super) ticket: bool,
+}
+
+/// The hand-over note of `round`, when there is one that can be read.
+pub(super) fn note(layout: &TaskLayout, round: u32) -> Option<Staged> {
+    let bytes = fs::read(layout.round(round).staged()).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// The scan's checkpoint: the item list of the round is complete.

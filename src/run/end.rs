@@ -103,6 +103,7 @@ impl Round<'_> {
             version: 1,
             container: ending.key.container_name(),
             packages: ending.produced,
+            ticket: self.control.hand_over,
         })
         .unwrap_or_default();
         state::write_atomic(&staged_path, &note).map_err(|source| RunError::Io {
@@ -146,18 +147,17 @@ impl Round<'_> {
         }
         index.save(&index_path).map_err(SessionError::from)?;
         // A ticket's round: the result goes back to the staging side, which deletes
-        // the container (this side holds no account key).
+        // the container (this side holds no account key). Until it is back, the round
+        // is not complete here: the next run with the ticket tries again.
         if self.control.ticket.is_some() {
-            if let Err(e) = self.hand_back(ending.key, run.round) {
-                run.counters.fail(
-                    Path::new(&self.staging.describe()),
-                    CLEANUP_FAILED,
-                    &format!(
-                        "the round's result could not be handed back to the staging side, which deletes the container once it has it: {e}"
-                    ),
-                );
-            }
-            return Ok(());
+            return self
+                .hand_back(ending.key, run.round)
+                .map_err(|source| RunError::Staging {
+                    what: "hand the round's result back (the staging side deletes the container once it has it)",
+                    container: ending.key.container_name(),
+                    staging: self.staging.describe(),
+                    source,
+                });
         }
         // Whatever is left in the container (objects refused as tampered, or never
         // consumed) could never be opened once the key goes: it goes first

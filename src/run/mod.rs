@@ -154,6 +154,8 @@ pub struct TaskRun {
     pub for_ticket: Option<HandOver>,
     /// Stray temporary files of an interrupted run, removed from the destination.
     pub cleaned: u64,
+    /// An importing run with a ticket whose round was imported here already.
+    pub already_imported: bool,
     /// Items the round's scan kept back for an error.
     pub not_migrated: u64,
 }
@@ -245,7 +247,7 @@ pub fn run_task(
         ),
         None => crate::staging::open(&plan.staging, task.settings.retries).map_err(unusable)?,
     };
-    let round = Round {
+    let mut round = Round {
         plan,
         task,
         stages,
@@ -257,12 +259,25 @@ pub fn run_task(
         folder: &folder,
         layout: TaskLayout::at(&folder),
     };
-    let result = match ticket {
-        Some(ticket) => round
-            .adopt(ticket, &mut session)
-            .and_then(|()| run_round(&round, &mut session)),
-        None => run_round(&round, &mut session),
-    };
+    if let Some(ticket) = ticket {
+        // Taking the round over uses `--restart` (to set aside an earlier ticket's
+        // round); the round taken over is then resumed, never set aside.
+        if let Some(done) = round.adopt(ticket, &mut session, control.restart)? {
+            return Ok(done);
+        }
+        round.control.restart = false;
+    } else if !stages.send
+        && session.round > 0
+        && session.status != SessionStatus::Completed
+        && checkpoint::note(&round.layout, session.round).is_some_and(|n| n.ticket)
+    {
+        return Err(RunError::Ticket(TicketError::Refused {
+            task: task.name.clone(),
+            round: session.round,
+            reason: "it came with a ticket, and its result goes back through it: run with `--ticket FILE`".into(),
+        }));
+    }
+    let result = run_round(&round, &mut session);
     if let Err(e) = &result
         && session.round > 0
         && !matches!(

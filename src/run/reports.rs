@@ -99,6 +99,14 @@ pub(super) fn round_reports(
 pub fn summary(task: &Task, run: &TaskRun) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    if run.already_imported {
+        let _ = writeln!(
+            out,
+            "run {}: round {} was imported here already; nothing to do (stage a new round for the next ticket)",
+            task.name, run.round
+        );
+        return out;
+    }
     match (&run.for_ticket, &run.handed_over) {
         (Some(_), _) => {
             let _ = writeln!(

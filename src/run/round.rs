@@ -400,7 +400,7 @@ pub(super) fn abandon(
         }
         index.save(&r.layout.index()).map_err(SessionError::from)?;
     }
-    if r.control.ticket.is_some() {
+    if checkpoint::note(&r.layout, round).is_some_and(|n| n.ticket) && !r.stages.send {
         // A ticket's container is the staging side's to delete.
         let _ = fs::remove_file(r.layout.key(round));
     } else {

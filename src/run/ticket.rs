@@ -19,14 +19,22 @@ use super::*;
 use crate::crypto::keyfile::{self, Private};
 use crate::staging::azure::Grant;
 
-/// Objects of a round's own state, beside its packages (numbered from 0 up): each
-/// file is cut into chunks, numbered down from its base.
-const ITEMS: u64 = u64::MAX;
-const SCAN: u64 = u64::MAX - (1 << 32);
-const JOURNAL: u64 = u64::MAX - (2 << 32);
-const RESULT: u64 = u64::MAX - (3 << 32);
+/// Objects of a round's own state, beside its packages (numbered from 0 up, never near
+/// 2^62): `3 << 62 | kind << 56 | the first 32 bits of the file's BLAKE3 << 24 | chunk`.
+/// The same file is the same objects (a second hand-over of an unchanged round puts
+/// nothing new); a changed one, such as the journal after a later run staged what an
+/// earlier one could not, gets objects of its own.
+const ITEMS: u64 = 1;
+const SCAN: u64 = 2;
+const JOURNAL: u64 = 3;
+const RESULT: u64 = 4;
 /// The result's description, put last: the sign that the round was imported.
-const RESULT_HEAD: u64 = u64::MAX - (4 << 32);
+const RESULT_HEAD: u64 = (3 << 62) | (5 << 56);
+
+fn object_id(kind: u64, hash: &str, chunk: u64) -> u64 {
+    let prefix = u64::from_str_radix(hash.get(..8).unwrap_or("0"), 16).unwrap_or(0);
+    (3 << 62) | (kind << 56) | (prefix << 24) | (chunk & 0xFF_FFFF)
+}
 
 /// The largest chunk of a file put into a container: what is held in memory at once.
 const CHUNK: usize = 32 << 20;
@@ -264,12 +272,11 @@ pub fn write_ticket(plan: &Plan, handed: &[&HandOver], path: &Path) -> Result<()
     })
 }
 
-/// Puts the file at `path` into the container as sealed chunks numbered down from
-/// `base`.
+/// Puts the file at `path` into the container as sealed chunks of object `kind`.
 fn put_file(
     container: &dyn Container,
     key: &KeyFile,
-    base: u64,
+    kind: u64,
     path: &Path,
 ) -> Result<Handed, RunError> {
     let failed = |source| RunError::Staging {
@@ -278,8 +285,12 @@ fn put_file(
         staging: String::new(),
         source,
     };
-    let mut file = fs::File::open(path).map_err(io_error("read", path))?;
     let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(fs::File::open(path).map_err(io_error("read", path))?)
+        .map_err(io_error("read", path))?;
+    let hash = hasher.finalize().to_hex().to_string();
+    let mut file = fs::File::open(path).map_err(io_error("read", path))?;
     let (mut chunks, mut len) = (0u64, 0u64);
     let mut chunk = Vec::with_capacity(CHUNK.min(1 << 20));
     loop {
@@ -290,9 +301,8 @@ fn put_file(
         if chunk.is_empty() && chunks > 0 {
             break;
         }
-        hasher.update(&chunk);
         len += chunk.len() as u64;
-        let id = base - chunks;
+        let id = object_id(kind, &hash, chunks);
         let payload = zstd::bulk::compress(&chunk, 3).map_err(failed)?;
         let seal = Seal {
             container_id: key.container_id,
@@ -314,11 +324,7 @@ fn put_file(
             break;
         }
     }
-    Ok(Handed {
-        chunks,
-        len,
-        hash: hasher.finalize().to_hex().to_string(),
-    })
+    Ok(Handed { chunks, len, hash })
 }
 
 /// Gets a file put by [`put_file`] into `path` (whole, synced, renamed into place),
@@ -327,7 +333,7 @@ fn put_file(
 fn get_file(
     container: &dyn Container,
     key: &KeyFile,
-    base: u64,
+    kind: u64,
     handed: &Handed,
     path: &Path,
     now: i64,
@@ -345,7 +351,7 @@ fn get_file(
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     for k in 0..handed.chunks {
-        let id = base - k;
+        let id = object_id(kind, &handed.hash, k);
         let object = container.get(&key.key.object_name(id)).map_err(failed)?;
         let expect = Expect {
             container_id: key.container_id,
@@ -387,7 +393,7 @@ impl Round<'_> {
     ) -> Result<HandOver, RunError> {
         let state = self.layout.round(round);
         let put =
-            |base, path: &Path| put_file(container, key, base, path).map_err(|e| self.described(e));
+            |kind, path: &Path| put_file(container, key, kind, path).map_err(|e| self.described(e));
         let azure = self
             .staging
             .grant(&key.container_name(), key.expires_at)
@@ -429,8 +435,14 @@ impl Round<'_> {
 
     /// An importing run with a ticket: the ticket's round becomes this side's current
     /// round (its item list, scan checkpoint, journal and key copied in), unless it
-    /// already is.
-    pub(super) fn adopt(&self, ticket: &TicketTask, session: &mut Session) -> Result<(), RunError> {
+    /// already is. `Some` when there is nothing to do: the round was imported here
+    /// already (its result, as it was).
+    pub(super) fn adopt(
+        &self,
+        ticket: &TicketTask,
+        session: &mut Session,
+        restart: bool,
+    ) -> Result<Option<TaskRun>, RunError> {
         let task = &self.task.name;
         let refuse = |reason: String| {
             RunError::Ticket(TicketError::Refused {
@@ -445,30 +457,44 @@ impl Round<'_> {
                 "the ticket's round was staged under other settings for this task than this plan has: use the same plan on both sides".into(),
             ));
         }
+        let key = ticket
+            .key_file()
+            .ok_or_else(|| refuse("the ticket's key is damaged".into()))?;
         let unfinished = session.round > 0 && session.status != SessionStatus::Completed;
         if session.round == ticket.round && unfinished {
-            return Ok(());
+            // Taken over already. A key that expired at the staging side was replaced
+            // there, with a new container: the round continues with those.
+            let key_path = self.layout.key(ticket.round);
+            let known = KeyFile::read(&key_path, i64::MIN).ok();
+            if known.is_none_or(|k| k.container_id != key.container_id) {
+                self.write_note(ticket)?;
+                key.write(&key_path)?;
+            }
+            return Ok(None);
         }
-        if session.round >= ticket.round {
+        if session.round == ticket.round {
+            // Imported here already: the same command again (a cron job, or a rerun
+            // for another task of the ticket) has nothing to do for this task.
+            let mut done =
+                completed_result(&self.layout, ticket.round).unwrap_or_else(|| TaskRun {
+                    round: ticket.round,
+                    ..TaskRun::default()
+                });
+            done.already_imported = true;
+            return Ok(Some(done));
+        }
+        if session.round > ticket.round {
             return Err(refuse(format!(
-                "round {} of task `{task}` was {} here already; stage a new round and bring its ticket",
-                ticket.round,
-                if session.round == ticket.round {
-                    "imported"
-                } else {
-                    "passed"
-                }
+                "this side is at round {} already: the ticket is older than what was imported here; bring the latest ticket",
+                session.round
             )));
         }
-        if unfinished && !self.control.restart {
+        if unfinished && !restart {
             return Err(refuse(format!(
                 "round {} of an earlier ticket is not finished here: finish it with its ticket, or set it aside with --restart",
                 session.round
             )));
         }
-        let key = ticket
-            .key_file()
-            .ok_or_else(|| refuse("the ticket's key is damaged".into()))?;
         let container =
             self.staging
                 .open(&ticket.container)
@@ -481,21 +507,15 @@ impl Round<'_> {
         let state = self.layout.round(ticket.round);
         fs::create_dir_all(state.folder()).map_err(io_error("create", state.folder()))?;
         let now = now();
-        let get = |base, handed: &Handed, path: &Path| {
-            get_file(container.as_ref(), &key, base, handed, path, now)
+        let get = |kind, handed: &Handed, path: &Path| {
+            get_file(container.as_ref(), &key, kind, handed, path, now)
                 .map_err(|e| self.described(e))
         };
         get(ITEMS, &ticket.items, &state.items())?;
         get(JOURNAL, &ticket.journal, &state.journal())?;
         // The checkpoint last of the round's files: with it, the round is taken over.
         get(SCAN, &ticket.scan, &state.scan())?;
-        let note = serde_json::to_vec_pretty(&Staged {
-            version: 1,
-            container: ticket.container.clone(),
-            packages: ticket.packages,
-        })
-        .unwrap_or_default();
-        state::write_atomic(&state.staged(), &note).map_err(io_error("write", &state.staged()))?;
+        self.write_note(ticket)?;
         key.write(&self.layout.key(ticket.round))?;
         if unfinished {
             let mut index = Index::load(&self.layout.index()).map_err(SessionError::from)?;
@@ -507,7 +527,19 @@ impl Round<'_> {
         session.progress = state::Progress::default();
         session.status = SessionStatus::Paused;
         session.save(self.folder)?;
-        Ok(())
+        Ok(None)
+    }
+
+    fn write_note(&self, ticket: &TicketTask) -> Result<(), RunError> {
+        let path = self.layout.round(ticket.round).staged();
+        let note = serde_json::to_vec_pretty(&Staged {
+            version: 1,
+            container: ticket.container.clone(),
+            packages: ticket.packages,
+            ticket: true,
+        })
+        .unwrap_or_default();
+        state::write_atomic(&path, &note).map_err(io_error("write", &path))
     }
 
     /// The end of a ticket's round at the importing side: its journal goes back into
@@ -539,20 +571,25 @@ impl Round<'_> {
 
     /// A staging run whose last round was handed over with a ticket: when the importing
     /// side has handed the result back, what it imported joins this side's index, the
-    /// container is deleted and the round is complete here too. True when it was.
+    /// round is complete here too, and its container is deleted. True when it was.
     pub(super) fn take_back(&self, session: &mut Session) -> Result<bool, RunError> {
         let round = session.round;
-        let state = self.layout.round(round);
+        let handed_with_ticket = checkpoint::note(&self.layout, round).is_some_and(|n| n.ticket);
         if !self.stages.send
             || round == 0
             || session.status == SessionStatus::Completed
-            || !state.staged().exists()
+            || !handed_with_ticket
         {
             return Ok(false);
         }
+        let state = self.layout.round(round);
         // The result may come back after the key expired: it is read all the same.
-        let Ok(key) = KeyFile::read(&self.layout.key(round), i64::MIN) else {
-            return Ok(false);
+        let key = match KeyFile::read(&self.layout.key(round), i64::MIN) {
+            Ok(key) => key,
+            Err(KeyFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
         };
         let describe = |source| RunError::Staging {
             what: "take back the imported round's result from",
@@ -595,13 +632,44 @@ impl Round<'_> {
         let index_path = self.layout.index();
         let mut index = Index::load(&index_path).map_err(SessionError::from)?;
         fold(&mut index, &entries);
+        // What the source no longer has leaves the index, whether or not the importing
+        // side could delete it: forgetting too much only sends a file again, while
+        // remembering a deleted file would keep it from being sent if it came back.
+        if let Some(scanned) = load_scanned(&state.scan(), &state.items(), &state.journal())? {
+            for path in &scanned.deletions {
+                index.items.remove(path.as_os_str().as_bytes());
+            }
+        }
         index.save(&index_path).map_err(SessionError::from)?;
-        // The round is complete at both sides: its container and key go.
+        // Complete first: a run killed after this finds the key and note as a completed
+        // round's leftovers, and tidies them (container included).
+        session.status = SessionStatus::Completed;
+        session.save(self.folder)?;
         discard_staged(self.staging, &self.layout.key(round))?;
         let _ = fs::remove_file(state.staged());
         let _ = fs::remove_file(&result);
-        session.status = SessionStatus::Completed;
-        session.save(self.folder)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A changed file is new objects, an unchanged one the same: a second hand-over of
+    /// a round whose journal grew never meets the first one's objects. No state object
+    /// is ever a package's number, and kinds never meet.
+    #[test]
+    fn state_objects_are_named_by_kind_and_content() {
+        let a = "0123abcd".to_string() + &"0".repeat(56);
+        let b = "89ef4567".to_string() + &"0".repeat(56);
+        assert_eq!(object_id(JOURNAL, &a, 0), object_id(JOURNAL, &a, 0));
+        assert_ne!(object_id(JOURNAL, &a, 0), object_id(JOURNAL, &b, 0));
+        assert_ne!(object_id(JOURNAL, &a, 0), object_id(ITEMS, &a, 0));
+        assert_ne!(object_id(ITEMS, &a, 0), object_id(ITEMS, &a, 1));
+        for kind in [ITEMS, SCAN, JOURNAL, RESULT] {
+            assert!(object_id(kind, &a, 0) >= 3 << 62);
+            assert_ne!(object_id(kind, &"f".repeat(64), 0xFF_FFFF), RESULT_HEAD);
+        }
     }
 }

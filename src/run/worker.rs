@@ -463,55 +463,76 @@ impl Shared<'_> {
     ) -> io::Result<()> {
         let key = &self.key.key;
         let mut sealed = Vec::with_capacity(payload.len() + payload.len() / 512 + 4096);
-        let mut resumed = None;
         if let Some(earlier) = self.uploads.get(&id) {
             envelope::seal_resumable(key, seal, earlier.salt, payload, &mut sealed)
                 .map_err(sealing)?;
             if *blake3::hash(&sealed).as_bytes() == earlier.sealed {
-                resumed = Some((earlier.upload.clone(), earlier.salt, earlier.blocks.clone()));
-            } else {
-                sealed.clear();
+                match self.upload(blocks, id, name, &sealed, earlier.clone()) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if crate::staging::is_transient(&e) || self.halt.is_set() => {
+                        return Err(e);
+                    }
+                    // The upload is gone (Azure keeps uncommitted blocks a week; a
+                    // lifecycle rule may abort S3's): it starts over, under a new salt.
+                    Err(_) => {}
+                }
             }
+            sealed.clear();
         }
-        let (upload, salt, mut ids) = match resumed {
-            Some(resumed) => resumed,
-            None => {
-                let mut salt = [0u8; 32];
-                crate::crypto::random(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
-                envelope::seal_resumable(key, seal, salt, payload, &mut sealed).map_err(sealing)?;
-                (blocks.begin(name)?, salt, std::collections::BTreeMap::new())
-            }
+        let mut salt = [0u8; 32];
+        crate::crypto::random(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
+        envelope::seal_resumable(key, seal, salt, payload, &mut sealed).map_err(sealing)?;
+        let upload = Upload {
+            upload: blocks.begin(name)?,
+            salt,
+            sealed: *blake3::hash(&sealed).as_bytes(),
+            blocks: Default::default(),
         };
-        let hash = *blake3::hash(&sealed).as_bytes();
+        self.upload(blocks, id, name, &sealed, upload)
+    }
+
+    /// Puts the blocks of `sealed` that `progress` does not hold yet, journalling each,
+    /// and commits them all.
+    fn upload(
+        &self,
+        blocks: &dyn Blocks,
+        id: u64,
+        name: &str,
+        sealed: &[u8],
+        mut progress: Upload,
+    ) -> io::Result<()> {
         let mut list = Vec::new();
         for (index, block) in sealed.chunks(BLOCK_SIZE).enumerate() {
             let index = index as u32;
-            if let Some(known) = ids.get(&index) {
-                list.push(known.clone());
+            if let Some(block_id) = progress.blocks.get(&index) {
+                list.push(block_id.clone());
                 continue;
             }
-            let block_id = blocks.put(name, &upload, index as usize, block.to_vec())?;
+            let block_id = blocks.put(name, &progress.upload, index as usize, block.to_vec())?;
             let entry = Entry::Block {
                 package: id,
                 container: self.key.container_id,
-                upload: upload.clone(),
-                salt,
-                sealed: hash,
+                upload: progress.upload.clone(),
+                salt: progress.salt,
+                sealed: progress.sealed,
                 index,
                 id: block_id.clone(),
             };
             if !self.journal(&entry, &mut Counters::default()) {
                 return Err(io::Error::other("the checkpoint journal cannot be written"));
             }
-            ids.insert(index, block_id.clone());
+            progress.blocks.insert(index, block_id.clone());
             list.push(block_id);
         }
-        match blocks.finish(name, &upload, &list) {
+        match blocks.finish(name, &progress.upload, &list) {
             Ok(()) => Ok(()),
             // Committed by a run killed before it could journal the package: the
-            // upload is over and the object is there.
-            Err(_) if self.container.exists(name)? => Ok(()),
-            Err(e) => Err(e),
+            // upload is over, and the object there is this one (by its length; one
+            // sealed from other contents is refused by the import's checks anyway).
+            Err(e) => match blocks.size(name)? {
+                Some(size) if size == sealed.len() as u64 => Ok(()),
+                _ => Err(e),
+            },
         }
     }
 

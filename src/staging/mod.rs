@@ -78,6 +78,8 @@ pub trait Blocks: Send + Sync {
     fn put(&self, name: &str, upload: &str, index: usize, bytes: Vec<u8>) -> io::Result<String>;
     /// Commits the blocks `ids`, in order, as the object.
     fn finish(&self, name: &str, upload: &str, ids: &[String]) -> io::Result<()>;
+    /// The size of the object `name`, if it is there.
+    fn size(&self, name: &str) -> io::Result<Option<u64>>;
 }
 
 /// The plan's staging, with a task's retries around every operation.

@@ -169,6 +169,15 @@ impl Blocks for ObjectContainer {
         let done = self.multipart.complete_multipart(&path, &upload, parts);
         self.runtime.block_on(done).map(|_| ()).map_err(store_error)
     }
+
+    fn size(&self, name: &str) -> io::Result<Option<u64>> {
+        let path = self.path(name)?;
+        match self.runtime.block_on(self.store.head(&path)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(e)),
+        }
+    }
 }
 
 /// An `object_store` error as an I/O error a person can act on, without any signature.
