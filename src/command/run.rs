@@ -119,6 +119,9 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         let ticketed = ticket
             .as_ref()
             .is_some_and(|t| t.task(&task.name).is_some());
+        if !ticketed && run.is_some_and(|s| !s.send) {
+            crate::run::check_no_ticket(&plan, task)?;
+        }
         if !ticketed {
             crate::run::check_staging(&plan, task)?;
         }

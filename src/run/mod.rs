@@ -68,7 +68,7 @@ pub use preflight::{check_access, check_import_access, check_staging};
 pub use reports::summary;
 use reports::{last_result, report_error, round_reports};
 use round::{Round, replay};
-pub use ticket::{HandOver, Ticket, TicketError, TicketTask, write_ticket};
+pub use ticket::{HandOver, Ticket, TicketError, TicketTask, check_no_ticket, write_ticket};
 use worker::{Halt, InParts, Shared};
 
 /// Which stages a run performs.
@@ -266,16 +266,8 @@ pub fn run_task(
             return Ok(done);
         }
         round.control.restart = false;
-    } else if !stages.send
-        && session.round > 0
-        && session.status != SessionStatus::Completed
-        && checkpoint::note(&round.layout, session.round).is_some_and(|n| n.ticket)
-    {
-        return Err(RunError::Ticket(TicketError::Refused {
-            task: task.name.clone(),
-            round: session.round,
-            reason: "it came with a ticket, and its result goes back through it: run with `--ticket FILE`".into(),
-        }));
+    } else if !stages.send {
+        ticket::needs_none(&round.layout, task, &session)?;
     }
     let result = run_round(&round, &mut session);
     if let Err(e) = &result

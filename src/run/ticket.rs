@@ -223,6 +223,34 @@ impl Ticket {
     }
 }
 
+/// An importing run without a ticket: refused when the task's open round came with one
+/// (its result must go back through it).
+pub(super) fn needs_none(
+    layout: &TaskLayout,
+    task: &Task,
+    session: &Session,
+) -> Result<(), RunError> {
+    let open = session.round > 0 && session.status != SessionStatus::Completed;
+    if open && checkpoint::note(layout, session.round).is_some_and(|n| n.ticket) {
+        return Err(RunError::Ticket(TicketError::Refused {
+            task: task.name.clone(),
+            round: session.round,
+            reason: "it came with a ticket, and its result goes back through it: run with `--ticket FILE`".into(),
+        }));
+    }
+    Ok(())
+}
+
+/// [`needs_none`] before anything else is checked: a run that forgot `--ticket` hears
+/// that, not that the staging's key is missing.
+pub fn check_no_ticket(plan: &Plan, task: &Task) -> Result<(), RunError> {
+    let folder = state::task_folder(plan, &task.name);
+    match Session::load_checked(&folder, &task.name) {
+        Ok(Some(session)) => needs_none(&TaskLayout::at(&folder), task, &session),
+        _ => Ok(()),
+    }
+}
+
 /// What a staging run hands over for one task: everything of the ticket but the key,
 /// which stays in its key file until the ticket is written.
 #[derive(Debug)]
@@ -592,7 +620,7 @@ impl Round<'_> {
             Err(e) => return Err(e.into()),
         };
         let describe = |source| RunError::Staging {
-            what: "take back the imported round's result from",
+            what: "look for the imported round's result",
             container: key.container_name(),
             staging: self.staging.describe(),
             source,

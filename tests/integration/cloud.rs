@@ -635,7 +635,11 @@ fn an_expired_or_exposed_ticket_is_refused() {
 struct Proxy {
     port: u16,
     sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// While set, a request that begins with `PUT` closes its connection instead.
+    refuse_puts: std::sync::Arc<AtomicBool>,
 }
+
+use std::sync::atomic::AtomicBool;
 
 impl Proxy {
     fn start(limit: u64) -> Proxy {
@@ -645,6 +649,8 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let sent = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&sent);
+        let refuse_puts = Arc::new(AtomicBool::new(false));
+        let refusing = Arc::clone(&refuse_puts);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { break };
@@ -655,6 +661,7 @@ impl Proxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut server_in, mut client_out) = (server, client);
                 let counted = Arc::clone(&counted);
+                let refusing = Arc::clone(&refusing);
                 std::thread::spawn(move || {
                     let mut buffer = vec![0u8; 64 * 1024];
                     loop {
@@ -668,6 +675,11 @@ impl Proxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
+                        if refusing.load(Ordering::SeqCst) && buffer[..n].starts_with(b"PUT ") {
+                            let _ = server_out.shutdown(std::net::Shutdown::Both);
+                            let _ = client_in.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
                         counted.fetch_add(n as u64, Ordering::SeqCst);
                         if server_out.write_all(&buffer[..n]).is_err() {
                             break;
@@ -681,7 +693,11 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, sent }
+        Proxy {
+            port,
+            sent,
+            refuse_puts,
+        }
     }
 
     fn sent(&self) -> u64 {
@@ -755,4 +771,64 @@ fn a_killed_upload_resumes_at_the_next_block() {
     f.ferry(&["run", "plan.yaml", "--stages", "import"])
         .assert_code(0);
     assert_same_tree(&f.path("src"), &f.path("dest"));
+}
+
+/// The result cannot be handed back (the service refuses the put): the importing side
+/// keeps the round open (exit 5), refuses to go on without the ticket, and the same
+/// command with the ticket hands it back later; the staging side then takes it back.
+#[test]
+fn a_result_that_cannot_be_handed_back_keeps_the_round_open() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    let proxy = Proxy::start(u64::MAX);
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    let site = |state: &str, key_env: &str| {
+        format!(
+            "version: 1\nname: p\nworking_folder: {state}\nstaging:\n  kind: azure\n  account: {ACCOUNT}\n  endpoint: http://127.0.0.1:{}/{ACCOUNT}\n  credential: {{ env: {key_env} }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix, retries: {{ attempts: 1 }} }}\n",
+            proxy.port
+        )
+    };
+    f.file("source.yaml", site("state-source", "FERRY_TEST_AZURE_KEY"));
+    f.file(
+        "destination.yaml",
+        site("state-destination", "FERRY_TEST_NO_KEY_HERE"),
+    );
+    let ticket = ["--ticket", "round.ticket"];
+    let stage = ["run", "source.yaml", "--stages", "scan,package,upload"];
+    let import = ["run", "destination.yaml", "--stages", "import"];
+    f.ferry(&[&stage[..], &ticket[..]].concat()).assert_code(0);
+
+    proxy
+        .refuse_puts
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let failed = f.ferry(&[&import[..], &ticket[..]].concat());
+    failed.assert_code(5);
+    assert!(
+        failed.stderr.contains("hand the round's result back"),
+        "{}",
+        failed.stderr
+    );
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    // Without the ticket, the round is not touched.
+    let plain = f.ferry(&import);
+    plain.assert_code(2);
+    assert!(plain.stderr.contains("--ticket"), "{}", plain.stderr);
+    // Nothing came back yet: the staging side still holds the round.
+    proxy
+        .refuse_puts
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    f.ferry(&[&stage[..], &ticket[..]].concat()).assert_code(0);
+    assert!(f.path("state-source/p/t/keys/R1.key").exists());
+
+    f.ferry(&[&import[..], &ticket[..]].concat()).assert_code(0);
+    // The next staging run takes the round back and starts round 2 with nothing new.
+    f.ferry(&[&stage[..], &ticket[..]].concat()).assert_code(0);
+    assert!(!f.path("state-source/p/t/keys/R1.key").exists());
+    let session: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path("state-source/p/t/session.json")).unwrap())
+            .unwrap();
+    assert_eq!(session["round"], 2, "{session}");
 }
