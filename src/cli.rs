@@ -170,6 +170,33 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Compare the destination with the source by content (BLAKE3 of both sides), or
+    /// with the hashes ferry recorded when it put each file there.
+    ///
+    /// Writes VerifyReport_R<n>.csv (path, result: same, differs, missing, extra or
+    /// unreadable, and both hashes) beside the task's last round's reports. Exit 1 when
+    /// anything is not the same. Neither tree is written.
+    #[command(
+        after_help = "Examples:\n  ferry verify plans/demo.yaml\n  ferry verify plans/demo.yaml --sample 0.05          # 5% of the files, the same ones each time\n  ferry verify plans/demo.yaml --against index        # at a site that cannot see the source"
+    )]
+    Verify {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// Only this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+        /// Compare only this share of the files, from 0 to 1 (chosen by a hash of each
+        /// path, so the same files each time).
+        #[arg(long, value_name = "FRACTION")]
+        sample: Option<f64>,
+        /// What the destination is compared with.
+        #[arg(long, value_enum, default_value_t = crate::command::verify::Against::Source)]
+        against: crate::command::verify::Against,
+        /// Files read at once (default: four per CPU).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: Option<u16>,
+    },
     /// Forget a task: its session, journals, index, keys, staged data and reports. The
     /// destination is not touched; the next run starts again at round 1.
     #[command(after_help = "Example:\n  ferry delete plans/demo.yaml --task documents --yes")]

@@ -70,6 +70,21 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Status { plan, json } => command::status::run(&plan, json),
         Command::DryRun { plan, task } => command::dry_run::run(&plan, task.as_deref()),
         Command::Delete { plan, task, yes } => command::delete::run(&plan, &task, yes),
+        Command::Verify {
+            plan,
+            task,
+            sample,
+            against,
+            workers,
+        } => command::verify::run(
+            &plan,
+            &command::verify::Options {
+                only: task.as_deref(),
+                sample,
+                against,
+                workers,
+            },
+        ),
         Command::Report {
             plan,
             task,

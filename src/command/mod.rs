@@ -9,6 +9,7 @@ pub mod report;
 pub mod run;
 pub mod status;
 pub mod validate;
+pub mod verify;
 
 use std::io::Write as _;
 use std::path::Path;

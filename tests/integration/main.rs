@@ -14,3 +14,4 @@ mod scan;
 mod schema;
 mod session;
 mod validate;
+mod verify;
