@@ -197,6 +197,26 @@ pub enum Command {
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
     },
+    /// Delete what the plan's state no longer needs: keys that expired or whose staged
+    /// data is older than `staging.retention` (with that data), and the journals and
+    /// item lists of completed rounds beyond `state.keep_rounds`.
+    ///
+    /// Without --yes it only lists them. Reports, open rounds and the destination are
+    /// never touched. (`ferry run` deletes expired keys and their data by itself.)
+    #[command(
+        after_help = "Examples:\n  ferry gc plans/demo.yaml\n  ferry gc plans/demo.yaml --yes"
+    )]
+    Gc {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// Only this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+        /// Delete (without it, only list).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Forget a task: its session, journals, index, keys, staged data and reports. The
     /// destination is not touched; the next run starts again at round 1.
     #[command(after_help = "Example:\n  ferry delete plans/demo.yaml --task documents --yes")]

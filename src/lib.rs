@@ -70,6 +70,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Status { plan, json } => command::status::run(&plan, json),
         Command::DryRun { plan, task } => command::dry_run::run(&plan, task.as_deref()),
         Command::Delete { plan, task, yes } => command::delete::run(&plan, &task, yes),
+        Command::Gc { plan, task, yes } => command::gc::run(&plan, task.as_deref(), yes),
         Command::Verify {
             plan,
             task,

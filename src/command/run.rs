@@ -181,6 +181,15 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     if run.is_some() && !plan_summaries(&plan) {
         exit = Exit::Fatal;
     }
+    // The safe part of `ferry gc`: keys that expired, and the data only they open.
+    if run.is_some() {
+        let now = jiff::Timestamp::now().as_second();
+        for task in &tasks {
+            for line in crate::run::gc::expired_keys(&plan, task, now) {
+                eprintln!("gc: {line}");
+            }
+        }
+    }
     let handed = one.handed.into_inner().unwrap_or_else(|e| e.into_inner());
     if !handed.is_empty() {
         let path = options.ticket.unwrap_or(Path::new("ticket")).to_path_buf();

@@ -37,6 +37,8 @@ pub struct Plan {
     pub staging: Staging,
     /// `report.templates`: templates that replace the built-in ones.
     pub templates: Option<PathBuf>,
+    /// `state.keep_rounds`: completed rounds whose journal and item list are kept.
+    pub keep_rounds: u32,
     /// In the order the plan lists them.
     pub tasks: Vec<Task>,
 }

@@ -40,6 +40,10 @@ pub struct RawPlan {
     #[serde(default)]
     #[schemars(with = "RawReport")]
     pub report: Option<RawReport>,
+    /// How much of the tasks' state is kept.
+    #[serde(default)]
+    #[schemars(with = "RawState")]
+    pub state: Option<RawState>,
     /// The tasks: one source folder into one destination folder each.
     #[schemars(length(min = 1))]
     pub tasks: Vec<RawTask>,
@@ -55,6 +59,17 @@ pub struct RawReport {
     #[serde(default)]
     #[schemars(with = "String", length(min = 1))]
     pub templates: Option<String>,
+}
+
+/// How much of the tasks' state is kept.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// Completed rounds whose journal and item list `ferry gc` keeps, newest first
+    /// (their reports are always kept). Default: 10.
+    #[serde(default)]
+    #[schemars(with = "u32", range(min = 1, max = 10000))]
+    pub keep_rounds: Option<u32>,
 }
 
 fn version_schema(_: &mut SchemaGenerator) -> Schema {

@@ -177,6 +177,10 @@ pub(crate) fn validate(
                 s3,
             },
             templates,
+            keep_rounds: value
+                .pointer("/state/keep_rounds")
+                .and_then(Value::as_u64)
+                .map_or(DEFAULT_KEEP_ROUNDS, |n| n as u32),
             tasks,
         }),
         _ => Err(c.problems),
@@ -360,6 +364,9 @@ fn secret(c: &mut Checker<'_>, pointer: &str) -> Option<Secret> {
         }
     }
 }
+
+/// Completed rounds whose journal and item list are kept, unless the plan says.
+const DEFAULT_KEEP_ROUNDS: u32 = 10;
 
 /// Where a plan keeps its state, staging and templates, and how long keys and staged
 /// data live.

@@ -47,6 +47,7 @@ use crate::state::{self, Session, SessionError, Status as SessionStatus};
 
 mod checkpoint;
 mod end;
+pub mod gc;
 pub mod items;
 mod parts;
 pub mod plan;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cloud;
+mod gc;
 mod graph;
 mod harness;
 mod layers;

@@ -1,0 +1,109 @@
+//! `ferry gc`: expired keys with their staged data, and old rounds' journals and item
+//! lists; listed first, deleted with --yes; never the destination or the reports.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::harness::Fixture;
+
+fn plan(keep: u32) -> String {
+    format!(
+        "version: 1\nname: p\nworking_folder: state\nstate: {{ keep_rounds: {keep} }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix }}\n"
+    )
+}
+
+fn staged_objects(f: &Fixture) -> usize {
+    let mut n = 0;
+    for container in fs::read_dir(f.path("state/staging")).unwrap().flatten() {
+        fs::set_permissions(container.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        n += fs::read_dir(container.path()).unwrap().count();
+        fs::set_permissions(container.path(), fs::Permissions::from_mode(0o300)).unwrap();
+    }
+    n
+}
+
+/// A key that expired is listed, then deleted with the data it opens.
+#[test]
+fn an_expired_key_goes_with_its_staged_data() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "alpha");
+    f.plan(&plan(10));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let key = f.path("state/p/t/keys/R1.key");
+    let nothing = f.ferry(&["gc", "plan.yaml"]);
+    nothing.assert_code(0);
+    assert!(
+        nothing.stderr.contains("nothing to delete"),
+        "{}",
+        nothing.stderr
+    );
+    assert!(staged_objects(&f) > 0);
+
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&key).unwrap()).unwrap();
+    stored["expires_at"] = serde_json::json!(1_700_000_000);
+    fs::write(&key, serde_json::to_vec(&stored).unwrap()).unwrap();
+    let listed = f.ferry(&["gc", "plan.yaml"]);
+    listed.assert_code(0);
+    assert!(
+        listed.stderr.contains("would delete task t round 1: key"),
+        "{}",
+        listed.stderr
+    );
+    assert!(listed.stderr.contains("expired at"), "{}", listed.stderr);
+    assert!(key.exists(), "listing deletes nothing");
+    assert!(staged_objects(&f) > 0);
+
+    let deleted = f.ferry(&["gc", "plan.yaml", "--yes"]);
+    deleted.assert_code(0);
+    assert!(
+        deleted.stderr.contains("deleted task t round 1"),
+        "{}",
+        deleted.stderr
+    );
+    assert!(!key.exists());
+    assert!(!f.path("state/staging").exists() || staged_objects(&f) == 0);
+    assert_eq!(fs::read_to_string(f.path("src/a.txt")).unwrap(), "alpha");
+}
+
+/// Completed rounds beyond `state.keep_rounds` lose their journal and item list; the
+/// reports, the last rounds and the destination stay, and the next round is incremental.
+#[test]
+fn old_rounds_go_beyond_keep_rounds() {
+    let f = Fixture::new();
+    f.plan(&plan(1));
+    for round in 1..=3 {
+        f.file(&format!("src/f{round}.txt"), format!("round {round}"));
+        f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    }
+    let listed = f.ferry(&["gc", "plan.yaml"]);
+    listed.assert_code(0);
+    assert!(
+        listed
+            .stderr
+            .contains("task t round 1: journal and item list"),
+        "{}",
+        listed.stderr
+    );
+    assert!(
+        listed
+            .stderr
+            .contains("task t round 2: journal and item list"),
+        "{}",
+        listed.stderr
+    );
+    assert!(!listed.stderr.contains("round 3"), "{}", listed.stderr);
+    f.ferry(&["gc", "plan.yaml", "--yes"]).assert_code(0);
+    assert!(!f.path("state/p/t/rounds/R1").exists());
+    assert!(!f.path("state/p/t/rounds/R2").exists());
+    assert!(f.path("state/p/t/rounds/R3").exists());
+    assert!(f.path("state/p/t/reports/R1").exists(), "reports stay");
+    for round in 1..=3 {
+        assert!(f.path(&format!("dest/f{round}.txt")).exists());
+    }
+    let next = f.ferry(&["run", "plan.yaml"]);
+    next.assert_code(0);
+    // The index was kept: nothing is moved again.
+    assert!(next.stderr.contains("imported 0 items"), "{}", next.stderr);
+}
