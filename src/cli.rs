@@ -108,6 +108,10 @@ pub enum Command {
         /// round's key and grant until they expire.
         #[arg(long, value_name = "FILE")]
         ticket: Option<PathBuf>,
+        /// Pause (exit 3) this long after starting, as at the end of a run window: what
+        /// is in flight finishes, and the next run resumes. As `2h` or `90m`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_duration: Option<std::time::Duration>,
         /// Set aside an unfinished round (needed when the plan changed since it began)
         /// and start a new one; what it already moved is kept.
         #[arg(long)]
@@ -252,4 +256,9 @@ impl From<StageSet> for crate::run::Stages {
             import: set != StageSet::Send,
         }
     }
+}
+
+/// A duration as plans write them (`90s`, `30m`, `2h`, `1d`).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::plan::units::Duration::parse(text).map(|d| d.0)
 }

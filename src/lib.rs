@@ -9,6 +9,7 @@
 //! `report`, `state` → `plan`, `failure`, `exit`, `shown`.
 
 pub mod cli;
+pub mod clock;
 pub mod command;
 pub mod crypto;
 pub mod exit;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             workers,
             stages,
             ticket,
+            max_duration,
             restart,
             force,
         } => command::run::run(
@@ -63,6 +65,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 workers,
                 run: Some(stages.into()),
                 ticket: ticket.as_deref(),
+                max_duration,
                 restart,
                 force,
             },

@@ -76,6 +76,8 @@ pub struct Options<'a> {
     pub run: Option<crate::run::Stages>,
     /// `--ticket`: written by a staging run, read by an importing one.
     pub ticket: Option<&'a Path>,
+    /// `--max-duration`: the run pauses (exit 3) this long after it starts.
+    pub max_duration: Option<std::time::Duration>,
     pub restart: bool,
     pub force: bool,
 }
@@ -93,6 +95,14 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     } = *options;
     let plan = Plan::load(path)?;
     let mut tasks = chosen_tasks(&plan, path, only)?;
+    // The run window, and `--max-duration`: when this run must pause.
+    let deadline = match deadline(&plan, options) {
+        Ok(deadline) => deadline,
+        Err(closed) => {
+            eprintln!("{closed}");
+            return Ok(Exit::Success);
+        }
+    };
     let ticket = read_ticket(&plan, options)?;
     if let Some(ticket) = &ticket {
         if let Some(only) = only
@@ -132,6 +142,7 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         &plan.name,
     )?;
     let stop = stop_on_signals();
+    let ended = deadline.map(|(at, why)| pause_at(at, why, stop));
     let one = OneTask {
         plan: &plan,
         run,
@@ -202,7 +213,10 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         );
     }
     if one.interrupted.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
-        eprintln!("interrupted: run the same command again to resume");
+        match ended.as_ref().and_then(|e| e.get()) {
+            Some(why) => eprintln!("paused {why}: the next run resumes"),
+            None => eprintln!("interrupted: run the same command again to resume"),
+        }
         return Ok(Exit::Interrupted);
     }
     Ok(exit)
@@ -338,4 +352,72 @@ fn read_ticket(plan: &Plan, options: &Options<'_>) -> Result<Option<crate::run::
         }
         _ => Ok(None),
     }
+}
+
+/// When a run must pause, and why: the end of the plan's run window, or
+/// `--max-duration` from now, whichever comes first. `Err` with the message to show when
+/// the run is outside every window (it then does nothing).
+fn deadline(
+    plan: &Plan,
+    options: &Options<'_>,
+) -> Result<Option<(jiff::Timestamp, String)>, String> {
+    if options.run.is_none() {
+        return Ok(None);
+    }
+    let now = crate::clock::now();
+    let mut deadline = None;
+    if let Some(schedule) = &plan.schedule {
+        match schedule.at(now) {
+            plan::schedule::Now::Closed { opens } => {
+                return Err(format!(
+                    "outside the run window ({}): nothing was done; the next window opens at {}",
+                    schedule.text,
+                    opens.strftime("%Y-%m-%d %H:%M %Z (%a)")
+                ));
+            }
+            plan::schedule::Now::Open { closes } => {
+                deadline = Some((
+                    closes.timestamp(),
+                    format!(
+                        "at the end of the run window ({}, {})",
+                        schedule.text,
+                        closes.strftime("%Y-%m-%d %H:%M %Z")
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(max) = options.max_duration {
+        let at = now
+            .checked_add(jiff::SignedDuration::try_from(max).unwrap_or(jiff::SignedDuration::MAX))
+            .unwrap_or(jiff::Timestamp::MAX);
+        if deadline.as_ref().is_none_or(|(d, _)| at < *d) {
+            deadline = Some((at, "after --max-duration".to_string()));
+        }
+    }
+    Ok(deadline)
+}
+
+/// Sets `stop` at `at` (as a first Ctrl-C would: no new work, what is in flight
+/// finishes, the round stays open); the returned cell says why, once it has.
+fn pause_at(
+    at: jiff::Timestamp,
+    why: String,
+    stop: &'static AtomicBool,
+) -> std::sync::Arc<std::sync::OnceLock<String>> {
+    let ended = std::sync::Arc::new(std::sync::OnceLock::new());
+    let cell = std::sync::Arc::clone(&ended);
+    std::thread::spawn(move || {
+        loop {
+            let left = at.duration_since(crate::clock::now());
+            if left <= jiff::SignedDuration::ZERO {
+                let _ = cell.set(why);
+                stop.store(true, Ordering::SeqCst);
+                return;
+            }
+            let left = std::time::Duration::try_from(left).unwrap_or_default();
+            std::thread::sleep(crate::clock::real(left).min(std::time::Duration::from_millis(200)));
+        }
+    });
+    ended
 }

@@ -10,6 +10,7 @@ mod diagnostic;
 mod expand;
 pub mod graph;
 pub mod raw;
+pub mod schedule;
 mod schema;
 mod secrets;
 mod settings;
@@ -39,6 +40,8 @@ pub struct Plan {
     pub templates: Option<PathBuf>,
     /// `state.keep_rounds`: completed rounds whose journal and item list are kept.
     pub keep_rounds: u32,
+    /// `schedule`: when `ferry run` may work.
+    pub schedule: Option<schedule::Schedule>,
     /// In the order the plan lists them.
     pub tasks: Vec<Task>,
 }

@@ -44,6 +44,10 @@ pub struct RawPlan {
     #[serde(default)]
     #[schemars(with = "RawState")]
     pub state: Option<RawState>,
+    /// When `ferry run` may work.
+    #[serde(default)]
+    #[schemars(with = "RawSchedule")]
+    pub schedule: Option<RawSchedule>,
     /// The tasks: one source folder into one destination folder each.
     #[schemars(length(min = 1))]
     pub tasks: Vec<RawTask>,
@@ -59,6 +63,32 @@ pub struct RawReport {
     #[serde(default)]
     #[schemars(with = "String", length(min = 1))]
     pub templates: Option<String>,
+}
+
+/// When `ferry run` may work: outside every window it exits 0 at once, saying when the
+/// next opens; inside one it pauses (exit 3) when the window closes, and the next run
+/// resumes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// One window or a list: `[DAYS ]HH:MM-HH:MM`, as `Mon-Fri 19:00-07:00` (a window
+    /// that ends before it starts runs past midnight) or `Sat,Sun 00:00-24:00`.
+    #[serde(default)]
+    #[schemars(with = "WindowList")]
+    pub window: Option<serde_json::Value>,
+    /// The IANA time zone of the windows, as `Europe/Paris`. Default: UTC.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub time_zone: Option<String>,
+}
+
+/// One window, or several.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "only describes the schema")]
+enum WindowList {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// How much of the tasks' state is kept.

@@ -158,6 +158,7 @@ pub(crate) fn validate(
         .as_ref()
         .and_then(|s| s.kind)
         .unwrap_or(StagingKind::Local);
+    let schedule = schedule(&mut c);
     foreign_keys(&mut c, kind);
     let azure = (kind == StagingKind::Azure)
         .then(|| azure(&mut c))
@@ -177,6 +178,7 @@ pub(crate) fn validate(
                 s3,
             },
             templates,
+            schedule,
             keep_rounds: value
                 .pointer("/state/keep_rounds")
                 .and_then(Value::as_u64)
@@ -363,6 +365,66 @@ fn secret(c: &mut Checker<'_>, pointer: &str) -> Option<Secret> {
             None
         }
     }
+}
+
+/// The plan's run windows, each checked at its place.
+fn schedule(c: &mut Checker<'_>) -> Option<super::schedule::Schedule> {
+    let value = c.doc.value.get("schedule")?.clone();
+    let zone_text = value
+        .get("time_zone")
+        .and_then(Value::as_str)
+        .unwrap_or("UTC")
+        .to_string();
+    let zone = match jiff::tz::TimeZone::get(&zone_text) {
+        Ok(zone) => Some(zone),
+        Err(_) => {
+            c.at_value(
+                "/schedule/time_zone",
+                format!("`{zone_text}` is not an IANA time zone (as `Europe/Paris` or `UTC`)"),
+            );
+            None
+        }
+    };
+    let texts: Vec<(String, String)> = match value.get("window") {
+        Some(Value::String(one)) => vec![("/schedule/window".into(), one.clone())],
+        Some(Value::Array(many)) => many
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| Some((format!("/schedule/window/{i}"), w.as_str()?.to_string())))
+            .collect(),
+        _ => {
+            c.at_value(
+                "/schedule",
+                "a schedule needs `window`, as `Mon-Fri 19:00-07:00`",
+            );
+            return None;
+        }
+    };
+    let mut windows = Vec::new();
+    for (pointer, text) in &texts {
+        match super::schedule::Window::parse(text) {
+            Ok(w) => windows.push(w),
+            Err(message) => c.at_value(pointer, message),
+        }
+    }
+    if windows.is_empty() || windows.len() != texts.len() {
+        if texts.is_empty() {
+            c.at_value("/schedule/window", "expected at least one window");
+        }
+        return None;
+    }
+    Some(super::schedule::Schedule {
+        windows,
+        zone: zone?,
+        text: format!(
+            "{} {zone_text}",
+            texts
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 /// Completed rounds whose journal and item list are kept, unless the plan says.

@@ -12,6 +12,7 @@ mod reports;
 mod run;
 mod s3;
 mod scan;
+mod schedule;
 mod schema;
 mod session;
 mod validate;
