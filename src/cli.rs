@@ -112,6 +112,10 @@ pub enum Command {
         /// is in flight finishes, and the next run resumes. As `2h` or `90m`.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         max_duration: Option<std::time::Duration>,
+        /// Write the run's progress to FILE in the Prometheus text format (for
+        /// node_exporter's textfile collector), every few seconds and at the end.
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
         /// Set aside an unfinished round (needed when the plan changed since it began)
         /// and start a new one; what it already moved is kept.
         #[arg(long)]

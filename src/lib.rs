@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             stages,
             ticket,
             max_duration,
+            metrics_file,
             restart,
             force,
         } => command::run::run(
@@ -66,6 +67,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 run: Some(stages.into()),
                 ticket: ticket.as_deref(),
                 max_duration,
+                metrics: metrics_file.as_deref(),
                 restart,
                 force,
             },

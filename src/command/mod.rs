@@ -6,6 +6,7 @@ pub mod delete;
 pub mod dry_run;
 pub mod error;
 pub mod gc;
+pub mod metrics;
 pub mod report;
 pub mod run;
 pub mod status;

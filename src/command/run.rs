@@ -78,6 +78,8 @@ pub struct Options<'a> {
     pub ticket: Option<&'a Path>,
     /// `--max-duration`: the run pauses (exit 3) this long after it starts.
     pub max_duration: Option<std::time::Duration>,
+    /// `--metrics-file`: where the Prometheus text file goes.
+    pub metrics: Option<&'a Path>,
     pub restart: bool,
     pub force: bool,
 }
@@ -143,6 +145,11 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     )?;
     let stop = stop_on_signals();
     let ended = deadline.map(|(at, why)| pause_at(at, why, stop));
+    // Written every few seconds, and once more however the run ends.
+    let _metrics = options.metrics.map(|path| {
+        let names = tasks.iter().map(|t| t.name.clone()).collect();
+        super::metrics::Metrics::start(&plan, names, path)
+    });
     let one = OneTask {
         plan: &plan,
         run,

@@ -6,6 +6,7 @@ mod gc;
 mod graph;
 mod harness;
 mod layers;
+mod metrics;
 mod plans;
 mod reliability;
 mod reports;
