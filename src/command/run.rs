@@ -106,6 +106,11 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         }
     };
     let ticket = read_ticket(&plan, options)?;
+    if run.is_some()
+        && let Some(bandwidth) = &plan.bandwidth
+    {
+        crate::staging::throttle::install(bandwidth);
+    }
     if let Some(ticket) = &ticket {
         if let Some(only) = only
             && ticket.task(only).is_none()

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Place};
 pub use raw::StagingKind;
+pub use schedule::Bandwidth;
 pub(crate) use schema::closest;
 pub use schema::schema_json;
 pub use secrets::SecretError;
@@ -42,6 +43,8 @@ pub struct Plan {
     pub keep_rounds: u32,
     /// `schedule`: when `ferry run` may work.
     pub schedule: Option<schedule::Schedule>,
+    /// `bandwidth`: the most bytes a second put into or read from staging.
+    pub bandwidth: Option<Bandwidth>,
     /// In the order the plan lists them.
     pub tasks: Vec<Task>,
 }

@@ -48,6 +48,10 @@ pub struct RawPlan {
     #[serde(default)]
     #[schemars(with = "RawSchedule")]
     pub schedule: Option<RawSchedule>,
+    /// How fast staging may be written and read.
+    #[serde(default)]
+    #[schemars(with = "RawBandwidth")]
+    pub bandwidth: Option<RawBandwidth>,
     /// The tasks: one source folder into one destination folder each.
     #[schemars(length(min = 1))]
     pub tasks: Vec<RawTask>,
@@ -80,6 +84,32 @@ pub struct RawSchedule {
     #[serde(default)]
     #[schemars(with = "String")]
     pub time_zone: Option<String>,
+}
+
+/// How fast staging may be written and read, by the whole run (all its workers and
+/// tasks together): every byte put into staging or read from it counts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBandwidth {
+    /// The limit, as `50MiB/s`. Default: none.
+    #[serde(default)]
+    #[schemars(with = "String")]
+    pub limit: Option<String>,
+    /// Other limits inside windows (in `schedule.time_zone`, else UTC); the first
+    /// window open says.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawBandwidthWindow>")]
+    pub schedule: Option<serde_json::Value>,
+}
+
+/// A limit inside a window.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBandwidthWindow {
+    /// `[DAYS ]HH:MM-HH:MM`, as `Mon-Fri 08:00-18:00`.
+    pub window: String,
+    /// The limit inside it, as `10MiB/s`.
+    pub limit: String,
 }
 
 /// One window, or several.

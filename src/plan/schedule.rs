@@ -28,6 +28,26 @@ pub struct Schedule {
     pub text: String,
 }
 
+/// `bandwidth`: a limit in bytes a second, and other limits inside given windows.
+#[derive(Clone, Debug)]
+pub struct Bandwidth {
+    /// Outside every window of `by_window`; `None`: no limit.
+    pub limit: Option<u64>,
+    pub by_window: Vec<(Schedule, u64)>,
+}
+
+impl Bandwidth {
+    /// The limit at `now`: the first window open then says, else the default.
+    pub fn at(&self, now: Timestamp) -> Option<u64> {
+        for (schedule, limit) in &self.by_window {
+            if matches!(schedule.at(now), Now::Open { .. }) {
+                return Some(*limit);
+            }
+        }
+        self.limit
+    }
+}
+
 /// Where `now` is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Now {

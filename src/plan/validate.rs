@@ -159,6 +159,7 @@ pub(crate) fn validate(
         .and_then(|s| s.kind)
         .unwrap_or(StagingKind::Local);
     let schedule = schedule(&mut c);
+    let bandwidth = bandwidth(&mut c, schedule.as_ref());
     foreign_keys(&mut c, kind);
     let azure = (kind == StagingKind::Azure)
         .then(|| azure(&mut c))
@@ -178,6 +179,7 @@ pub(crate) fn validate(
                 s3,
             },
             templates,
+            bandwidth,
             schedule,
             keep_rounds: value
                 .pointer("/state/keep_rounds")
@@ -425,6 +427,69 @@ fn schedule(c: &mut Checker<'_>) -> Option<super::schedule::Schedule> {
                 .join(", ")
         ),
     })
+}
+
+/// A rate as `50MiB/s`: bytes a second, at least 1 KiB.
+fn rate(c: &mut Checker<'_>, pointer: &str) -> Option<u64> {
+    let text = c.doc.value.pointer(pointer)?.as_str()?.to_string();
+    let parsed = text
+        .strip_suffix("/s")
+        .ok_or_else(|| format!("`{text}` is not a rate: expected a size a second, as `50MiB/s`"))
+        .and_then(|size| Size::parse(size.trim()));
+    match parsed {
+        Ok(size) if size.0 >= 1024 => Some(size.0),
+        Ok(_) => {
+            c.at_value(pointer, "a rate must be at least 1KiB/s");
+            None
+        }
+        Err(message) => {
+            c.at_value(pointer, message);
+            None
+        }
+    }
+}
+
+/// The plan's bandwidth limits; their windows are in the schedule's time zone.
+fn bandwidth(
+    c: &mut Checker<'_>,
+    schedule: Option<&super::schedule::Schedule>,
+) -> Option<super::schedule::Bandwidth> {
+    let value = c.doc.value.get("bandwidth")?.clone();
+    let limit = rate(c, "/bandwidth/limit");
+    let zone = schedule.map_or(jiff::tz::TimeZone::UTC, |s| s.zone.clone());
+    let mut by_window = Vec::new();
+    let entries = value
+        .get("schedule")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, entry) in entries.iter().enumerate() {
+        let window = entry.get("window").and_then(Value::as_str).unwrap_or("");
+        let window = match super::schedule::Window::parse(window) {
+            Ok(w) => Some(w),
+            Err(message) => {
+                c.at_value(&format!("/bandwidth/schedule/{i}/window"), message);
+                None
+            }
+        };
+        let limit = rate(c, &format!("/bandwidth/schedule/{i}/limit"));
+        if let (Some(window), Some(limit)) = (window, limit) {
+            let text = entry
+                .get("window")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            by_window.push((
+                super::schedule::Schedule {
+                    windows: vec![window],
+                    zone: zone.clone(),
+                    text,
+                },
+                limit,
+            ));
+        }
+    }
+    Some(super::schedule::Bandwidth { limit, by_window })
 }
 
 /// Completed rounds whose journal and item list are kept, unless the plan says.

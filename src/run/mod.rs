@@ -243,9 +243,9 @@ pub fn run_task(
     };
     // With a ticket's Azure grant, the container is reached through it alone.
     let staging: Box<dyn Staging> = match ticket.and_then(|t| t.azure.clone()) {
-        Some(grant) => Box::new(
+        Some(grant) => crate::staging::throttle::staging(Box::new(
             crate::staging::azure::Granted::new(grant, task.settings.retries).map_err(unusable)?,
-        ),
+        )),
         None => crate::staging::open(&plan.staging, task.settings.retries).map_err(unusable)?,
     };
     let mut round = Round {

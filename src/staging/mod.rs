@@ -18,6 +18,7 @@ pub mod memory;
 mod object;
 mod retry;
 pub mod s3;
+pub mod throttle;
 
 use std::io::{self, Read, Write};
 
@@ -105,7 +106,7 @@ pub fn open(staging: &crate::plan::Staging, retries: Retries) -> io::Result<Box<
             Box::new(s3::S3Staging::new(s3, retries)?)
         }
     };
-    Ok(backend)
+    Ok(throttle::staging(backend))
 }
 
 /// Names of containers and objects: short ASCII words, so that no backend has to escape

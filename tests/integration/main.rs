@@ -1,5 +1,6 @@
 //! Integration tests: the real `ferry` binary, driven from the outside.
 
+mod bandwidth;
 mod cli;
 mod cloud;
 mod gc;
