@@ -53,16 +53,17 @@ fn outside_the_window_nothing_is_done() {
     assert_same_tree(&f.path("src"), &f.path("dest"));
 }
 
-/// The window closes during the run (the set clock runs a million times faster): the
-/// run pauses with exit 3, saying why, and the next run inside a window resumes the
-/// same round and completes it.
+/// The window closes during the run (the set clock runs a thousand times faster, so
+/// its last thirty seconds pass in thirty milliseconds: enough to find the window open,
+/// not enough to finish): the run pauses with exit 3, saying why, and the next run
+/// inside a window resumes the same round and completes it.
 #[test]
 fn the_window_closing_pauses_the_run_and_the_next_run_resumes() {
     let mut f = Fixture::new();
     tree(&f);
     windowed(&f, "[\"Mon-Fri 19:00-07:00\"]");
-    // Tuesday 06:59:59 in Paris, a second before the window closes.
-    f.env("FERRY_TEST_CLOCK", "2026-12-01T05:59:59Z@1000000");
+    // Tuesday 06:59:30 in Paris, thirty seconds before the window closes.
+    f.env("FERRY_TEST_CLOCK", "2026-12-01T05:59:30Z@1000");
     let paused = f.ferry(&["run", "plan.yaml", "--workers", "1"]);
     paused.assert_code(3);
     assert!(
