@@ -30,16 +30,7 @@ cargo build --release --quiet --manifest-path "$tree/Cargo.toml" --target-dir "$
 cp target/ab/release/ferry "$work/ferry-a"
 
 plan() { # SRC DST
-    cat > "$work/plan.yaml" <<PLAN
-version: 1
-name: bench
-working_folder: $work/state
-defaults: { rules: posix }
-tasks:
-  - name: t
-    source: $1
-    destination: $2
-PLAN
+    one_task_plan "$work/plan.yaml" bench "$work/state" "$1" "$2"
 }
 
 # one BIN KIND SRC: a timed run; appends "wall rss" to $work/BIN-KIND

@@ -7,6 +7,8 @@
 #                  there, else generated), for benchmarks that change their source
 #   corpus NAME [SCALE] -- prints the path of corpus NAME under $dir, generating it once
 #   median       -- the median of the numbers on stdin, one per line
+#   one_task_plan FILE NAME STATE SRC DST -- writes a plan NAME with one task, SRC into
+#                  DST, its state in STATE, posix rules
 dir=${BENCH_DIR:-/mnt/bench}
 make_corpus=${MAKE_CORPUS:-../shared/bench/make-corpus}
 timer=/usr/bin/time
@@ -45,3 +47,16 @@ corpus() { # name [scale]
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+one_task_plan() { # file name state src dst
+    cat > "$1" <<PLAN
+version: 1
+name: $2
+working_folder: $3
+defaults: { rules: posix }
+tasks:
+  - name: t
+    source: $4
+    destination: $5
+PLAN
+}

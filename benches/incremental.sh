@@ -35,16 +35,7 @@ timed() { # OUT COMMAND...: appends the wall time in seconds to OUT
     tail -n 1 "$work/t" >> "$out"
 }
 plan() { # NAME DEST
-    cat > "$work/$1.yaml" <<PLAN
-version: 1
-name: $1
-working_folder: $work/state
-defaults: { rules: posix }
-tasks:
-  - name: t
-    source: $src
-    destination: $2
-PLAN
+    one_task_plan "$work/$1.yaml" "$1" "$work/state" "$src" "$2"
 }
 
 # 1. No change.

@@ -30,16 +30,7 @@ run() {
         rsync) "$timer" -f '%e %M' -o "$work/t" rsync -a "$src/" "$dst/" ;;
         rclone) "$timer" -f '%e %M' -o "$work/t" rclone copy --links "$src" "$dst" ;;
         ferry)
-            cat > "$work/plan.yaml" <<PLAN
-version: 1
-name: bench
-working_folder: $work/state
-defaults: { rules: posix }
-tasks:
-  - name: t
-    source: $src
-    destination: $dst
-PLAN
+            one_task_plan "$work/plan.yaml" bench "$work/state" "$src" "$dst"
             "$timer" -f '%e %M' -o "$work/t" "$ferry" run "$work/plan.yaml" > /dev/null 2> "$work/ferry.log" \
                 || { echo "ferry failed:" >&2; cat "$work/ferry.log" >&2; exit 1; }
             ;;

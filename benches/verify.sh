@@ -21,16 +21,7 @@ work="$dir/verify-bench"
 rm -rf "$work"
 mkdir -p "$work"
 src=$(corpus "$corpus_name")
-cat > "$work/plan.yaml" <<PLAN
-version: 1
-name: bench
-working_folder: $work/state
-defaults: { rules: posix }
-tasks:
-  - name: t
-    source: $src
-    destination: $work/dst
-PLAN
+one_task_plan "$work/plan.yaml" bench "$work/state" "$src" "$work/dst"
 "$ferry" run "$work/plan.yaml" > /dev/null 2>&1
 checkers=$(( $(nproc) * 4 ))
 for _ in $(seq "$runs"); do

@@ -111,38 +111,7 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     {
         crate::staging::throttle::install(bandwidth);
     }
-    if let Some(ticket) = &ticket {
-        if let Some(only) = only
-            && ticket.task(only).is_none()
-        {
-            return Err(crate::run::RunError::from(crate::run::TicketError::NoTask {
-                path: options.ticket.unwrap_or(Path::new("")).to_path_buf(),
-                task: only.to_string(),
-            })
-            .into());
-        }
-        // The ticket says which tasks were staged: only they are imported.
-        tasks.retain(|t| ticket.task(&t.name).is_some());
-    }
-    // Every root is checked before any task starts: a broken mount found late would
-    // leave half a plan done.
-    for task in &tasks {
-        match run {
-            Some(stages) if !stages.send => crate::run::check_import_access(&plan, task)?,
-            _ => crate::run::check_access(&plan, task)?,
-        }
-        // A ticket's container is checked by using it: this side may hold no account
-        // key (Azure), or keys that can only get and put (S3).
-        let ticketed = ticket
-            .as_ref()
-            .is_some_and(|t| t.task(&task.name).is_some());
-        if !ticketed && run.is_some_and(|s| !s.send) {
-            crate::run::check_no_ticket(&plan, task)?;
-        }
-        if !ticketed {
-            crate::run::check_staging(&plan, task)?;
-        }
-    }
+    check_tasks(&plan, &mut tasks, ticket.as_ref(), options)?;
     // One run of a plan at a time; the checks above only read.
     let _lock = crate::state::lock::PlanLock::take(
         crate::state::layout::PlanLayout::of(&plan).folder(),
@@ -204,26 +173,8 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     if run.is_some() && !plan_summaries(&plan) {
         exit = Exit::Fatal;
     }
-    // The safe part of `ferry gc`: keys that expired, and the data only they open.
-    if run.is_some() {
-        let now = jiff::Timestamp::now().as_second();
-        for task in &tasks {
-            for line in crate::run::gc::expired_keys(&plan, task, now) {
-                eprintln!("gc: {line}");
-            }
-        }
-    }
     let handed = one.handed.into_inner().unwrap_or_else(|e| e.into_inner());
-    if !handed.is_empty() {
-        let path = options.ticket.unwrap_or(Path::new("ticket")).to_path_buf();
-        let handed: Vec<&crate::run::HandOver> = handed.iter().collect();
-        crate::run::write_ticket(&plan, &handed, &path)?;
-        eprintln!(
-            "ticket: {} (mode 0600; it holds the round's key until it expires): import at another site with `ferry run {} --stages import --ticket FILE`",
-            crate::shown::escape_path(&path),
-            crate::shown::escape_path(path_of_plan(&plan))
-        );
-    }
+    after_tasks(&plan, &tasks, &handed, options)?;
     if one.interrupted.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
         match ended.as_ref().and_then(|e| e.get()) {
             Some(why) => eprintln!("paused {why}: the next run resumes"),
@@ -341,11 +292,6 @@ impl OneTask<'_> {
     }
 }
 
-/// The plan file as the user named it.
-fn path_of_plan(plan: &Plan) -> &Path {
-    &plan.file
-}
-
 /// The ticket an importing run was given, checked; `--ticket` elsewhere is only where
 /// a staging run writes one.
 fn read_ticket(plan: &Plan, options: &Options<'_>) -> Result<Option<crate::run::Ticket>, Error> {
@@ -432,4 +378,75 @@ fn pause_at(
         }
     });
     ended
+}
+
+/// Narrows the tasks to a ticket's, and checks every task's roots and staging before
+/// any starts: a broken mount found late would leave half a plan done.
+fn check_tasks(
+    plan: &Plan,
+    tasks: &mut Vec<&plan::Task>,
+    ticket: Option<&crate::run::Ticket>,
+    options: &Options<'_>,
+) -> Result<(), Error> {
+    let (only, run) = (options.only, options.run);
+    if let Some(ticket) = ticket {
+        if let Some(only) = only
+            && ticket.task(only).is_none()
+        {
+            return Err(crate::run::RunError::from(crate::run::TicketError::NoTask {
+                path: options.ticket.unwrap_or(Path::new("")).to_path_buf(),
+                task: only.to_string(),
+            })
+            .into());
+        }
+        // The ticket says which tasks were staged: only they are imported.
+        tasks.retain(|t| ticket.task(&t.name).is_some());
+    }
+    for task in tasks.iter() {
+        match run {
+            Some(stages) if !stages.send => crate::run::check_import_access(plan, task)?,
+            _ => crate::run::check_access(plan, task)?,
+        }
+        // A ticket's container is checked by using it: this side may hold no account
+        // key (Azure), or keys that can only get and put (S3).
+        let ticketed = ticket.is_some_and(|t| t.task(&task.name).is_some());
+        if !ticketed && run.is_some_and(|s| !s.send) {
+            crate::run::check_no_ticket(plan, task)?;
+        }
+        if !ticketed {
+            crate::run::check_staging(plan, task)?;
+        }
+    }
+    Ok(())
+}
+
+/// What follows the tasks of a run: expired keys go with their data (the safe part of
+/// `ferry gc`), and a staging run asked for a ticket writes it.
+fn after_tasks(
+    plan: &Plan,
+    tasks: &[&plan::Task],
+    handed: &[crate::run::HandOver],
+    options: &Options<'_>,
+) -> Result<(), Error> {
+    if options.run.is_some() {
+        // Keys are dated on the system's clock, as they were made.
+        let now = jiff::Timestamp::now().as_second();
+        for task in tasks {
+            for line in crate::run::gc::expired_keys(plan, task, now) {
+                eprintln!("gc: {line}");
+            }
+        }
+    }
+    if let Some(path) = options.ticket
+        && !handed.is_empty()
+    {
+        let handed: Vec<&crate::run::HandOver> = handed.iter().collect();
+        crate::run::write_ticket(plan, &handed, path)?;
+        eprintln!(
+            "ticket: {} (mode 0600; it holds the round's key until it expires): import at another site with `ferry run {} --stages import --ticket FILE`",
+            crate::shown::escape_path(path),
+            crate::shown::escape_path(&plan.file)
+        );
+    }
+    Ok(())
 }

@@ -10,7 +10,6 @@ use std::io::{self, Read as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -53,6 +52,8 @@ impl Verdict {
 /// One file to compare: where it should be at the destination, and what it should be.
 struct Expected {
     dest: PathBuf,
+    /// Its size, as the scan or the index knows it (for progress).
+    size: u64,
     want: Want,
 }
 
@@ -143,6 +144,7 @@ fn verify_task(
                 {
                     expected.push(Expected {
                         dest: entry.dest.clone(),
+                        size: entry.meta.size,
                         want: Want::Source(entry.source()),
                     });
                 }
@@ -158,38 +160,26 @@ fn verify_task(
                 if known.kind == crate::package::KIND_FILE && sampled(&dest) {
                     expected.push(Expected {
                         dest,
+                        size: known.size,
                         want: Want::Hash(known.hash),
                     });
                 }
             }
         }
     }
-    let bytes: u64 = expected
-        .iter()
-        .map(|e| match &e.want {
-            Want::Source(p) => fs::symlink_metadata(p).map_or(0, |m| m.len()),
-            Want::Hash(_) => 0,
-        })
-        .sum();
-    let _ = reporter.sender().send(Event::Planned { bytes });
-    let events = Mutex::new(reporter.sender());
+    let bytes: u64 = expected.iter().map(|e| e.size).sum();
+    let events = reporter.sender();
+    let _ = events.send(Event::Planned { bytes });
     let destination = &task.destination;
     let mut rows: Vec<Row> = expected
         .par_iter()
         .map(|item| {
             let row = compare(destination, item);
-            let size = match &item.want {
-                Want::Source(p) => fs::symlink_metadata(p).map_or(0, |m| m.len()),
-                Want::Hash(_) => 0,
-            };
-            let failed = u64::from(row.verdict != Verdict::Same);
-            if let Ok(events) = events.lock() {
-                let _ = events.send(Event::Progress {
-                    items: 1,
-                    bytes: size,
-                    failed,
-                });
-            }
+            let _ = events.send(Event::Progress {
+                items: 1,
+                bytes: item.size,
+                failed: u64::from(row.verdict != Verdict::Same),
+            });
             row
         })
         .collect();

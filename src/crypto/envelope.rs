@@ -137,6 +137,16 @@ pub enum SealError {
     Io(#[from] io::Error),
 }
 
+/// Sealing happens inside a put's writer, which speaks `io::Error`.
+impl From<SealError> for io::Error {
+    fn from(e: SealError) -> io::Error {
+        match e {
+            SealError::Io(e) => e,
+            SealError::Random(e) => io::Error::other(e.to_string()),
+        }
+    }
+}
+
 /// Why an object could not be opened. The one public message for a bad object names
 /// only its package.
 #[derive(Debug, thiserror::Error)]

@@ -98,11 +98,11 @@ pub fn container_name(task: &str, round: u32, container_id: &[u8; 16]) -> String
     format!("{slug}-r{round}-{}", hex(&container_id[..8]))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+pub(crate) fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N {
         return None;
     }

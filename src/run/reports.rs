@@ -108,26 +108,23 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
         return out;
     }
     match (&run.for_ticket, &run.handed_over) {
-        (Some(_), _) => {
+        (ticket, Some(key)) => {
+            let how = match ticket {
+                Some(_) => "at the destination's site with the ticket".to_string(),
+                None => format!(
+                    "with `ferry run --stages import` (key file {})",
+                    key.display()
+                ),
+            };
             let _ = writeln!(
                 out,
-                "run {}: staged {} package{}; import them at the destination's site with the ticket",
+                "run {}: staged {} package{}; import them {how}",
                 task.name,
                 run.counters.staged,
                 if run.counters.staged == 1 { "" } else { "s" },
             );
         }
-        (None, Some(key)) => {
-            let _ = writeln!(
-                out,
-                "run {}: staged {} package{}; import them with `ferry run --stages import` (key file {})",
-                task.name,
-                run.counters.staged,
-                if run.counters.staged == 1 { "" } else { "s" },
-                key.display()
-            );
-        }
-        (None, None) => {
+        (_, None) => {
             let _ = writeln!(
                 out,
                 "run {}: imported {} item{} ({}) into {}; {} already up to date; {} deleted; {} failed",

@@ -16,7 +16,7 @@ use std::io::{Read as _, Write as _};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use super::*;
-use crate::crypto::keyfile::{self, Private};
+use crate::crypto::keyfile::{self, Private, hex, unhex};
 use crate::staging::azure::Grant;
 
 /// Objects of a round's own state, beside its packages (numbered from 0 up, never near
@@ -127,8 +127,8 @@ impl std::fmt::Debug for TicketTask {
 
 impl TicketTask {
     fn key_file(&self) -> Option<KeyFile> {
-        let key = Zeroizing::new(hex_bytes::<32>(&self.key)?);
-        let container_id = hex_bytes::<16>(&self.container_id)?;
+        let key = Zeroizing::new(unhex::<32>(&self.key)?);
+        let container_id = unhex::<16>(&self.container_id)?;
         Some(KeyFile {
             key: ContainerKey::from_bytes(*key),
             container_id,
@@ -137,21 +137,6 @@ impl TicketTask {
             expires_at: self.expires_at,
         })
     }
-}
-
-fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The ticket file.
@@ -341,10 +326,7 @@ fn put_file(
         };
         container
             .put(&key.key.object_name(id), &mut |out| {
-                envelope::seal(&key.key, &seal, &payload, out).map_err(|e| match e {
-                    envelope::SealError::Io(e) => e,
-                    envelope::SealError::Random(e) => io::Error::other(e.to_string()),
-                })
+                envelope::seal(&key.key, &seal, &payload, out).map_err(io::Error::from)
             })
             .map_err(failed)?;
         chunks += 1;
@@ -589,10 +571,7 @@ impl Round<'_> {
         };
         container
             .put(&key.key.object_name(RESULT_HEAD), &mut |out| {
-                envelope::seal(&key.key, &seal, &head, out).map_err(|e| match e {
-                    envelope::SealError::Io(e) => e,
-                    envelope::SealError::Random(e) => io::Error::other(e.to_string()),
-                })
+                envelope::seal(&key.key, &seal, &head, out).map_err(io::Error::from)
             })
             .map(|_| ())
     }

@@ -145,13 +145,6 @@ pub(super) type Fill<'a> =
 /// interrupted upload resumes at the next block.
 const BLOCKS_FROM: usize = 2 * BLOCK_SIZE;
 
-fn sealing(e: envelope::SealError) -> io::Error {
-    match e {
-        envelope::SealError::Io(e) => e,
-        envelope::SealError::Random(e) => io::Error::other(e.to_string()),
-    }
-}
-
 /// What every worker shares.
 pub(super) struct Shared<'a> {
     pub(super) task: &'a Task,
@@ -441,7 +434,7 @@ impl Shared<'_> {
             }
             _ => {
                 self.container.put(&name, &mut |out| {
-                    envelope::seal(&self.key.key, &seal, &payload, out).map_err(sealing)
+                    envelope::seal(&self.key.key, &seal, &payload, out).map_err(io::Error::from)
                 })?;
             }
         }
@@ -465,7 +458,7 @@ impl Shared<'_> {
         let mut sealed = Vec::with_capacity(payload.len() + payload.len() / 512 + 4096);
         if let Some(earlier) = self.uploads.get(&id) {
             envelope::seal_resumable(key, seal, earlier.salt, payload, &mut sealed)
-                .map_err(sealing)?;
+                .map_err(io::Error::from)?;
             if *blake3::hash(&sealed).as_bytes() == earlier.sealed {
                 match self.upload(blocks, id, name, &sealed, earlier.clone()) {
                     Ok(()) => return Ok(()),
@@ -481,7 +474,7 @@ impl Shared<'_> {
         }
         let mut salt = [0u8; 32];
         crate::crypto::random(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
-        envelope::seal_resumable(key, seal, salt, payload, &mut sealed).map_err(sealing)?;
+        envelope::seal_resumable(key, seal, salt, payload, &mut sealed).map_err(io::Error::from)?;
         let upload = Upload {
             upload: blocks.begin(name)?,
             salt,

@@ -231,16 +231,7 @@ fn no_secret_is_written_anywhere() {
         imported.stderr.clone(),
         help.stdout(),
     ];
-    let mut stack = vec![f.path("state")];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                texts.push(String::from_utf8_lossy(&fs::read(entry.path()).unwrap()).into_owned());
-            }
-        }
-    }
+    texts.extend(crate::harness::file_texts(&f.path("state")));
     for text in &texts {
         assert!(
             !text
@@ -715,16 +706,7 @@ fn a_killed_upload_resumes_at_the_next_block() {
     }
     let f = Fixture::new();
     const SIZE: u64 = 40 << 20;
-    // Incompressible: xorshift64.
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let data: Vec<u8> = (0..SIZE / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let data = crate::harness::incompressible(SIZE as usize, 0x2545_F491_4F6C_DD1D);
     f.file("src/image.bin", &data);
     drop(data);
     f.file("key.txt", KEY);

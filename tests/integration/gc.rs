@@ -2,7 +2,6 @@
 //! lists; listed first, deleted with --yes; never the destination or the reports.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt as _;
 
 use crate::harness::Fixture;
 
@@ -13,13 +12,7 @@ fn plan(keep: u32) -> String {
 }
 
 fn staged_objects(f: &Fixture) -> usize {
-    let mut n = 0;
-    for container in fs::read_dir(f.path("state/staging")).unwrap().flatten() {
-        fs::set_permissions(container.path(), fs::Permissions::from_mode(0o700)).unwrap();
-        n += fs::read_dir(container.path()).unwrap().count();
-        fs::set_permissions(container.path(), fs::Permissions::from_mode(0o300)).unwrap();
-    }
-    n
+    crate::harness::staged_objects(f).len()
 }
 
 /// A key that expired is listed, then deleted with the data it opens.

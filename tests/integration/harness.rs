@@ -359,3 +359,53 @@ fn check_round(folder: &Path) {
         );
     }
 }
+
+/// `bytes` of data no compressor can shrink (xorshift64 from `seed`), so that sizes in
+/// staging are the sizes of the files.
+pub fn incompressible(bytes: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// The objects in a fixture's local staging and their sizes (each container is a 0300
+/// folder, opened for the count and closed again).
+pub fn staged_objects(f: &Fixture) -> Vec<(PathBuf, u64)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut objects = Vec::new();
+    let Ok(containers) = std::fs::read_dir(f.path("state/staging")) else {
+        return objects;
+    };
+    for container in containers.flatten() {
+        let path = container.path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        for object in std::fs::read_dir(&path).unwrap().flatten() {
+            objects.push((object.path(), object.metadata().unwrap().len()));
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o300)).unwrap();
+    }
+    objects
+}
+
+/// The contents of every file under `root`, as text (lossy), for searching them.
+pub fn file_texts(root: &Path) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                texts.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+    }
+    texts
+}

@@ -600,16 +600,7 @@ fn wait_for_assembly(folder: &Path, bytes: u64, child: &mut std::process::Child)
 }
 
 fn random_file(f: &Fixture, relative: &str, bytes: usize, seed: u64) {
-    let mut state = seed | 1;
-    let data: Vec<u8> = (0..bytes)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect();
-    f.file(relative, &data);
+    f.file(relative, crate::harness::incompressible(bytes, seed));
 }
 
 fn kill_9(child: &mut std::process::Child) {

@@ -106,15 +106,7 @@ fn a_round_through_s3_arrives_identical_and_leaves_nothing_behind() {
     let mut f = Fixture::new();
     tree(&f);
     // A package above 16 MiB goes up as a multipart upload.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let large: Vec<u8> = (0..(20 << 20) / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect();
+    let large = crate::harness::incompressible(20 << 20, 0x9E37_79B9_7F4A_7C15);
     f.file("src/large.bin", &large);
     let bucket = bucket("trip");
     s3_plan(&mut f, &bucket);
@@ -183,16 +175,7 @@ fn a_flipped_byte_is_refused_and_no_secret_is_written() {
         run.stderr.clone(),
         converged.stderr.clone(),
     ];
-    let mut stack = vec![f.path("state")];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                texts.push(String::from_utf8_lossy(&fs::read(entry.path()).unwrap()).into_owned());
-            }
-        }
-    }
+    texts.extend(crate::harness::file_texts(&f.path("state")));
     for text in &texts {
         assert!(
             !text.contains(SECRET),
