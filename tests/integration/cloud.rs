@@ -814,3 +814,73 @@ fn a_result_that_cannot_be_handed_back_keeps_the_round_open() {
             .unwrap();
     assert_eq!(session["round"], 2, "{session}");
 }
+
+/// With `deletions: mirror` across two sites: a file deleted at the source is deleted
+/// at the destination, and when it comes back with its old time (restored from a
+/// backup with `cp -p`), the staging side, having taken the round back, stages it again
+/// rather than taking it for unchanged.
+#[test]
+fn a_file_deleted_and_restored_across_sites_comes_back() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.file("src/keep.txt", "keep");
+    f.file("src/gone.txt", "gone and back");
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    for (file, state, key_env) in [
+        ("source.yaml", "state-source", "FERRY_TEST_AZURE_KEY"),
+        (
+            "destination.yaml",
+            "state-destination",
+            "FERRY_TEST_NO_KEY_HERE",
+        ),
+    ] {
+        f.file(
+            file,
+            format!(
+                "version: 1\nname: p\nworking_folder: {state}\nstaging:\n  kind: azure\n  account: {ACCOUNT}\n  endpoint: http://{HOST}/{ACCOUNT}\n  credential: {{ env: {key_env} }}\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix, deletions: mirror, max_delete: {{ percent: 100 }} }}\n"
+            ),
+        );
+    }
+    let stage = [
+        "run",
+        "source.yaml",
+        "--stages",
+        "scan,package,upload",
+        "--ticket",
+        "t.ticket",
+    ];
+    let import = [
+        "run",
+        "destination.yaml",
+        "--stages",
+        "import",
+        "--ticket",
+        "t.ticket",
+    ];
+    let when = fs::metadata(f.path("src/gone.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    f.ferry(&stage).assert_code(0);
+    f.ferry(&import).assert_code(0);
+    fs::remove_file(f.path("src/gone.txt")).unwrap();
+    f.ferry(&stage).assert_code(0);
+    f.ferry(&import).assert_code(0);
+    assert!(
+        !f.path("dest/gone.txt").exists(),
+        "the deletion was mirrored"
+    );
+    // Restored as it was, time included.
+    f.file("src/gone.txt", "gone and back");
+    fs::File::options()
+        .write(true)
+        .open(f.path("src/gone.txt"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    f.ferry(&stage).assert_code(0);
+    f.ferry(&import).assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+}
