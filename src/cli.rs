@@ -26,6 +26,13 @@ fn after_help() -> String {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Also keep an event log (each task's start and end, failed items, retries,
+    /// pauses) as `text` or `json` lines: in --log-file, else on stderr.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<crate::log::Format>,
+    /// Append the event log to FILE (text lines unless --log-format json).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

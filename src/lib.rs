@@ -6,7 +6,7 @@
 //! (`tests/integration/layers.rs` keeps it so; docs/ARCHITECTURE.md draws it):
 //!
 //! `cli` → `command` → `run` → `scan`, `package`, `import`, `staging`, `crypto`,
-//! `report`, `state` → `plan`, `failure`, `exit`, `shown`.
+//! `report`, `state` → `plan`, `failure`, `exit`, `shown`, `clock`, `log`.
 
 pub mod cli;
 pub mod clock;
@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod exit;
 pub mod failure;
 pub mod import;
+pub mod log;
 pub mod package;
 pub mod plan;
 pub mod report;
@@ -33,6 +34,7 @@ use cli::{Cli, Command};
 /// was asked to print.
 pub fn run(cli: Cli) -> Result<Exit, Error> {
     harden_process();
+    log::start(cli.log_format, cli.log_file.as_deref()).map_err(|e| Error::Usage(e.to_string()))?;
     match cli.command {
         Command::Validate { plans } => Ok(command::validate::run(&plans)),
         Command::Schema => command::schema(),

@@ -87,6 +87,21 @@ pub struct Options<'a> {
 /// Scans (`run` is `None`) or runs the chosen tasks of a plan in dependency order,
 /// after checking every task's roots, holding the plan's lock.
 pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
+    let span = tracing::info_span!("run", plan = tracing::field::Empty);
+    let _entered = span.enter();
+    let started = std::time::Instant::now();
+    let result = run_plan(path, options);
+    let duration = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(exit) => tracing::info!(event = "run_end", exit = exit.code(), duration),
+        Err(e) => {
+            tracing::error!(event = "run_end", exit = e.exit_code().code(), duration, message = %e);
+        }
+    }
+    result
+}
+
+fn run_plan(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     let Options {
         only,
         workers,
@@ -96,11 +111,18 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         ..
     } = *options;
     let plan = Plan::load(path)?;
+    tracing::Span::current().record("plan", plan.name.as_str());
+    tracing::info!(
+        event = "run_start",
+        command = if run.is_some() { "run" } else { "scan" },
+        stages = run.map_or("scan", stages_named),
+    );
     let mut tasks = chosen_tasks(&plan, path, only)?;
     // The run window, and `--max-duration`: when this run must pause.
     let deadline = match deadline(&plan, options) {
         Ok(deadline) => deadline,
         Err(closed) => {
+            tracing::info!(event = "outside_window", message = %closed);
             eprintln!("{closed}");
             return Ok(Exit::Success);
         }
@@ -177,8 +199,14 @@ pub fn run(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     after_tasks(&plan, &tasks, &handed, options)?;
     if one.interrupted.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
         match ended.as_ref().and_then(|e| e.get()) {
-            Some(why) => eprintln!("paused {why}: the next run resumes"),
-            None => eprintln!("interrupted: run the same command again to resume"),
+            Some(why) => {
+                tracing::info!(event = "pause", message = %format!("paused {why}"));
+                eprintln!("paused {why}: the next run resumes");
+            }
+            None => {
+                tracing::info!(event = "pause", message = "interrupted by a signal");
+                eprintln!("interrupted: run the same command again to resume");
+            }
         }
         return Ok(Exit::Interrupted);
     }
@@ -241,23 +269,76 @@ impl OneTask<'_> {
     }
 
     /// Scans or runs one task; true when it is only partly done (failed items, items
-    /// kept back, or a source that is not ready).
+    /// kept back, or a source that is not ready). Its log events carry the plan, the
+    /// task and (once known) the round.
     fn task(&self, task: &plan::Task) -> Result<bool, Error> {
+        let span = tracing::info_span!(
+            "task",
+            plan = %self.plan.name,
+            task = %task.name,
+            round = tracing::field::Empty
+        );
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let result = self.run_task(task);
+        let duration = started.elapsed().as_secs_f64();
+        if let Err(e) = &result {
+            tracing::error!(event = "task_end", result = "error", duration, message = %e);
+        }
+        result.map(|(partial, done)| {
+            let (items, bytes, failed) = done.as_ref().map_or((0, 0, 0), |d| d.counters.mark());
+            // Items the round's scan kept back (reported as failures when it found them).
+            let kept_back = done.as_ref().map_or(0, |d| d.not_migrated);
+            let result = match done {
+                Some(done) if done.interrupted => "paused",
+                Some(_) if self.run.is_some_and(|s| !s.import) => "staged",
+                _ if partial => "partial",
+                _ => "done",
+            };
+            if partial {
+                tracing::warn!(
+                    event = "task_end",
+                    result,
+                    items,
+                    bytes,
+                    failed,
+                    kept_back,
+                    duration
+                );
+            } else {
+                tracing::info!(
+                    event = "task_end",
+                    result,
+                    items,
+                    bytes,
+                    failed,
+                    kept_back,
+                    duration
+                );
+            }
+            partial
+        })
+    }
+
+    /// [`task`](Self::task), with what the run did (`None` for a scan).
+    fn run_task(&self, task: &plan::Task) -> Result<(bool, Option<crate::run::TaskRun>), Error> {
         let migrate = task.settings.mode == plan::raw::Mode::Migrate;
         let stages = match self.run {
             Some(stages) if migrate => stages,
             // A scan-only task of an import-only run has nothing to do.
-            Some(stages) if !stages.send => return Ok(false),
+            Some(stages) if !stages.send => return Ok((false, None)),
             _ => {
                 let round = crate::state::next_round(self.plan, task)
                     .map_err(crate::run::RunError::from)?;
+                tracing::Span::current().record("round", round);
+                tracing::info!(event = "task_start", stages = "scan");
                 let scanned =
                     crate::run::scanning::scan_task(self.plan, task, round, self.walk_threads)?;
                 self.reporter.say(scanned.text);
-                return Ok(scanned.readiness == report::scan::Readiness::NotReady);
+                return Ok((scanned.readiness == report::scan::Readiness::NotReady, None));
             }
         };
-        let done = crate::run::run_task(
+        let mut done = crate::run::run_task(
             self.plan,
             task,
             stages,
@@ -282,13 +363,23 @@ impl OneTask<'_> {
         }
         text.push_str(&crate::run::summary(task, &done));
         self.reporter.say(text);
-        if let Some(handed) = done.for_ticket {
+        tracing::Span::current().record("round", done.round);
+        if let Some(handed) = done.for_ticket.take() {
             self.handed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(handed);
         }
-        Ok(partial)
+        Ok((partial, Some(done)))
+    }
+}
+
+/// The stages of a run, as the log names them.
+fn stages_named(stages: crate::run::Stages) -> &'static str {
+    match (stages.send, stages.import) {
+        (true, true) => "all",
+        (true, false) => "scan,package,upload",
+        _ => "import",
     }
 }
 

@@ -383,7 +383,17 @@ pub fn add_items<W: Sink>(
                 };
                 for attempt in 0..attempts.max(1) {
                     if attempt > 0 {
-                        std::thread::sleep(backoff.saturating_mul(1 << (attempt - 1).min(16)));
+                        let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
+                        tracing::warn!(
+                            event = "retry",
+                            item = %crate::shown::escape_path(&item.rel),
+                            code = FailureCode::ChangedDuringRead.as_str(),
+                            attempt,
+                            of = attempts,
+                            wait = wait.as_secs_f64(),
+                            message = "the file changed while it was read"
+                        );
+                        std::thread::sleep(wait);
                     }
                     let (file, at_open) = match open_checked(item) {
                         Ok(opened) => opened,

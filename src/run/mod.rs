@@ -294,6 +294,13 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
     r.take_back(session)?;
     let mut index = Index::load(&r.layout.index()).map_err(SessionError::from)?;
     let decided = plan::decide(&r.facts(session, &hash)).map_err(|no| r.refused(no, &hash))?;
+    tracing::Span::current().record("round", decided.round);
+    tracing::info!(
+        event = "task_start",
+        resumed = !decided.new_round,
+        send = stages.send,
+        import = stages.import
+    );
     if let Some(done) = r.begin(&decided, session, &mut index, hash)? {
         return Ok(done);
     }

@@ -53,7 +53,7 @@ pub(super) fn replay(entries: &[Entry], container_id: [u8; 16]) -> Replay {
             }
             Entry::Imported { first, last, items } => {
                 r.done.extend(*first..=*last);
-                r.tally.records(items);
+                r.tally.replayed(items);
             }
             Entry::Staged {
                 package,
@@ -307,12 +307,16 @@ impl Round<'_> {
         items_path: &Path,
     ) -> Result<u64, RunError> {
         let workers = self.workers.max(1);
+        // The workers' log events belong to the task's span.
+        let span = tracing::Span::current();
         std::thread::scope(|scope| -> Result<u64, RunError> {
             let (send, receive): (SyncSender<Work>, Receiver<Work>) = sync_channel(workers);
             let receive = Arc::new(Mutex::new(receive));
             for _ in 0..workers {
                 let receive = Arc::clone(&receive);
+                let span = span.clone();
                 scope.spawn(move || {
+                    let _entered = span.enter();
                     loop {
                         let work = receive.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(work) = work else { break };

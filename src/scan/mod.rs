@@ -175,6 +175,22 @@ impl ScanEntry {
     pub fn is_folder(&self) -> bool {
         self.kind == EntryKind::Folder
     }
+
+    /// Logs each finding that keeps the item back: a failure of the round.
+    fn log_errors(&self) {
+        for finding in self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+        {
+            tracing::warn!(
+                event = "failure",
+                item = %crate::shown::escape_path(&self.rel),
+                code = finding.code.as_str(),
+                message = %finding.message
+            );
+        }
+    }
 }
 
 /// What a task's scan counted.
@@ -219,7 +235,10 @@ impl ScanTotals {
             }
         }
         match severity {
-            Some(Severity::Error) => self.errors += 1,
+            Some(Severity::Error) => {
+                self.errors += 1;
+                entry.log_errors();
+            }
             Some(Severity::Warning) => self.warnings += 1,
             _ => {}
         }
@@ -318,6 +337,7 @@ pub fn scan(
                     // The folder itself was listed (and counted) by its parent; only its
                     // contents are unknown.
                     let entry = unlisted(&walk, error);
+                    entry.log_errors();
                     totals.items_with_issues += 1;
                     totals.errors += 1;
                     sink(&entry)?;

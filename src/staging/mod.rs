@@ -22,7 +22,7 @@ pub mod throttle;
 
 use std::io::{self, Read, Write};
 
-pub use object::{BLOCK_SIZE, redact};
+pub use object::BLOCK_SIZE;
 pub use retry::{Retry, is_transient};
 
 use crate::plan::{Retries, StagingKind};

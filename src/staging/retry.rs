@@ -74,7 +74,15 @@ pub(super) fn with_retries<T>(
     loop {
         match op() {
             Err(e) if n < attempts && is_transient(&e) => {
-                std::thread::sleep(delay(retries.backoff.0, n));
+                let wait = delay(retries.backoff.0, n);
+                tracing::warn!(
+                    event = "retry",
+                    attempt = n,
+                    of = attempts,
+                    wait = wait.as_secs_f64(),
+                    message = %e
+                );
+                std::thread::sleep(wait);
                 n += 1;
             }
             other => return other,

@@ -62,8 +62,18 @@ impl Counters {
         }
     }
 
-    /// Counts the items of journal records.
+    /// Counts the items of journal records of this run; each failure is logged.
     pub fn records(&mut self, records: &[ItemRecord]) {
+        self.count(records, true);
+    }
+
+    /// Counts the items of journal records an earlier run of the round wrote (their
+    /// failures were logged then).
+    pub fn replayed(&mut self, records: &[ItemRecord]) {
+        self.count(records, false);
+    }
+
+    fn count(&mut self, records: &[ItemRecord], new: bool) {
         for record in records {
             match &record.result {
                 ItemResult::Done { written: true, .. } => {
@@ -74,7 +84,12 @@ impl Counters {
                 }
                 ItemResult::Done { written: false, .. } => self.unchanged += 1,
                 ItemResult::Failed { code, message } => {
-                    self.fail(Path::new(OsStr::from_bytes(&record.path)), code, message);
+                    let path = Path::new(OsStr::from_bytes(&record.path));
+                    if new {
+                        self.fail(path, code, message);
+                    } else {
+                        self.count_failure(path, code, message);
+                    }
                 }
             }
         }
@@ -82,6 +97,12 @@ impl Counters {
 
     /// One failure of `code` at `path`.
     pub fn fail(&mut self, path: &Path, code: &str, message: &str) {
+        let item = crate::shown::escape_path(path);
+        tracing::warn!(event = "failure", item = %item, code, message);
+        self.count_failure(path, code, message);
+    }
+
+    fn count_failure(&mut self, path: &Path, code: &str, message: &str) {
         let entry = self.failures.entry(code.to_string()).or_default();
         entry.0 += 1;
         if entry.1.len() < EXAMPLES {

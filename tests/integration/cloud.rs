@@ -884,3 +884,69 @@ fn a_file_deleted_and_restored_across_sites_comes_back() {
     f.ferry(&import).assert_code(0);
     assert_same_tree(&f.path("src"), &f.path("dest"));
 }
+
+/// Issue 15: the JSON log of both sites' runs through a ticket says what each did, and
+/// holds none of the secrets: the account key, the round's key, the SAS signature.
+#[test]
+fn the_json_log_of_two_sites_holds_no_secret() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    site_plan(
+        &mut f,
+        "source.yaml",
+        "state-source",
+        "FERRY_TEST_AZURE_KEY",
+    );
+    site_plan(
+        &mut f,
+        "destination.yaml",
+        "state-destination",
+        "FERRY_TEST_NO_KEY_HERE",
+    );
+    let log = ["--log-format", "json", "--log-file", "sites.log"];
+    let ticket = ["--ticket", "round.ticket"];
+    let stage = [
+        &["run", "source.yaml", "--stages", "scan,package,upload"][..],
+        &ticket,
+        &log,
+    ];
+    f.ferry(&stage.concat()).assert_code(0);
+    let secrets: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path("round.ticket")).unwrap()).unwrap();
+    let import = [
+        &["run", "destination.yaml", "--stages", "import"][..],
+        &ticket,
+        &log,
+    ];
+    f.ferry(&import.concat()).assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+
+    let text = fs::read_to_string(f.path("sites.log")).unwrap();
+    let lines = crate::log::json_lines(&text);
+    let ends = crate::log::events(&lines, "task_end");
+    assert_eq!(ends.len(), 2, "{text}");
+    assert_eq!(ends[0]["result"], "staged");
+    assert_eq!(ends[1]["result"], "done");
+    assert_eq!(
+        ends[1]["items"], 6,
+        "three files, three folders: {}",
+        ends[1]
+    );
+    assert!(ends.iter().all(|e| e["task"] == "t" && e["round"] == 1));
+    let task = &secrets["tasks"][0];
+    let key = task["key"].as_str().unwrap();
+    let sig = task["azure"]["sas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "sig")
+        .map(|p| p[1].as_str().unwrap().to_string())
+        .unwrap();
+    for secret in [KEY, &KEY[..20], key, &key[..16], &sig, &sig[..12]] {
+        assert!(!text.contains(secret), "a secret in the log: {text}");
+    }
+}

@@ -7,6 +7,7 @@ mod gc;
 mod graph;
 mod harness;
 mod layers;
+mod log;
 mod metrics;
 mod plans;
 mod reliability;

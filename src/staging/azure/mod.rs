@@ -9,7 +9,7 @@
 //! from the workers' threads by one small tokio runtime. Creating and deleting a
 //! container, which `object_store` does not do, are two REST calls signed here with the
 //! account key (Shared Key). No message ever carries a signature or the key:
-//! [`redact`](super::object::redact) removes `sig=` values from every error text.
+//! [`redact`](crate::shown::redact) removes `sig=` values from every error text.
 
 pub mod sas;
 
@@ -21,9 +21,10 @@ use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential};
 use object_store::client::{HttpClient, HttpConnector as _, ReqwestConnector};
 use zeroize::Zeroizing;
 
-use super::object::{ObjectContainer, client_options, redact, retry_config, runtime, store_error};
+use super::object::{ObjectContainer, client_options, retry_config, runtime, store_error};
 use super::{Container, Staging, check_name};
 use crate::plan::Retries;
+use crate::shown::redact;
 
 /// One container's address and its SAS: what a ticket hands to the importing side, so
 /// that it needs no account key. The SAS is a credential: it is never shown.
