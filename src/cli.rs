@@ -232,6 +232,40 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Make a plan from Migration Manager's bulk task list: the six-column CSV
+    /// (FileSharePath, blank, blank, SharePointSite, DocLibrary, DocSubFolder) or the
+    /// JSON list of `Tasks` with their `Settings`.
+    ///
+    /// Each row becomes a task whose destination is the site's path, the library and the
+    /// subfolder under --destination-root. Windows sources need --share-map to say where
+    /// this machine mounts them. The plan passes `ferry validate` before it is written;
+    /// a list with problems (each shown at its row and column) writes nothing.
+    #[command(
+        name = "plan-from",
+        after_help = "Examples:\n  ferry plan-from tasks.csv --destination-root /srv/sharepoint --share-map '\\\\contoso\\shares=/mnt/shares' --out plans/shares.yaml\n  ferry plan-from tasks.json --destination-root /srv/sharepoint > plans/shares.yaml"
+    )]
+    PlanFrom {
+        /// The task list: *.csv or *.json, UTF-8.
+        #[arg(value_name = "LIST")]
+        list: PathBuf,
+        /// The folder under which each site's tree is made: `https://contoso.sharepoint.com/sites/finance`,
+        /// library `Documents`, subfolder `2024` → DIR/sites/finance/Documents/2024.
+        #[arg(long, value_name = "DIR", required = true)]
+        destination_root: String,
+        /// Where a Windows share or drive of the list is mounted here, as
+        /// '\\server\share=/mnt/share' (repeat for each; the longest prefix wins).
+        #[arg(long = "share-map", value_name = "WINDOWS_PREFIX=FOLDER")]
+        share_map: Vec<String>,
+        /// The plan's name (default: from the list's file name).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Write the plan here (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Replace --out when it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Forget a task: its session, journals, index, keys, staged data and reports. The
     /// destination is not touched; the next run starts again at round 1.
     #[command(after_help = "Example:\n  ferry delete plans/demo.yaml --task documents --yes")]

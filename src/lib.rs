@@ -76,6 +76,21 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         ),
         Command::Status { plan, json } => command::status::run(&plan, json),
         Command::DryRun { plan, task } => command::dry_run::run(&plan, task.as_deref()),
+        Command::PlanFrom {
+            list,
+            destination_root,
+            share_map,
+            name,
+            out,
+            force,
+        } => command::plan_from::run(&command::plan_from::Request {
+            list: &list,
+            destination_root: &destination_root,
+            share_maps: &share_map,
+            name: name.as_deref(),
+            out: out.as_deref(),
+            force,
+        }),
         Command::Delete { plan, task, yes } => command::delete::run(&plan, &task, yes),
         Command::Gc { plan, task, yes } => command::gc::run(&plan, task.as_deref(), yes),
         Command::Verify {

@@ -7,6 +7,7 @@ pub mod dry_run;
 pub mod error;
 pub mod gc;
 pub mod metrics;
+pub mod plan_from;
 pub mod report;
 pub mod run;
 pub mod status;

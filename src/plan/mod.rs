@@ -9,6 +9,7 @@
 mod diagnostic;
 mod expand;
 pub mod graph;
+pub mod mm;
 pub mod raw;
 pub mod schedule;
 mod schema;

@@ -9,6 +9,7 @@ mod harness;
 mod layers;
 mod log;
 mod metrics;
+mod plan_from;
 mod plans;
 mod reliability;
 mod reports;
