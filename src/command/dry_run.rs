@@ -167,6 +167,7 @@ fn action(index: &Index, task: &Task, item: &Item) -> Action {
             .mtime()
             .saturating_mul(1_000_000_000)
             .saturating_add(m.mtime_nsec()),
+        ino: m.ino(),
     });
     match decide::file(
         found,

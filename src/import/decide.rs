@@ -14,6 +14,8 @@ pub struct Found {
     pub regular: bool,
     pub size: u64,
     pub mtime_ns: i64,
+    /// Its inode: the destination item's ID in the reports.
+    pub ino: u64,
 }
 
 /// What the source has.
@@ -143,6 +145,7 @@ mod tests {
             regular,
             size,
             mtime_ns: mtime_ns as i64,
+            ino: 1,
         }
     }
 

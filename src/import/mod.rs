@@ -58,6 +58,8 @@ pub enum Refused {
 pub struct Stamp {
     pub hash: [u8; 32],
     pub dest_mtime_ns: i64,
+    /// The destination item's inode (0: not known).
+    pub dest_id: u64,
 }
 
 /// What happened to one record.
@@ -186,12 +188,20 @@ fn stat_time_ns(st: &rustix::fs::Stat) -> i64 {
     time_ns(st.st_mtime, st.st_mtime_nsec as i64)
 }
 
-/// A record's stamp where the destination has the record's own size and time.
-fn same_stamp(record: &Record, hash: [u8; 32]) -> Stamp {
+/// A record's stamp where the destination has the record's own size and time, as the
+/// item `dest_id`.
+fn same_stamp(record: &Record, hash: [u8; 32], dest_id: u64) -> Stamp {
     Stamp {
         hash,
         dest_mtime_ns: record_time_ns(record),
+        dest_id,
     }
+}
+
+/// The inode of the destination's entry `name` in `dir` (0 when it cannot be read).
+fn inode_at(dir: &OwnedFd, name: &[u8]) -> u64 {
+    rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW)
+        .map_or(0, |st| st.st_ino)
 }
 
 /// Creates `root` and its missing parents as 0755 folders: the process's umask keeps
@@ -328,7 +338,7 @@ impl Destination {
             Verdict::CompareContent => Err(()),
             Verdict::Unchanged => Ok(Some(Outcome::Unchanged {
                 path: path.to_path_buf(),
-                stamp: same_stamp(record, [0; 32]),
+                stamp: same_stamp(record, [0; 32], found.map_or(0, |f| f.ino)),
             })),
             verdict => Ok(kept(path, verdict)),
         }
@@ -337,11 +347,11 @@ impl Destination {
     /// The stamp of a file just given its metadata: the time the filesystem actually
     /// keeps (a coarse one rounds the source's).
     fn stamp(&self, fd: impl AsFd, record: &Record, hash: [u8; 32]) -> Stamp {
-        let dest_mtime_ns =
-            rustix::fs::fstat(&fd).map_or(record_time_ns(record), |st| stat_time_ns(&st));
+        let st = rustix::fs::fstat(&fd).ok();
         Stamp {
             hash,
-            dest_mtime_ns,
+            dest_mtime_ns: st.as_ref().map_or(record_time_ns(record), stat_time_ns),
+            dest_id: st.map_or(0, |st| st.st_ino),
         }
     }
 
@@ -651,6 +661,7 @@ fn existing(dir: &OwnedFd, name: &[u8]) -> Option<Found> {
             == rustix::fs::FileType::RegularFile,
         size: st.st_size as u64,
         mtime_ns: stat_time_ns(&st),
+        ino: st.st_ino,
     })
 }
 

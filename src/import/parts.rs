@@ -296,7 +296,7 @@ pub(super) fn write_part<R: Read>(
             }
             return Ok(vec![Outcome::Unchanged {
                 path: path.to_path_buf(),
-                stamp: same_stamp(record, trailer.file_hash),
+                stamp: same_stamp(record, trailer.file_hash, 0),
             }]);
         }
         Assembly::Writing {
@@ -576,7 +576,7 @@ impl Destination {
             f if same_as(f, record) => match hash_existing(dir, name, buf) {
                 Ok(h) if h == hash => Some(Outcome::Unchanged {
                     path: path.to_path_buf(),
-                    stamp: same_stamp(record, hash),
+                    stamp: same_stamp(record, hash, f.ino),
                 }),
                 Ok(_) => self.differs(path, f, Why::Content),
                 Err(_) => self.differs(path, f, Why::Unreadable),
@@ -619,6 +619,7 @@ impl Destination {
                     std::os::unix::fs::MetadataExt::mtime(&meta),
                     std::os::unix::fs::MetadataExt::mtime_nsec(&meta),
                 ),
+                dest_id: std::os::unix::fs::MetadataExt::ino(&meta),
             },
         })
     }

@@ -305,7 +305,7 @@ fn folder(
                 tv_nsec: i64::from(record.mtime_nsec),
             },
         ));
-    let stamp = same_stamp(record, [0; 32]);
+    let stamp = same_stamp(record, [0; 32], inode_at(dir, name));
     if existed {
         Outcome::Unchanged { path, stamp }
     } else {
@@ -322,20 +322,22 @@ fn folder(
 fn symlink(dir: Arc<OwnedFd>, record: &Record, name: Vec<u8>, path: PathBuf) -> Written {
     let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
     if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
+        let dest_id = inode_at(&dir, &name);
         return Written::Done(Outcome::Unchanged {
             path,
-            stamp: same_stamp(record, [0; 32]),
+            stamp: same_stamp(record, [0; 32], dest_id),
         });
     }
     let temp = temp_name("link");
     match rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str()) {
         Ok(()) => Written::Pending(Pending {
+            // The link keeps its inode when it takes its name.
+            stamp: same_stamp(record, [0; 32], inode_at(&dir, temp.as_bytes())),
             dir,
             temp,
             name,
             path,
             bytes: 0,
-            stamp: same_stamp(record, [0; 32]),
             absent: false,
         }),
         Err(e) => {
@@ -442,9 +444,12 @@ fn write_file<R: Read>(
     }
     if let Some(outcome) = skip {
         return Ok(Written::Done(match outcome {
-            Outcome::Unchanged { path, .. } => Outcome::Unchanged {
+            Outcome::Unchanged { path, stamp } => Outcome::Unchanged {
                 path,
-                stamp: same_stamp(record, trailer.file_hash),
+                stamp: Stamp {
+                    hash: trailer.file_hash,
+                    ..stamp
+                },
             },
             other => other,
         }));
@@ -518,7 +523,7 @@ fn by_content(
     match hash_existing(dir, name, buf) {
         Ok(h) if h == file_hash => Some(Outcome::Unchanged {
             path: path.to_path_buf(),
-            stamp: same_stamp(record, file_hash),
+            stamp: same_stamp(record, file_hash, found.ino),
         }),
         Ok(_) => dest.differs(path, found, Why::Content),
         // What cannot be read cannot be shown to be ours: never overwritten silently.

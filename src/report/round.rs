@@ -18,8 +18,9 @@ use super::{ReportError, csv_cell, write_atomic};
 use crate::shown::escape;
 use crate::state::journal::{Entry, ItemRecord, ItemResult};
 
-/// The columns of `ItemReport_R<n>.csv`.
-pub const ITEM_COLUMNS: [&str; 13] = [
+/// The columns of `ItemReport_R<n>.csv`, in Migration Manager's order (with the task's
+/// name, which it does not have). The item IDs are inodes; the job is the run.
+pub const ITEM_COLUMNS: [&str; 17] = [
     "Source",
     "Destination",
     "File name",
@@ -29,14 +30,18 @@ pub const ITEM_COLUMNS: [&str; 13] = [
     "Status",
     "Result category",
     "Message",
+    "Source item ID",
+    "Destination item ID",
     "Package number",
+    "Migration job ID",
     "Incremental round",
+    "Task ID",
     "Task name",
     "Device name",
 ];
 
 /// The columns of `ItemFailureReport_R<n>.csv`: the item report's, with the error code.
-pub const FAILURE_COLUMNS: [&str; 14] = [
+pub const FAILURE_COLUMNS: [&str; 18] = [
     "Source",
     "Destination",
     "Item name",
@@ -47,8 +52,12 @@ pub const FAILURE_COLUMNS: [&str; 14] = [
     "Result category",
     "Message",
     "Error code",
+    "Source item ID",
+    "Destination item ID",
     "Package number",
+    "Migration job ID",
     "Incremental round",
+    "Task ID",
     "Task name",
     "Device name",
 ];
@@ -99,9 +108,61 @@ struct Row {
     message: String,
     code: String,
     package: String,
+    source_id: String,
+    dest_id: String,
+    job: String,
 }
 
-fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>) -> Row {
+/// An ID as the reports show it: empty when not known.
+fn id_text(id: u64) -> String {
+    if id == 0 {
+        String::new()
+    } else {
+        id.to_string()
+    }
+}
+
+/// A new job ID for a run: its start (seconds) and 20 random bits.
+pub fn new_job() -> u64 {
+    let seconds = u64::try_from(crate::clock::now().as_second()).unwrap_or(0);
+    (seconds << 20) | rand::random_range(1..1u64 << 20)
+}
+
+/// A job ID as the reports show it: `20261201T040512Z-3f9a2`, the run's start and a
+/// random tag; empty when not known (a round an earlier ferry began).
+pub fn job_text(job: u64) -> String {
+    if job == 0 {
+        return String::new();
+    }
+    let start = jiff::Timestamp::from_second((job >> 20) as i64)
+        .map(|t| t.strftime("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_default();
+    format!("{start}-{:05x}", job & 0xF_FFFF)
+}
+
+/// A task's ID: a GUID derived from the plan's and the task's names, the same in every
+/// round and on every machine.
+pub fn task_id(plan: &str, task: &str) -> String {
+    let mut hasher = blake3::Hasher::new_derive_key("ferry task id");
+    hasher.update(plan.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(task.as_bytes());
+    let b = hasher.finalize();
+    let h: String = b.as_bytes()[..16]
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>, job: u64) -> Row {
     let rel = Path::new(OsStr::from_bytes(&record.path));
     let name = rel.file_name().unwrap_or(rel.as_os_str());
     let extension = Path::new(name)
@@ -140,6 +201,12 @@ fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>) -> Ro
         message: escape(OsStr::new(&message)).into_owned(),
         code: code.to_string(),
         package: package.map_or_else(|| "N/A".to_string(), |p| p.to_string()),
+        source_id: id_text(record.source_id),
+        dest_id: match record.result {
+            ItemResult::Done { .. } => id_text(record.dest_id),
+            ItemResult::Failed { .. } => String::new(),
+        },
+        job: job_text(job),
     }
 }
 
@@ -148,8 +215,12 @@ fn row(record: &ItemRecord, destination_root: &Path, package: Option<u64>) -> Ro
 pub struct RoundIds {
     pub round: u32,
     pub task: String,
+    /// [`task_id`] of the plan's and the task's names.
+    pub task_id: String,
     pub device: String,
     pub destination: PathBuf,
+    /// This run's job ID ([`new_job`]).
+    pub job: u64,
 }
 
 /// The live item report: rows are appended (and flushed) package by package as imports
@@ -186,8 +257,11 @@ impl ItemReport {
         };
         report.write(&[ITEM_COLUMNS.map(String::from).to_vec()])?;
         for entry in earlier {
-            if let Entry::Imported { first, items, .. } = entry {
-                report.package(Some(*first), items)?;
+            if let Entry::Imported {
+                first, items, job, ..
+            } = entry
+            {
+                report.package(Some(*first), *job, items)?;
             }
         }
         Ok(report)
@@ -197,12 +271,18 @@ impl ItemReport {
         &self.path
     }
 
-    /// Rows for the items of one package (`None`: items that never reached one).
-    pub fn package(&self, package: Option<u64>, records: &[ItemRecord]) -> Result<(), ReportError> {
+    /// Rows for the items of one package (`None`: items that never reached one), which
+    /// the run `job` imported (or failed).
+    pub fn package(
+        &self,
+        package: Option<u64>,
+        job: u64,
+        records: &[ItemRecord],
+    ) -> Result<(), ReportError> {
         let rows: Vec<Vec<String>> = records
             .iter()
             .map(|record| {
-                let r = row(record, &self.ids.destination, package);
+                let r = row(record, &self.ids.destination, package, job);
                 vec![
                     r.source,
                     r.destination,
@@ -213,8 +293,12 @@ impl ItemReport {
                     r.status.to_string(),
                     r.category.to_string(),
                     r.message,
+                    r.source_id,
+                    r.dest_id,
                     r.package,
+                    r.job,
                     self.ids.round.to_string(),
+                    self.ids.task_id.clone(),
                     self.ids.task.clone(),
                     self.ids.device.clone(),
                 ]
@@ -252,24 +336,25 @@ impl ItemReport {
 }
 
 /// Writes `ItemFailureReport_R<n>.csv` with every failed item of `records` (with their
-/// packages), or removes a stale one when nothing failed. Returns its path if written.
+/// packages and jobs), or removes a stale one when nothing failed. Returns its path if
+/// written.
 pub fn write_failures(
     folder: &Path,
     ids: &RoundIds,
-    records: &[(Option<u64>, &ItemRecord)],
+    records: &[(Option<u64>, u64, &ItemRecord)],
 ) -> Result<Option<PathBuf>, ReportError> {
     let path = folder.join(format!("ItemFailureReport_R{}.csv", ids.round));
     let failed: Vec<_> = records
         .iter()
-        .filter(|(_, r)| matches!(r.result, ItemResult::Failed { .. }))
+        .filter(|(_, _, r)| matches!(r.result, ItemResult::Failed { .. }))
         .collect();
     if failed.is_empty() {
         let _ = fs::remove_file(&path);
         return Ok(None);
     }
     let mut csv = super::CsvFile::create(path, &FAILURE_COLUMNS)?;
-    for (package, record) in failed {
-        let r = row(record, &ids.destination, *package);
+    for (package, job, record) in failed {
+        let r = row(record, &ids.destination, *package, *job);
         csv.row(&[
             r.source.as_str(),
             &r.destination,
@@ -281,8 +366,12 @@ pub fn write_failures(
             r.category,
             &r.message,
             &r.code,
+            &r.source_id,
+            &r.dest_id,
             &r.package,
+            &r.job,
             &ids.round.to_string(),
+            &ids.task_id,
             &ids.task,
             &ids.device,
         ])?;

@@ -507,7 +507,7 @@ pub fn write(
 }
 
 /// The columns of `SummaryReport.csv`, after Migration Manager's aggregate summary.
-pub const AGGREGATE_COLUMNS: [&str; 18] = [
+pub const AGGREGATE_COLUMNS: [&str; 19] = [
     "Task name",
     "Incremental round",
     "Status",
@@ -523,6 +523,7 @@ pub const AGGREGATE_COLUMNS: [&str; 18] = [
     "Migrated GB",
     "Agent",
     "Duration (minutes)",
+    "Task ID",
     "Start time",
     "End time",
     "GB/hour",
@@ -549,6 +550,7 @@ pub fn write_csv(folder: &Path, summary: &PlanSummary) -> Result<PathBuf, Report
             gb(t.bytes_imported),
             t.device.clone(),
             format!("{:.1}", t.duration_seconds as f64 / 60.0),
+            super::round::task_id(&summary.plan, &t.task),
             t.started_at.clone(),
             t.ended_at.clone(),
             t.gb_per_hour.to_string(),

@@ -329,8 +329,10 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
     let ids = RoundIds {
         round,
         task: task.name.clone(),
+        task_id: crate::report::round::task_id(&plan.name, &task.name),
         device: state::device_name(),
         destination: task.destination.clone(),
+        job: crate::report::round::new_job(),
     };
     if stages.send
         && stages.import
@@ -373,6 +375,7 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
 
     let unjournaled = Mutex::new(Vec::new());
     let halt = Halt::default();
+    let job = ids.job;
     let shared = Shared {
         in_parts: &replayed.in_parts,
         uploads: &replayed.uploads,
@@ -391,6 +394,7 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
         staged: &replayed.staged,
         stop: r.control.stop,
         events: r.reporter.sender(),
+        job,
     };
     let results = Mutex::new(replayed.tally);
     let produced = r.dispatch(&shared, &results, session, &state.items())?;

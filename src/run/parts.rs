@@ -208,6 +208,7 @@ impl Shared<'_> {
                 package: id,
                 container: self.key.container_id,
                 items: failed.clone(),
+                job: self.job,
             },
             tally,
         );
@@ -230,12 +231,14 @@ impl Shared<'_> {
                 first: f.first_id,
                 last: f.last_id,
                 items: records.clone(),
+                job: self.job,
             }
         } else {
             Entry::Staged {
                 package: f.first_id,
                 container: self.key.container_id,
                 items: records.clone(),
+                job: self.job,
             }
         };
         if self.journal(&entry, tally) {
@@ -271,6 +274,7 @@ impl Shared<'_> {
                 first: f.first_id,
                 last: f.last_id,
                 items: failed.clone(),
+                job: self.job,
             },
             tally,
         ) {
@@ -294,6 +298,7 @@ impl Shared<'_> {
                 first: f.first_id,
                 last: f.last_id,
                 items: records.clone(),
+                job: self.job,
             },
             tally,
         ) {
@@ -406,6 +411,7 @@ impl Shared<'_> {
             first: first_id,
             last: last_id,
             items: records.clone(),
+            job: self.job,
         };
         if self.journal(&entry, tally) {
             tally.records(&records);

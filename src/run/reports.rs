@@ -43,19 +43,26 @@ pub(super) fn round_reports(
     if let Some(report) = items_report {
         report.finish().map_err(report_error)?;
     }
-    let mut records: Vec<(Option<u64>, &ItemRecord)> = Vec::new();
+    let mut records: Vec<(Option<u64>, u64, &ItemRecord)> = Vec::new();
     for entry in entries {
         match entry {
-            Entry::Imported { first, items, .. } => {
-                records.extend(items.iter().map(|r| (Some(*first), r)));
+            Entry::Imported {
+                first, items, job, ..
+            } => {
+                records.extend(items.iter().map(|r| (Some(*first), *job, r)));
             }
-            Entry::Staged { package, items, .. } if status == "staged" => {
-                records.extend(items.iter().map(|r| (Some(*package), r)));
+            Entry::Staged {
+                package,
+                items,
+                job,
+                ..
+            } if status == "staged" => {
+                records.extend(items.iter().map(|r| (Some(*package), *job, r)));
             }
             Entry::Staged { .. } | Entry::Part { .. } | Entry::Block { .. } => {}
         }
     }
-    records.extend(unjournaled.iter().map(|(p, r)| (*p, r)));
+    records.extend(unjournaled.iter().map(|(p, r)| (*p, ids.job, r)));
     crate::report::round::write_failures(folder, ids, &records).map_err(report_error)?;
     let ended = jiff::Timestamp::now();
     let started = session

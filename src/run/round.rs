@@ -51,7 +51,9 @@ pub(super) fn replay(entries: &[Entry], container_id: [u8; 16]) -> Replay {
             } => {
                 r.in_parts.insert(*first, (work.clone(), part + 1, *whole));
             }
-            Entry::Imported { first, last, items } => {
+            Entry::Imported {
+                first, last, items, ..
+            } => {
                 r.done.extend(*first..=*last);
                 r.tally.replayed(items);
             }
@@ -59,6 +61,7 @@ pub(super) fn replay(entries: &[Entry], container_id: [u8; 16]) -> Replay {
                 package,
                 container,
                 items,
+                ..
             } if *container == container_id => {
                 r.staged.insert(*package, items.clone());
             }
@@ -431,6 +434,8 @@ mod tests {
                 code: "read-failed".into(),
                 message: "x".into(),
             },
+            source_id: 7,
+            dest_id: 0,
         }
     }
 
@@ -443,16 +448,19 @@ mod tests {
                 package: 0,
                 container: ours,
                 items: vec![record("a")],
+                job: 1,
             },
             Entry::Staged {
                 package: 1,
                 container: theirs,
                 items: vec![],
+                job: 1,
             },
             Entry::Imported {
                 first: 2,
                 last: 4,
                 items: vec![],
+                job: 1,
             },
             Entry::Part {
                 first: 2,

@@ -79,6 +79,8 @@ pub(super) fn failed_record(item: &Item, code: &str, message: String) -> ItemRec
             code: code.to_string(),
             message,
         },
+        source_id: item.meta.ino,
+        dest_id: 0,
     }
 }
 
@@ -107,6 +109,8 @@ pub(super) fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Ve
                             code: code.to_string(),
                             message,
                         },
+                        source_id: 0,
+                        dest_id: 0,
                     }),
                 }
                 continue;
@@ -127,6 +131,8 @@ pub(super) fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Ve
                 hash: stamp.hash,
                 dest_mtime_ns: stamp.dest_mtime_ns,
             },
+            source_id: item.meta.ino,
+            dest_id: stamp.dest_id,
         });
     }
     records
@@ -172,6 +178,8 @@ pub(super) struct Shared<'a> {
     pub(super) items_report: Option<&'a ItemReport>,
     /// Failures of this run that no journal record holds.
     pub(super) unjournaled: &'a Mutex<Vec<(Option<u64>, ItemRecord)>>,
+    /// This run's job ID, in its journal records and report rows.
+    pub(super) job: u64,
 }
 
 /// A file in parts under way: its assembly, the next part, and (once every part is in)
@@ -207,8 +215,10 @@ impl Shared<'_> {
         match self.journal.append(entry) {
             Ok(()) => {
                 if let Some(report) = self.items_report
-                    && let Entry::Imported { first, items, .. } = entry
-                    && let Err(e) = report.package(Some(*first), items)
+                    && let Entry::Imported {
+                        first, items, job, ..
+                    } = entry
+                    && let Err(e) = report.package(Some(*first), *job, items)
                 {
                     if crate::import::disk_full(&e.source) {
                         self.halt.stop(format!(
@@ -336,6 +346,7 @@ impl Shared<'_> {
                                     package: id,
                                     container: self.key.container_id,
                                     items: failed.clone(),
+                                    job: self.job,
                                 },
                                 tally,
                             ) {
@@ -384,6 +395,7 @@ impl Shared<'_> {
                     first: id,
                     last: id,
                     items: records,
+                    job: self.job,
                 };
                 if self.journal(&entry, tally) {
                     if let Entry::Imported { items, .. } = &entry {
@@ -543,7 +555,7 @@ impl Shared<'_> {
         tally.fail(&item.rel, code, message);
         let record = failed_record(item, code, message.to_string());
         if let Some(report) = self.items_report {
-            let _ = report.package(package, std::slice::from_ref(&record));
+            let _ = report.package(package, self.job, std::slice::from_ref(&record));
         }
         self.unjournaled
             .lock()

@@ -18,9 +18,13 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+mod v1;
+
 const MAGIC: &[u8; 8] = b"FERRYJNL";
-/// The format's major version; a reader refuses any other.
-pub const VERSION: u16 = 1;
+/// The format's version: a reader refuses a newer one, and reads (and appends to) the
+/// journal of a round an earlier version began in that version's format. Version 2
+/// added the items' IDs and the job of each record.
+pub const VERSION: u16 = 2;
 const HEADER_LEN: usize = 8 + 2 + 2 + 32 + 16;
 const TAG_LEN: usize = 16;
 /// A record's length and the length's own check.
@@ -53,6 +57,10 @@ pub struct ItemRecord {
     pub kind: u8,
     pub size: u64,
     pub result: ItemResult,
+    /// The source item's inode (0: unknown).
+    pub source_id: u64,
+    /// The destination item's inode once it is in place (0: unknown, or not in place).
+    pub dest_id: u64,
 }
 
 /// One journal record.
@@ -64,6 +72,8 @@ pub enum Entry {
         package: u64,
         container: [u8; 16],
         items: Vec<ItemRecord>,
+        /// The run (its job ID) that staged it; 0: unknown.
+        job: u64,
     },
     /// Packages `first..=last` (more than one: the parts of one file) are imported and
     /// committed at the destination.
@@ -71,6 +81,8 @@ pub enum Entry {
         first: u64,
         last: u64,
         items: Vec<ItemRecord>,
+        /// The run (its job ID) that imported them; 0: unknown.
+        job: u64,
     },
     /// Part `part` of the file whose parts are the packages from `first` on is durable
     /// at the destination, in the file's assembly `work` (a folder of ferry's own beside
@@ -182,10 +194,10 @@ fn length_check(binding: &[u8; 32], len: [u8; 4]) -> [u8; 4] {
     [t[0], t[1], t[2], t[3]]
 }
 
-fn header(binding: &[u8; 32]) -> Vec<u8> {
+fn header(binding: &[u8; 32], version: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(binding);
     let t = tag(binding, &[&out]);
@@ -201,6 +213,8 @@ pub struct Loaded {
     pub torn: u64,
     /// Where the valid part ends.
     valid_len: u64,
+    /// The format the journal is written in.
+    version: u16,
 }
 
 /// Reads the journal's bytes, checking every record.
@@ -231,7 +245,7 @@ pub fn parse(path: &Path, bytes: &[u8], binding: &[u8; 32]) -> Result<Loaded, Jo
             version,
         });
     }
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(damaged("an unknown format version", 8));
     }
     if bytes[12..44] != binding[..] {
@@ -242,7 +256,10 @@ pub fn parse(path: &Path, bytes: &[u8], binding: &[u8; 32]) -> Result<Loaded, Jo
     if tag(binding, &[&bytes[..44]])[..] != bytes[44..HEADER_LEN] {
         return Err(damaged("the header fails its checksum", 0));
     }
-    let mut loaded = Loaded::default();
+    let mut loaded = Loaded {
+        version,
+        ..Loaded::default()
+    };
     let mut at = HEADER_LEN;
     // Records are appended one at a time, each synced before the next is written, so a
     // crash can leave at most the last one incomplete: cut short, or with its unwritten
@@ -275,8 +292,13 @@ pub fn parse(path: &Path, bytes: &[u8], binding: &[u8; 32]) -> Result<Loaded, Jo
             }
             return Err(damaged("a record fails its checksum", at));
         }
-        let entry: Entry = postcard::from_bytes(&rest[FRAME_HEAD..FRAME_HEAD + len])
-            .map_err(|_| damaged("a record that does not decode", at))?;
+        let payload = &rest[FRAME_HEAD..FRAME_HEAD + len];
+        let entry = if version == 1 {
+            postcard::from_bytes::<v1::EntryV1>(payload).map(Entry::from)
+        } else {
+            postcard::from_bytes::<Entry>(payload)
+        }
+        .map_err(|_| damaged("a record that does not decode", at))?;
         loaded.entries.push(entry);
         at += end;
     }
@@ -299,6 +321,8 @@ pub fn read(path: &Path, binding: [u8; 32]) -> Result<Loaded, JournalError> {
 pub struct Journal {
     path: PathBuf,
     binding: [u8; 32],
+    /// The format of the journal's header, which every record appended follows.
+    version: u16,
     file: Mutex<Appender>,
 }
 
@@ -332,13 +356,14 @@ impl Journal {
                 let mut partial = path.as_os_str().to_owned();
                 partial.push(".partial");
                 let mut file = File::create(&partial).map_err(io("create"))?;
-                file.write_all(&header(&binding))
+                file.write_all(&header(&binding, VERSION))
                     .and_then(|()| file.sync_all())
                     .map_err(io("write"))?;
                 fs::rename(&partial, path).map_err(io("create"))?;
                 sync_dir(parent).map_err(io("create"))?;
                 Loaded {
                     valid_len: HEADER_LEN as u64,
+                    version: VERSION,
                     ..Loaded::default()
                 }
             }
@@ -356,6 +381,7 @@ impl Journal {
             Journal {
                 path: path.to_path_buf(),
                 binding,
+                version: loaded.version,
                 file: Mutex::new(Appender {
                     file,
                     valid_len: loaded.valid_len,
@@ -368,7 +394,12 @@ impl Journal {
 
     /// Appends a record and syncs it: when this returns, the record survives a crash.
     pub fn append(&self, entry: &Entry) -> Result<(), JournalError> {
-        let payload = postcard::to_allocvec(entry).map_err(|e| JournalError::Io {
+        let encoded = if self.version == 1 {
+            postcard::to_allocvec(&v1::EntryV1::from(entry))
+        } else {
+            postcard::to_allocvec(entry)
+        };
+        let payload = encoded.map_err(|e| JournalError::Io {
             what: "encode a record for",
             path: self.path.clone(),
             source: io::Error::other(e.to_string()),
@@ -438,8 +469,57 @@ mod tests {
                     code: "read-failed".into(),
                     message: "gone".into(),
                 },
+                source_id: 42,
+                dest_id: 0,
             }],
+            job: 9,
         }
+    }
+
+    /// A round an earlier ferry began (format 1) is read, with its IDs and jobs unknown,
+    /// and resumed in its own format: both ferries can go on reading it.
+    #[test]
+    fn a_version_1_journal_is_read_and_appended_to_in_its_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let binding = binding("p", "t", 1);
+        let mut bytes = header(&binding, 1);
+        let old = v1::EntryV1::from(&entry(0));
+        let payload = postcard::to_allocvec(&old).unwrap();
+        let len = (payload.len() as u32).to_le_bytes();
+        let mut frame = len.to_vec();
+        frame.extend_from_slice(&length_check(&binding, len));
+        frame.extend_from_slice(&payload);
+        let t = tag(&binding, &[&frame]);
+        frame.extend_from_slice(&t);
+        bytes.extend_from_slice(&frame);
+        fs::write(&path, &bytes).unwrap();
+
+        let unknown = |n| match entry(n) {
+            Entry::Imported {
+                first,
+                last,
+                mut items,
+                ..
+            } => {
+                items[0].source_id = 0;
+                Entry::Imported {
+                    first,
+                    last,
+                    items,
+                    job: 0,
+                }
+            }
+            other => other,
+        };
+        let (journal, loaded) = Journal::open(&path, binding).unwrap();
+        assert_eq!(loaded.version, 1);
+        assert_eq!(loaded.entries, vec![unknown(0)]);
+        journal.append(&entry(1)).unwrap();
+        drop(journal);
+        let loaded = read(&path, binding).unwrap();
+        assert_eq!(loaded.entries, vec![unknown(0), unknown(1)]);
+        assert_eq!(&fs::read(&path).unwrap()[8..10], &1u16.to_le_bytes());
     }
 
     fn written(records: u64) -> (tempfile::TempDir, PathBuf, [u8; 32]) {
@@ -522,10 +602,10 @@ mod tests {
             Err(JournalError::Foreign { .. })
         ));
         let mut newer = whole.clone();
-        newer[8] = 2;
+        newer[8] = 3;
         assert!(matches!(
             parse(&path, &newer, &binding),
-            Err(JournalError::Newer { version: 2, .. })
+            Err(JournalError::Newer { version: 3, .. })
         ));
         // Refusal leaves the file as it was.
         fs::write(&path, []).unwrap();

@@ -52,6 +52,43 @@ fn redacted(f: &Fixture, text: &str) -> String {
     }
 }
 
+/// The CSV with its item IDs (inodes) and job IDs shown as `[INO]` and `[JOB]`: they
+/// differ from run to run (`the_item_ids_are_the_inodes_and_the_job_is_the_run` checks
+/// them).
+fn ids_hidden(text: &str) -> String {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let mut hide = Vec::new();
+    for (n, record) in reader.records().enumerate() {
+        let record = record.unwrap();
+        if n == 0 {
+            for (i, name) in record.iter().enumerate() {
+                match name {
+                    "Source item ID" | "Destination item ID" => hide.push((i, "[INO]")),
+                    "Migration job ID" => hide.push((i, "[JOB]")),
+                    _ => {}
+                }
+            }
+            out.write_record(&record).unwrap();
+            continue;
+        }
+        let cells: Vec<&str> = record
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| match hide.iter().find(|(h, _)| *h == i) {
+                Some((_, shown)) if !cell.is_empty() => shown,
+                _ => cell,
+            })
+            .collect();
+        out.write_record(&cells).unwrap();
+    }
+    String::from_utf8(out.into_inner().unwrap()).unwrap()
+}
+
 /// The CSV's rows, header first then the rest sorted (workers finish in any order).
 fn sorted_csv(text: &str) -> String {
     let mut lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
@@ -73,7 +110,7 @@ fn every_built_in_report_of_a_round_with_failures_and_hostile_names() {
         "ItemSummary_R1.csv",
     ] {
         let text = fs::read_to_string(f.path(&format!("{TASK}/{name}"))).unwrap();
-        insta::assert_snapshot!(name, redacted(&f, &sorted_csv(&text)));
+        insta::assert_snapshot!(name, redacted(&f, &sorted_csv(&ids_hidden(&text))));
     }
     for name in ["Summary.md", "Summary.html", "summary.json"] {
         let text = fs::read_to_string(f.path(&format!("state/p/{name}"))).unwrap();
@@ -363,4 +400,74 @@ fn docs_list_exactly_the_columns_of_each_report() {
         columns("SummaryReport"),
         ferry::report::summary::AGGREGATE_COLUMNS
     );
+}
+
+/// Issue 15: the item report's IDs are what Migration Manager's users look for: each
+/// item's inode at the source and at the destination, the run that imported it, and a
+/// task ID that stays the same from round to round (and in `SummaryReport.csv`).
+#[test]
+fn the_item_ids_are_the_inodes_and_the_job_is_the_run() {
+    use std::os::unix::fs::MetadataExt as _;
+    let f = Fixture::new();
+    f.file("src/a.txt", "alpha");
+    f.file("src/deep/b.txt", "bravo");
+    f.plan(&crate::run::plan("{ rules: posix }"));
+    let before = jiff::Timestamp::now().as_second();
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let rows = |round: u32| {
+        let text = fs::read_to_string(f.path(&format!(
+            "state/p/t/reports/R{round}/ItemReport_R{round}.csv"
+        )))
+        .unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let headers = reader.headers().unwrap().clone();
+        let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
+        let (path, source, dest, job, task) = (
+            at("Source"),
+            at("Source item ID"),
+            at("Destination item ID"),
+            at("Migration job ID"),
+            at("Task ID"),
+        );
+        reader
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                [&r[path], &r[source], &r[dest], &r[job], &r[task]].map(str::to_string)
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = rows(1);
+    assert_eq!(first.len(), 3, "{first:?}");
+    let job = regex::Regex::new(r"^(\d{8}T\d{6}Z)-[0-9a-f]{5}$").unwrap();
+    let guid = regex::Regex::new(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        .unwrap();
+    for [path, source_id, dest_id, job_id, task_id] in &first {
+        let rel = path.split("/src/").nth(1).unwrap();
+        let source = fs::symlink_metadata(f.path(&format!("src/{rel}"))).unwrap();
+        let dest = fs::symlink_metadata(f.path(&format!("dest/{rel}"))).unwrap();
+        assert_eq!(source_id, &source.ino().to_string(), "{path}");
+        assert_eq!(dest_id, &dest.ino().to_string(), "{path}");
+        let started = job.captures(job_id).unwrap_or_else(|| panic!("{job_id}"));
+        let started = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", &started[1])
+            .unwrap()
+            .in_tz("UTC")
+            .unwrap()
+            .timestamp()
+            .as_second();
+        assert!(started >= before && started <= jiff::Timestamp::now().as_second());
+        assert!(guid.is_match(task_id), "{task_id}");
+        assert_eq!(job_id, &first[0][3], "one run, one job");
+    }
+    // The next round: another run, another job; the same task ID.
+    f.file("src/c.txt", "charlie");
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let second = rows(2);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0][3], first[0][3]);
+    assert_eq!(second[0][4], first[0][4]);
+    f.ferry(&["report", "plan.yaml", "--format", "csv"])
+        .assert_code(0);
+    let aggregate = fs::read_to_string(f.path("state/p/SummaryReport.csv")).unwrap();
+    assert!(aggregate.contains(&first[0][4]), "{aggregate}");
 }
