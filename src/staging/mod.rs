@@ -45,6 +45,26 @@ pub trait Staging: Send + Sync {
     fn grant(&self, _name: &str, _expires_at: i64) -> io::Result<Option<azure::Grant>> {
         Ok(None)
     }
+    /// The containers whose names begin with `prefix`, for `ferry gc` to find staged
+    /// data whose key is gone. `Unsupported` where this staging cannot list them (a
+    /// ticket's container).
+    ///
+    /// Every wrapper forwards this and [`grant`](Staging::grant): a default here would
+    /// silently hide the inner staging's.
+    fn containers(&self, _prefix: &str) -> io::Result<Vec<Listed>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this staging cannot list its containers",
+        ))
+    }
+}
+
+/// A container, as [`Staging::containers`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// When it was last written (local, S3) or created (Azure), in Unix seconds.
+    pub written_at: Option<i64>,
 }
 
 /// One staging container.

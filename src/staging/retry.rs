@@ -107,6 +107,14 @@ impl<S: Staging> Staging for Retry<S> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::azure::Grant>> {
+        self.inner.grant(name, expires_at)
+    }
+
+    fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {
+        with_retries(self.retries, || self.inner.containers(prefix))
+    }
 }
 
 impl Staging for Box<dyn Staging> {
@@ -121,6 +129,12 @@ impl Staging for Box<dyn Staging> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::azure::Grant>> {
+        (**self).grant(name, expires_at)
+    }
+    fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {
+        (**self).containers(prefix)
     }
 }
 

@@ -119,6 +119,10 @@ impl Staging for ThrottledStaging {
     fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::azure::Grant>> {
         self.inner.grant(name, expires_at)
     }
+
+    fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {
+        self.inner.containers(prefix)
+    }
 }
 
 struct Throttled {

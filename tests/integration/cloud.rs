@@ -901,6 +901,13 @@ fn the_json_log_of_two_sites_holds_no_secret() {
         "state-source",
         "FERRY_TEST_AZURE_KEY",
     );
+    // With a bandwidth limit, the staging that signs the ticket's SAS is wrapped in the
+    // limit's: the SAS must still reach the ticket.
+    let source = fs::read_to_string(f.path("source.yaml")).unwrap();
+    f.file(
+        "source.yaml",
+        source.replace("tasks:\n", "bandwidth: { limit: 1GiB/s }\ntasks:\n"),
+    );
     site_plan(
         &mut f,
         "destination.yaml",
