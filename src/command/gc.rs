@@ -1,8 +1,9 @@
 //! `ferry gc`: deletes what a plan's state no longer needs (see [`crate::run::gc`]):
 //! keys that expired or whose staged data is older than `staging.retention`, with that
 //! data, and the journals and item lists of completed rounds beyond
-//! `state.keep_rounds`. Without `--yes` it only lists them. The destination is never
-//! touched.
+//! `state.keep_rounds`; and containers that no key file of the plan opens any more,
+//! last written longer ago than the retention. Without `--yes` it only lists them. The
+//! destination is never touched.
 
 use std::path::Path;
 
@@ -20,28 +21,40 @@ pub fn run(path: &Path, only: Option<&str>, yes: bool) -> Result<Exit, Error> {
         crate::state::layout::PlanLayout::of(&plan).folder(),
         &plan.name,
     )?;
-    let now = jiff::Timestamp::now().as_second();
+    let now = crate::clock::now().as_second();
+    let mut garbage = Vec::new();
+    for task in &tasks {
+        garbage.extend(gc::find(&plan, task, now, true));
+    }
+    // Staged data whose key file is gone is found by listing the staging, which needs
+    // its credential; without it, gc says so and does the rest.
+    let Some(first) = tasks.first() else {
+        return Ok(Exit::Success);
+    };
+    let staging = crate::staging::open(&plan.staging, first.settings.retries);
     let mut exit = Exit::Success;
-    let mut any = false;
-    for task in tasks {
-        let garbage = gc::find(&plan, task, now, true);
-        if garbage.is_empty() {
-            continue;
+    match &staging {
+        Ok(staging) => match gc::orphans(&plan, &tasks, staging.as_ref(), now) {
+            Ok(orphans) => garbage.extend(orphans),
+            Err(e) => eprintln!(
+                "gc: cannot list the containers of {} (staged data whose key is gone is not looked for): {e}",
+                staging.describe()
+            ),
+        },
+        Err(e) => eprintln!(
+            "gc: staging cannot be opened (staged data whose key is gone is not looked for): {e}"
+        ),
+    }
+    let any = !garbage.is_empty();
+    if !yes {
+        for g in &garbage {
+            eprintln!("would delete {}", g.describe());
         }
-        any = true;
-        if !yes {
-            for g in &garbage {
-                eprintln!("would delete {}", g.describe());
-            }
-            continue;
-        }
-        let staging =
-            crate::staging::open(&plan.staging, task.settings.retries).map_err(|source| {
-                crate::run::RunError::StagingUnwritable {
-                    staging: plan.staging.kind.as_str().to_string(),
-                    source,
-                }
-            })?;
+    } else if any {
+        let staging = staging.map_err(|source| crate::run::RunError::StagingUnwritable {
+            staging: plan.staging.kind.as_str().to_string(),
+            source,
+        })?;
         for g in &garbage {
             match gc::collect(staging.as_ref(), g) {
                 Ok(()) => eprintln!("deleted {}", g.describe()),

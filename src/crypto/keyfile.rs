@@ -81,6 +81,28 @@ impl KeyFile {
 /// random id, so that a person can tell containers apart and nobody can guess one.
 /// Within 63 characters of lowercase letters, digits and `-`, as Azure and S3 accept.
 pub fn container_name(task: &str, round: u32, container_id: &[u8; 16]) -> String {
+    format!("{}-r{round}-{}", slug(task), hex(&container_id[..8]))
+}
+
+/// The round of `name` when it is the name [`container_name`] gives one of `task`'s
+/// rounds.
+pub fn container_round(task: &str, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(&slug(task))?.strip_prefix("-r")?;
+    let (round, id) = rest.split_once('-')?;
+    let digits = !round.is_empty() && round.bytes().all(|b| b.is_ascii_digit());
+    let hex = id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if digits && hex {
+        round.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// A task's name as the start of its containers' names.
+pub fn slug(task: &str) -> String {
     let mut slug = String::new();
     for c in task.chars() {
         let c = c.to_ascii_lowercase();
@@ -94,8 +116,11 @@ pub fn container_name(task: &str, round: u32, container_id: &[u8; 16]) -> String
         }
     }
     let slug = slug.trim_end_matches('-');
-    let slug = if slug.is_empty() { "task" } else { slug };
-    format!("{slug}-r{round}-{}", hex(&container_id[..8]))
+    if slug.is_empty() {
+        "task".to_string()
+    } else {
+        slug.to_string()
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -314,6 +339,22 @@ mod tests {
             "hr-files-old-r12-abababababababab"
         );
         assert_eq!(container_name("__", 2, &id), "task-r2-abababababababab");
+        assert_eq!(
+            container_round("HR_Files (old)", "hr-files-old-r12-abababababababab"),
+            Some(12)
+        );
+        assert_eq!(
+            container_round("hr", "hr-files-old-r12-abababababababab"),
+            None
+        );
+        assert_eq!(
+            container_round("finance", "finance-r1-abababababababa"),
+            None
+        );
+        assert_eq!(
+            container_round("finance", "finance-r-abababababababab"),
+            None
+        );
         let long = container_name(&"x".repeat(200), u32::MAX, &id);
         assert!(long.len() <= 63, "{long}");
         for name in [long, container_name("é-ü", 1, &id)] {

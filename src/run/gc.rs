@@ -25,6 +25,9 @@ pub enum Waste {
     },
     /// A completed round's own folder (item list, scan checkpoint, journal).
     Round { path: PathBuf },
+    /// A container no key file of the plan opens (its key was deleted or lost), last
+    /// written longer ago than the retention.
+    Orphan { container: String, why: String },
 }
 
 impl Garbage {
@@ -46,6 +49,10 @@ impl Garbage {
                 self.task,
                 self.round,
                 crate::shown::escape_path(path)
+            ),
+            Waste::Orphan { container, why } => format!(
+                "task {} round {}: staged data (container {container}) that no key opens: {why}",
+                self.task, self.round
             ),
         }
     }
@@ -125,6 +132,62 @@ pub fn find(plan: &Plan, task: &Task, now: i64, rounds: bool) -> Vec<Garbage> {
     found
 }
 
+/// The containers of `tasks` in `staging` that no key file of the plan opens and that
+/// were last written longer ago than `staging.retention`: staged data whose key file was
+/// deleted or lost, which nobody can ever import. A container whose age is unknown is
+/// kept. `now` in Unix seconds.
+pub fn orphans(
+    plan: &Plan,
+    tasks: &[&Task],
+    staging: &dyn Staging,
+    now: i64,
+) -> io::Result<Vec<Garbage>> {
+    let mut known = HashSet::new();
+    for task in &plan.tasks {
+        let layout = TaskLayout::of(plan, &task.name);
+        for entry in fs::read_dir(layout.keys()).into_iter().flatten().flatten() {
+            if let Ok(key) = KeyFile::read(&entry.path(), i64::MIN) {
+                known.insert(key.container_name());
+            }
+        }
+    }
+    let retention = plan.staging.retention.0.as_secs() as i64;
+    let mut found = Vec::new();
+    let mut listed_prefixes = HashSet::new();
+    for task in tasks {
+        let prefix = format!("{}-r", crate::crypto::keyfile::slug(&task.name));
+        if !listed_prefixes.insert(prefix.clone()) {
+            continue;
+        }
+        for listed in staging.containers(&prefix)? {
+            // Of a task whose name makes the same slug, the first one says it.
+            let Some((owner, round)) = tasks.iter().find_map(|t| {
+                crate::crypto::keyfile::container_round(&t.name, &listed.name).map(|r| (t, r))
+            }) else {
+                continue;
+            };
+            let Some(written_at) = listed.written_at else {
+                continue;
+            };
+            if known.contains(&listed.name) || now < written_at.saturating_add(retention) {
+                continue;
+            }
+            found.push(Garbage {
+                task: owner.name.clone(),
+                round,
+                what: Waste::Orphan {
+                    why: format!(
+                        "last written at {}, longer ago than staging.retention",
+                        crate::crypto::keyfile::shown_time(written_at)
+                    ),
+                    container: listed.name,
+                },
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// Deletes what [`find`] found: a key's staged data first, then the key (a key whose
 /// data cannot be deleted stays, so that a later run can try again).
 pub fn collect(staging: &dyn Staging, garbage: &Garbage) -> Result<(), RunError> {
@@ -135,6 +198,16 @@ pub fn collect(staging: &dyn Staging, garbage: &Garbage) -> Result<(), RunError>
             path: path.clone(),
             source,
         }),
+        Waste::Orphan { container, .. } => {
+            staging
+                .discard(container)
+                .map_err(|source| RunError::Staging {
+                    what: "delete",
+                    container: container.clone(),
+                    staging: staging.describe(),
+                    source,
+                })
+        }
     }
 }
 

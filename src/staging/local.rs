@@ -72,6 +72,30 @@ impl Staging for LocalStaging {
     fn describe(&self) -> String {
         format!("folder {}", self.path.display())
     }
+
+    /// The container folders, with when each was last written.
+    fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {
+        let entries = match fs::read_dir(&self.path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut listed = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let meta = entry.path().symlink_metadata()?;
+            if name.starts_with(prefix) && meta.is_dir() {
+                listed.push(super::Listed {
+                    name,
+                    written_at: Some(std::os::unix::fs::MetadataExt::mtime(&meta)),
+                });
+            }
+        }
+        Ok(listed)
+    }
 }
 
 /// A container folder under the staging path.

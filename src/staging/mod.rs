@@ -22,6 +22,7 @@ pub mod throttle;
 
 use std::io::{self, Read, Write};
 
+pub use azure::Grant;
 pub use object::BLOCK_SIZE;
 pub use retry::{Retry, is_transient};
 
@@ -42,7 +43,7 @@ pub trait Staging: Send + Sync {
     /// `expires_at` (Unix seconds) without this staging's account credential. `None`:
     /// that machine reaches the container with its own plan's settings (a shared
     /// folder, an S3 bucket its own keys may read).
-    fn grant(&self, _name: &str, _expires_at: i64) -> io::Result<Option<azure::Grant>> {
+    fn grant(&self, _name: &str, _expires_at: i64) -> io::Result<Option<Grant>> {
         Ok(None)
     }
     /// The containers whose names begin with `prefix`, for `ferry gc` to find staged

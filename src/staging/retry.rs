@@ -108,7 +108,7 @@ impl<S: Staging> Staging for Retry<S> {
         self.inner.describe()
     }
 
-    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::azure::Grant>> {
+    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::Grant>> {
         self.inner.grant(name, expires_at)
     }
 
@@ -130,7 +130,7 @@ impl Staging for Box<dyn Staging> {
     fn describe(&self) -> String {
         (**self).describe()
     }
-    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::azure::Grant>> {
+    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::Grant>> {
         (**self).grant(name, expires_at)
     }
     fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {

@@ -120,4 +120,34 @@ impl Staging for S3Staging {
     fn describe(&self) -> String {
         format!("S3 bucket {} at {}", self.bucket, self.endpoint)
     }
+
+    /// The bucket's top-level prefixes that begin with `prefix`, each with its newest
+    /// object's time.
+    fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {
+        self.runtime.block_on(async {
+            let top = self
+                .store
+                .list_with_delimiter(None)
+                .await
+                .map_err(store_error)?;
+            let mut listed = Vec::new();
+            for path in top.common_prefixes {
+                let name = path.as_ref().to_string();
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+                let mut objects = self.store.list(Some(&path));
+                let mut newest: Option<i64> = None;
+                while let Some(meta) = objects.next().await {
+                    let at = meta.map_err(store_error)?.last_modified.timestamp();
+                    newest = Some(newest.map_or(at, |n| n.max(at)));
+                }
+                listed.push(super::Listed {
+                    name,
+                    written_at: newest,
+                });
+            }
+            Ok(listed)
+        })
+    }
 }

@@ -116,7 +116,7 @@ impl Staging for ThrottledStaging {
         self.inner.describe()
     }
 
-    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::azure::Grant>> {
+    fn grant(&self, name: &str, expires_at: i64) -> io::Result<Option<super::Grant>> {
         self.inner.grant(name, expires_at)
     }
 

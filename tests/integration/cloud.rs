@@ -957,3 +957,51 @@ fn the_json_log_of_two_sites_holds_no_secret() {
         assert!(!text.contains(secret), "a secret in the log: {text}");
     }
 }
+
+/// `ferry gc` lists the account's containers: one whose key file was lost is deleted
+/// once it is older than `staging.retention`, and never before.
+#[test]
+fn gc_deletes_a_container_whose_key_is_gone() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    azure_plan(&mut f, "");
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let key = f.path("state/p/t/keys/R1.key");
+    let stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&key).unwrap()).unwrap();
+    let container = stored["container"].as_str().unwrap().to_string();
+    fs::remove_file(&key).unwrap();
+    let sas = sas_query(&container, "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z");
+
+    let young = f.ferry(&["gc", "plan.yaml", "--yes"]);
+    young.assert_code(0);
+    assert!(
+        young.stderr.contains("nothing to delete"),
+        "{}",
+        young.stderr
+    );
+    assert!(account_staging().open(&container).is_ok());
+
+    f.env("FERRY_TEST_CLOCK", &crate::gc::a_month_later());
+    let deleted = f.ferry(&["gc", "plan.yaml", "--yes"]);
+    deleted.assert_code(0);
+    assert!(
+        deleted.stderr.contains(&format!(
+            "deleted task t round 1: staged data (container {container})"
+        )),
+        "{}",
+        deleted.stderr
+    );
+    let (status, text) = request(
+        "GET",
+        &format!("/{ACCOUNT}/{container}/any?{sas}"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("ContainerNotFound"), "{text}");
+}

@@ -100,3 +100,64 @@ fn old_rounds_go_beyond_keep_rounds() {
     // The index was kept: nothing is moved again.
     assert!(next.stderr.contains("imported 0 items"), "{}", next.stderr);
 }
+
+/// The clock 31 days from now: past the default 30-day retention.
+pub fn a_month_later() -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(31 * 24)).to_string()
+}
+
+/// Staged data whose key file was lost is found by listing the staging: kept while it
+/// is younger than `staging.retention`, then listed, and deleted with --yes. Containers
+/// of another task's name, or not named as ferry names them, are never touched.
+#[test]
+fn staged_data_whose_key_is_gone_goes_after_the_retention() {
+    let mut f = Fixture::new();
+    f.file("src/a.txt", "alpha");
+    f.plan(&plan(10));
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let key = f.path("state/p/t/keys/R1.key");
+    let stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&key).unwrap()).unwrap();
+    let container = stored["container"].as_str().unwrap().to_string();
+    assert!(f.path(&format!("state/staging/{container}")).is_dir());
+    fs::remove_file(&key).unwrap();
+    for other in ["other-r1-0123456789abcdef", "t-r2-not-ferrys"] {
+        f.dir(&format!("state/staging/{other}"));
+    }
+
+    let young = f.ferry(&["gc", "plan.yaml"]);
+    young.assert_code(0);
+    assert!(
+        young.stderr.contains("nothing to delete"),
+        "{}",
+        young.stderr
+    );
+
+    f.env("FERRY_TEST_CLOCK", &a_month_later());
+    let listed = f.ferry(&["gc", "plan.yaml"]);
+    listed.assert_code(0);
+    assert!(
+        listed.stderr.contains(&format!(
+            "would delete task t round 1: staged data (container {container}) that no key opens"
+        )),
+        "{}",
+        listed.stderr
+    );
+    assert_eq!(
+        listed.stderr.matches("would delete").count(),
+        1,
+        "{}",
+        listed.stderr
+    );
+    assert!(f.path(&format!("state/staging/{container}")).is_dir());
+    let deleted = f.ferry(&["gc", "plan.yaml", "--yes"]);
+    deleted.assert_code(0);
+    assert!(!f.path(&format!("state/staging/{container}")).exists());
+    for other in ["other-r1-0123456789abcdef", "t-r2-not-ferrys"] {
+        assert!(
+            f.path(&format!("state/staging/{other}")).is_dir(),
+            "{other}"
+        );
+    }
+}

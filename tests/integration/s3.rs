@@ -275,3 +275,46 @@ fn a_put_never_replaces_an_object() {
     staging.discard("round-1").unwrap();
     assert!(!container.exists("obj").unwrap());
 }
+
+/// `ferry gc` lists the bucket's top-level prefixes: a round whose key file was lost
+/// is deleted once it is older than `staging.retention`, and never before.
+#[test]
+fn gc_deletes_a_round_whose_key_is_gone() {
+    if !moto() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    let bucket = bucket("gc-orphan");
+    s3_plan(&mut f, &bucket);
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    let key = f.path("state/p/t/keys/R1.key");
+    let stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&key).unwrap()).unwrap();
+    let container = stored["container"].as_str().unwrap().to_string();
+    fs::remove_file(&key).unwrap();
+    let objects = |store: &object_store::aws::AmazonS3| {
+        use futures_util::TryStreamExt as _;
+        let prefix = object_store::path::Path::from(container.as_str());
+        block_on(object_store::ObjectStore::list(store, Some(&prefix)).try_collect::<Vec<_>>())
+            .unwrap()
+            .len()
+    };
+    let store = store(&bucket);
+    assert!(objects(&store) > 0);
+
+    f.ferry(&["gc", "plan.yaml", "--yes"]).assert_code(0);
+    assert!(objects(&store) > 0, "younger than the retention: kept");
+    f.env("FERRY_TEST_CLOCK", &crate::gc::a_month_later());
+    let deleted = f.ferry(&["gc", "plan.yaml", "--yes"]);
+    deleted.assert_code(0);
+    assert!(
+        deleted
+            .stderr
+            .contains(&format!("staged data (container {container})")),
+        "{}",
+        deleted.stderr
+    );
+    assert_eq!(objects(&store), 0);
+}

@@ -199,7 +199,7 @@ impl AzureStaging {
         what: &str,
     ) -> io::Result<u16> {
         super::retry::with_retries(self.retries, || {
-            let status = self.account_request_once(method.clone(), path_and_query)?;
+            let (status, _) = self.account_request_once(method.clone(), path_and_query)?;
             if ok.contains(&status) {
                 Ok(status)
             } else {
@@ -208,7 +208,12 @@ impl AzureStaging {
         })
     }
 
-    fn account_request_once(&self, method: http::Method, path_and_query: &str) -> io::Result<u16> {
+    /// Its status and body.
+    fn account_request_once(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+    ) -> io::Result<(u16, Vec<u8>)> {
         let url = format!("{}/{path_and_query}", self.endpoint);
         let mut request = http::Request::builder()
             .method(method)
@@ -221,13 +226,15 @@ impl AzureStaging {
         AzureAuthorizer::new(&credential, &self.account)
             .try_authorize(&mut request)
             .map_err(|_| bad_key())?;
-        let response = self
-            .runtime
-            .block_on(self.http.execute(request))
-            .map_err(|e| {
-                io::Error::new(io::ErrorKind::ConnectionRefused, redact(&e.to_string()))
-            })?;
-        Ok(response.status().as_u16())
+        let failed = |e: object_store::client::HttpError| {
+            io::Error::new(io::ErrorKind::ConnectionRefused, redact(&e.to_string()))
+        };
+        self.runtime.block_on(async {
+            let response = self.http.execute(request).await.map_err(failed)?;
+            let status = response.status().as_u16();
+            let body = response.into_body().bytes().await.map_err(failed)?;
+            Ok((status, body.to_vec()))
+        })
     }
 
     /// The SAS for `container`, from five minutes ago (clocks differ) to `expiry`.
@@ -328,5 +335,103 @@ impl Staging for AzureStaging {
 
     fn describe(&self) -> String {
         format!("Azure account {} at {}", self.account, self.endpoint)
+    }
+
+    /// List Containers, page by page.
+    fn containers(&self, prefix: &str) -> io::Result<Vec<super::Listed>> {
+        if !prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{prefix}` cannot begin a container's name"),
+            ));
+        }
+        let mut listed = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let mut query = format!("?comp=list&prefix={prefix}&maxresults=5000");
+            if !marker.is_empty() {
+                query.push_str(&format!(
+                    "&marker={}",
+                    percent_encoding::utf8_percent_encode(
+                        &marker,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ));
+            }
+            let body = super::retry::with_retries(self.retries, || {
+                match self.account_request_once(http::Method::GET, &query)? {
+                    (200, body) => Ok(body),
+                    (status, _) => {
+                        Err(status_error("cannot list the account's containers", status))
+                    }
+                }
+            })?;
+            let text = String::from_utf8_lossy(&body);
+            listed.extend(list_containers(&text));
+            marker = between(&text, "<NextMarker>", "</NextMarker>")
+                .unwrap_or_default()
+                .to_string();
+            if marker.is_empty() {
+                return Ok(listed);
+            }
+        }
+    }
+}
+
+/// The text between the first `open` and the `close` after it.
+fn between<'t>(text: &'t str, open: &str, close: &str) -> Option<&'t str> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)?;
+    Some(&text[start..start + end])
+}
+
+/// The containers of a List Containers answer, with their `Last-Modified` (when it
+/// was created). Container names are lowercase letters, digits and `-`: no XML escapes.
+fn list_containers(xml: &str) -> Vec<super::Listed> {
+    xml.split("<Container>")
+        .skip(1)
+        .filter_map(|part| {
+            let name = between(part, "<Name>", "</Name>")?;
+            let written_at = between(part, "<Last-Modified>", "</Last-Modified>")
+                .and_then(|t| jiff::fmt::rfc2822::parse(t).ok())
+                .map(|t| t.timestamp().as_second());
+            Some(super::Listed {
+                name: name.to_string(),
+                written_at,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_containers_is_read_with_its_times_and_next_page() {
+        let xml = "<?xml version=\"1.0\"?><EnumerationResults><Prefix>t-r</Prefix><Containers>\
+            <Container><Name>t-r1-0123456789abcdef</Name><Properties><Last-Modified>Tue, 01 Dec 2026 03:48:10 GMT</Last-Modified></Properties></Container>\
+            <Container><Name>t-r2-fedcba9876543210</Name><Properties></Properties></Container>\
+            </Containers><NextMarker>/devstoreaccount1/t-r3</NextMarker></EnumerationResults>";
+        let listed = list_containers(xml);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].name, "t-r1-0123456789abcdef");
+        assert_eq!(
+            listed[0].written_at,
+            Some(
+                "2026-12-01T03:48:10Z"
+                    .parse::<jiff::Timestamp>()
+                    .unwrap()
+                    .as_second()
+            )
+        );
+        assert_eq!(listed[1].written_at, None);
+        assert_eq!(
+            between(xml, "<NextMarker>", "</NextMarker>"),
+            Some("/devstoreaccount1/t-r3")
+        );
     }
 }
