@@ -515,16 +515,36 @@ impl Round<'_> {
                     source,
                 })?;
         let state = self.layout.round(ticket.round);
+        let fresh = !state.folder().exists();
         fs::create_dir_all(state.folder()).map_err(io_error("create", state.folder()))?;
         let now = now();
         let get = |kind, handed: &Handed, path: &Path| {
             get_file(container.as_ref(), &key, kind, handed, path, now)
                 .map_err(|e| self.described(e))
         };
-        get(ITEMS, &ticket.items, &state.items())?;
-        get(JOURNAL, &ticket.journal, &state.journal())?;
-        // The checkpoint last of the round's files: with it, the round is taken over.
-        get(SCAN, &ticket.scan, &state.scan())?;
+        let fetched = get(ITEMS, &ticket.items, &state.items())
+            .and_then(|()| get(JOURNAL, &ticket.journal, &state.journal()))
+            // The checkpoint last of the round's files: with it, the round is taken over.
+            .and_then(|()| get(SCAN, &ticket.scan, &state.scan()));
+        if let Err(e) = fetched {
+            // Nothing of a round that was not taken over stays behind: a round folder
+            // without a session would stop every later run of the task.
+            if fresh {
+                let _ = fs::remove_dir_all(state.folder());
+                if let Some(rounds) = state.folder().parent() {
+                    let _ = fs::remove_dir(rounds);
+                }
+            }
+            return Err(match e {
+                RunError::Staging { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    refuse(format!(
+                        "its container {} is gone (the staging site set the round aside, or deleted it when its key expired): bring the latest ticket, or stage the round again",
+                        ticket.container
+                    ))
+                }
+                other => other,
+            });
+        }
         self.write_note(ticket)?;
         key.write(&self.layout.key(ticket.round))?;
         if unfinished {

@@ -44,7 +44,9 @@ fn reading_from_staging_holds_the_limit_too() {
         f.file(&format!("src/f{i}.bin"), &data);
     }
     let plan = |bandwidth: &str| {
-        format!("version: 1\nname: p\nworking_folder: state\n{bandwidth}tasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix, package: {{ max_size: 2MiB }} }}\n")
+        format!(
+            "version: 1\nname: p\nworking_folder: state\n{bandwidth}tasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix, package: {{ max_size: 2MiB }} }}\n"
+        )
     };
     f.plan(&plan(""));
     f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])

@@ -1005,3 +1005,90 @@ fn gc_deletes_a_container_whose_key_is_gone() {
     assert_eq!(status, 404, "{text}");
     assert!(text.contains("ContainerNotFound"), "{text}");
 }
+
+/// The staging site sets a handed-over round aside with `--restart` and stages a new
+/// one: the old ticket's container is gone (its import is refused, saying so, and
+/// nothing is written), and the new ticket imports everything.
+#[test]
+fn a_round_set_aside_at_the_staging_site_takes_its_ticket_with_it() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    site_plan(
+        &mut f,
+        "source.yaml",
+        "state-source",
+        "FERRY_TEST_AZURE_KEY",
+    );
+    site_plan(
+        &mut f,
+        "destination.yaml",
+        "state-destination",
+        "FERRY_TEST_NO_KEY_HERE",
+    );
+    let stage = |ticket: &str, restart: bool| {
+        let mut args = vec![
+            "run",
+            "source.yaml",
+            "--stages",
+            "scan,package,upload",
+            "--ticket",
+            ticket,
+        ];
+        if restart {
+            args.push("--restart");
+        }
+        f.ferry(&args)
+    };
+    stage("first.ticket", false).assert_code(0);
+    let first: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path("first.ticket")).unwrap()).unwrap();
+    let old_container = first["tasks"][0]["container"].as_str().unwrap().to_string();
+    f.file("src/late.txt", "added before the new round");
+    stage("second.ticket", true).assert_code(0);
+    let second: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.path("second.ticket")).unwrap()).unwrap();
+    assert_eq!(second["tasks"][0]["round"], 2);
+    let sas = sas_query(
+        &old_container,
+        "2020-01-01T00:00:00Z",
+        "2099-01-01T00:00:00Z",
+    );
+    let (status, text) = request(
+        "GET",
+        &format!("/{ACCOUNT}/{old_container}/any?{sas}"),
+        &[],
+        b"",
+    );
+    assert!(
+        status == 404 && text.contains("ContainerNotFound"),
+        "{text}"
+    );
+
+    let import = |ticket: &str| {
+        f.ferry(&[
+            "run",
+            "destination.yaml",
+            "--stages",
+            "import",
+            "--ticket",
+            ticket,
+        ])
+    };
+    let stale = import("first.ticket");
+    stale.assert_code(2);
+    assert!(
+        stale
+            .stderr
+            .contains(&format!("its container {old_container} is gone")),
+        "{}",
+        stale.stderr
+    );
+    assert!(!f.path("dest/late.txt").exists());
+    let fresh = import("second.ticket");
+    fresh.assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+}
