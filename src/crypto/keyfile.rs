@@ -77,18 +77,26 @@ impl KeyFile {
 }
 
 /// The name of a task round's container: the task's name (lowercase letters, digits and
-/// single `-`, at most 30 of them), the round, and 16 hex digits of the container's
-/// random id, so that a person can tell containers apart and nobody can guess one.
-/// Within 63 characters of lowercase letters, digits and `-`, as Azure and S3 accept.
-pub fn container_name(task: &str, round: u32, container_id: &[u8; 16]) -> String {
-    format!("{}-r{round}-{}", slug(task), hex(&container_id[..8]))
+/// single `-`, at most 24 of them), the round, the `owner` (six hex digits that tell the
+/// state folder which made it: `PlanLayout::owner`), and 16 hex digits of the
+/// container's random id, so that a person can tell containers apart and nobody can
+/// guess one. Within 63 characters of lowercase letters, digits and `-`, as Azure and S3
+/// accept.
+pub fn container_name(task: &str, round: u32, owner: &str, container_id: &[u8; 16]) -> String {
+    format!(
+        "{}-r{round}-{owner}-{}",
+        slug(task),
+        hex(&container_id[..8])
+    )
 }
 
 /// The round of `name` when it is the name [`container_name`] gives one of `task`'s
-/// rounds.
-pub fn container_round(task: &str, name: &str) -> Option<u32> {
+/// rounds made by `owner`. Names of another owner, or of a ferry before owners, are
+/// never taken for one.
+pub fn container_round(task: &str, owner: &str, name: &str) -> Option<u32> {
     let rest = name.strip_prefix(&slug(task))?.strip_prefix("-r")?;
-    let (round, id) = rest.split_once('-')?;
+    let (round, rest) = rest.split_once('-')?;
+    let id = rest.strip_prefix(owner)?.strip_prefix('-')?;
     let digits = !round.is_empty() && round.bytes().all(|b| b.is_ascii_digit());
     let hex = id.len() == 16
         && id
@@ -111,7 +119,7 @@ pub fn slug(task: &str) -> String {
         } else if !slug.is_empty() && !slug.ends_with('-') {
             slug.push('-');
         }
-        if slug.len() >= 30 {
+        if slug.len() >= 24 {
             break;
         }
     }
@@ -331,33 +339,34 @@ mod tests {
     fn container_names_are_readable_bounded_and_unguessable() {
         let id = [0xab; 16];
         assert_eq!(
-            container_name("finance", 1, &id),
-            "finance-r1-abababababababab"
+            container_name("finance", 1, "0f1e2d", &id),
+            "finance-r1-0f1e2d-abababababababab"
         );
         assert_eq!(
-            container_name("HR_Files (old)", 12, &id),
-            "hr-files-old-r12-abababababababab"
+            container_name("HR_Files (old)", 12, "0f1e2d", &id),
+            "hr-files-old-r12-0f1e2d-abababababababab"
         );
-        assert_eq!(container_name("__", 2, &id), "task-r2-abababababababab");
         assert_eq!(
-            container_round("HR_Files (old)", "hr-files-old-r12-abababababababab"),
+            container_name("__", 2, "0f1e2d", &id),
+            "task-r2-0f1e2d-abababababababab"
+        );
+        let round = |task, name| container_round(task, "0f1e2d", name);
+        assert_eq!(
+            round("HR_Files (old)", "hr-files-old-r12-0f1e2d-abababababababab"),
             Some(12)
         );
         assert_eq!(
-            container_round("hr", "hr-files-old-r12-abababababababab"),
+            round("hr", "hr-files-old-r12-0f1e2d-abababababababab"),
             None
         );
-        assert_eq!(
-            container_round("finance", "finance-r1-abababababababa"),
-            None
-        );
-        assert_eq!(
-            container_round("finance", "finance-r-abababababababab"),
-            None
-        );
-        let long = container_name(&"x".repeat(200), u32::MAX, &id);
+        // Another owner's, and one named before owners: never this owner's.
+        assert_eq!(round("finance", "finance-r1-999999-abababababababab"), None);
+        assert_eq!(round("finance", "finance-r1-abababababababab"), None);
+        assert_eq!(round("finance", "finance-r1-0f1e2d-abababababababa"), None);
+        assert_eq!(round("finance", "finance-r-0f1e2d-abababababababab"), None);
+        let long = container_name(&"x".repeat(200), u32::MAX, "0f1e2d", &id);
         assert!(long.len() <= 63, "{long}");
-        for name in [long, container_name("é-ü", 1, &id)] {
+        for name in [long, container_name("é-ü", 1, "0f1e2d", &id)] {
             assert!(
                 name.bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -370,7 +379,7 @@ mod tests {
         KeyFile {
             key: ContainerKey::from_bytes([3; 32]),
             container_id: [9; 16],
-            container: container_name("Finance 2024", 3, &[9; 16]),
+            container: container_name("Finance 2024", 3, "0f1e2d", &[9; 16]),
             created_at: 100,
             expires_at: 200,
         }
@@ -389,7 +398,7 @@ mod tests {
         let back = KeyFile::read(&path, 150).unwrap();
         assert_eq!(back.key.expose(), &[3; 32]);
         assert_eq!(back.container_id, [9; 16]);
-        assert_eq!(back.container, "finance-2024-r3-0909090909090909");
+        assert_eq!(back.container, "finance-2024-r3-0f1e2d-0909090909090909");
     }
 
     #[test]

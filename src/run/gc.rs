@@ -132,8 +132,9 @@ pub fn find(plan: &Plan, task: &Task, now: i64, rounds: bool) -> Vec<Garbage> {
     found
 }
 
-/// The containers of `tasks` in `staging` that no key file of the plan opens and that
-/// were last written longer ago than `staging.retention`: staged data whose key file was
+/// The containers of `tasks` in `staging` that this plan's state folder made, that no
+/// key file of the plan opens, and that were last written longer ago than
+/// `staging.retention`: staged data whose key file was
 /// deleted or lost, which nobody can ever import. A container whose age is unknown is
 /// kept. `now` in Unix seconds.
 pub fn orphans(
@@ -152,6 +153,9 @@ pub fn orphans(
         }
     }
     let retention = plan.staging.retention.0.as_secs() as i64;
+    // Only containers this state folder made: another plan's, or this plan's state on
+    // another machine, share the account but not the key files.
+    let mine = state::layout::PlanLayout::of(plan).owner();
     let mut found = Vec::new();
     let mut listed_prefixes = HashSet::new();
     for task in tasks {
@@ -162,7 +166,8 @@ pub fn orphans(
         for listed in staging.containers(&prefix)? {
             // Of a task whose name makes the same slug, the first one says it.
             let Some((owner, round)) = tasks.iter().find_map(|t| {
-                crate::crypto::keyfile::container_round(&t.name, &listed.name).map(|r| (t, r))
+                crate::crypto::keyfile::container_round(&t.name, &mine, &listed.name)
+                    .map(|r| (t, r))
             }) else {
                 continue;
             };

@@ -236,6 +236,7 @@ impl Round<'_> {
             container: crate::crypto::keyfile::container_name(
                 &self.task.name,
                 round,
+                &state::layout::PlanLayout::of(self.plan).owner(),
                 &container_id,
             ),
             container_id,

@@ -28,6 +28,21 @@ impl PlanLayout {
         }
     }
 
+    /// Six hex digits of a hash of this plan's state folder, in the names of the
+    /// containers it makes: `ferry gc` looks for lost containers among its own only, not
+    /// among those of another plan, or of the same plan's state on another machine,
+    /// that share the staging account.
+    pub fn owner(&self) -> String {
+        use std::os::unix::ffi::OsStrExt as _;
+        let hash = blake3::Hasher::new_derive_key("ferry staging owner")
+            .update(self.folder.as_os_str().as_bytes())
+            .finalize();
+        hash.as_bytes()[..3]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Where the plan's lock and summaries live.
     pub fn folder(&self) -> &Path {
         &self.folder

@@ -108,7 +108,9 @@ pub fn a_month_later() -> String {
 
 /// Staged data whose key file was lost is found by listing the staging: kept while it
 /// is younger than `staging.retention`, then listed, and deleted with --yes. Containers
-/// of another task's name, or not named as ferry names them, are never touched.
+/// of another task's name, of another state folder (another plan, or this plan's state on
+/// another machine, sharing the staging), or not named as ferry names them, are never
+/// touched.
 #[test]
 fn staged_data_whose_key_is_gone_goes_after_the_retention() {
     let mut f = Fixture::new();
@@ -122,7 +124,13 @@ fn staged_data_whose_key_is_gone_goes_after_the_retention() {
     let container = stored["container"].as_str().unwrap().to_string();
     assert!(f.path(&format!("state/staging/{container}")).is_dir());
     fs::remove_file(&key).unwrap();
-    for other in ["other-r1-0123456789abcdef", "t-r2-not-ferrys"] {
+    let others = [
+        "other-r1-0123456789abcdef",
+        "t-r2-not-ferrys",
+        "t-r1-ffffff-0123456789abcdef",
+        "t-r1-0123456789abcdef",
+    ];
+    for other in others {
         f.dir(&format!("state/staging/{other}"));
     }
 
@@ -154,7 +162,7 @@ fn staged_data_whose_key_is_gone_goes_after_the_retention() {
     let deleted = f.ferry(&["gc", "plan.yaml", "--yes"]);
     deleted.assert_code(0);
     assert!(!f.path(&format!("state/staging/{container}")).exists());
-    for other in ["other-r1-0123456789abcdef", "t-r2-not-ferrys"] {
+    for other in others {
         assert!(
             f.path(&format!("state/staging/{other}")).is_dir(),
             "{other}"
