@@ -14,6 +14,7 @@ pub mod command;
 pub mod crypto;
 pub mod exit;
 pub mod failure;
+pub mod fuzzing;
 pub mod import;
 pub mod log;
 pub mod package;

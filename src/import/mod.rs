@@ -30,7 +30,7 @@ use crate::plan::raw::{Conflicts, Verify};
 
 pub mod decide;
 mod parts;
-mod stream;
+pub(crate) mod stream;
 mod temp;
 
 pub use self::decide::same_time;

@@ -27,6 +27,21 @@ impl Default for Place {
     }
 }
 
+/// The text's lines as YAML (and CSV) count them: a line ends at `\r\n`, `\n`, or a
+/// lone `\r`. Places count lines this way, so a snippet must too: with `str::lines`, a
+/// stray carriage return would show the line after the one meant.
+pub fn lines(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(['\r', '\n']) {
+        out.push(&rest[..at]);
+        let skip = if rest[at..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[at + skip..];
+    }
+    out.push(rest);
+    out
+}
+
 /// One problem in a plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -72,7 +87,7 @@ impl Diagnostic {
         }
         out.push_str(&self.message);
         out.push('\n');
-        if let Some(source) = text.lines().nth(line.saturating_sub(1)) {
+        if let Some(source) = lines(text).get(line.saturating_sub(1)) {
             let gutter = line.to_string().len();
             let (shown, caret_at, caret_width) =
                 display_line(source, column, width, self.redact_from);
@@ -173,6 +188,24 @@ mod tests {
             d.render("p.yaml", text),
             "p.yaml:2:5: tasks[0].sourc: unknown key\n  |\n2 |   - sourc: /x\n  |     ^^^^^\n"
         );
+    }
+
+    /// Found by the `plan` fuzz target: YAML ends a line at a lone `\r`, and the snippet
+    /// showed the line after the one meant.
+    #[test]
+    fn a_lone_carriage_return_ends_a_line_as_in_yaml() {
+        assert_eq!(lines("a\rb\r\nc\nd"), ["a", "b", "c", "d"]);
+        assert_eq!(lines("a\n"), ["a", ""]);
+        let d = Diagnostic::new(
+            Place {
+                line: 2,
+                column: 1,
+                width: 3,
+            },
+            "",
+            "here",
+        );
+        assert!(d.render("p.yaml", "a\rbad\nc").contains("2 | bad"));
     }
 
     #[test]

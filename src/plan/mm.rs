@@ -115,7 +115,7 @@ const COLUMNS: [&str; 6] = [
 ];
 
 fn csv_rows(text: &str, options: &Options<'_>, problems: &mut Vec<Diagnostic>) -> Vec<Row> {
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = super::diagnostic::lines(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -235,7 +235,14 @@ fn line_at(text: &str, byte: usize) -> usize {
     while start < bytes.len() && (bytes[start] == b'\r' || bytes[start] == b'\n') {
         start += 1;
     }
-    bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1
+    // Lines end as `diagnostic::lines` ends them: `\r\n`, `\n` or a lone `\r`.
+    let before = &bytes[..start];
+    before
+        .iter()
+        .enumerate()
+        .filter(|&(i, &b)| b == b'\n' || (b == b'\r' && before.get(i + 1) != Some(&b'\n')))
+        .count()
+        + 1
 }
 
 /// The column (in characters, 1-based) where field `index` of a CSV line begins, and its
@@ -710,6 +717,14 @@ fn task_name(row: &Row, taken: &mut Vec<String>) -> String {
     }
     taken.push(name.clone());
     name
+}
+
+/// Whether `name` is a task name a plan accepts.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Text safe inside a YAML comment line.

@@ -21,7 +21,7 @@ mod yaml;
 
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::{Diagnostic, Place};
+pub use diagnostic::{Diagnostic, Place, lines};
 pub use raw::StagingKind;
 pub use schedule::Bandwidth;
 pub(crate) use schema::closest;
@@ -170,15 +170,21 @@ impl Plan {
                 });
             }
         };
+        Self::from_text(&text, path, env)
+    }
+
+    /// Validates plan text as if it were read from `path` (its relative paths are
+    /// relative to that folder), with variables from `env`.
+    pub fn from_text(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Plan, PlanError> {
         let dir = plan_folder(path);
-        match parse_and_validate(&text, path, &dir, env) {
+        match parse_and_validate(text, path, &dir, env) {
             Ok(plan) => Ok(plan),
             Err(mut diagnostics) => {
                 diagnostics.sort_by(|a, b| a.place.cmp(&b.place).then(a.message.cmp(&b.message)));
                 diagnostics.dedup();
                 Err(PlanError::Invalid {
-                    file,
-                    text,
+                    file: path.display().to_string(),
+                    text: text.to_string(),
                     diagnostics,
                 })
             }

@@ -188,7 +188,8 @@ fn syntax_error(text: &str, error: &serde_saphyr::Error) -> Diagnostic {
 
 /// A tab in the leading whitespace of the lines around `line`.
 fn indentation_tab(text: &str, line: usize) -> Option<Place> {
-    text.lines()
+    super::diagnostic::lines(text)
+        .into_iter()
         .enumerate()
         .skip(line.saturating_sub(2))
         .take(3)
@@ -203,8 +204,9 @@ fn indentation_tab(text: &str, line: usize) -> Option<Place> {
 }
 
 fn end_of(text: &str) -> Place {
-    let line = text.lines().count().max(1);
-    let column = text.lines().last().map_or(0, |l| l.chars().count()) + 1;
+    let lines = super::diagnostic::lines(text);
+    let line = lines.len();
+    let column = lines.last().map_or(0, |l| l.chars().count()) + 1;
     Place {
         line,
         column,

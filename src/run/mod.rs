@@ -286,6 +286,12 @@ pub fn run_task(
     result
 }
 
+/// Reads a round's scan checkpoint as a resumed run does (for the fuzz target).
+#[doc(hidden)]
+pub fn load_scan_checkpoint(scanned: &Path, items: &Path, journal: &Path) -> Result<(), RunError> {
+    load_scanned(scanned, items, journal).map(|_| ())
+}
+
 /// Runs one round, as [`plan::decide`] says: the steps in their write order.
 fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> {
     let (plan, task, stages) = (r.plan, r.task, r.stages);

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 /// Each top-level module's layer: higher uses lower.
 const LAYERS: &[(&str, u32)] = &[
     ("cli", 4),
+    ("fuzzing", 4),
     ("command", 3),
     ("run", 2),
     ("scan", 1),
