@@ -13,6 +13,7 @@ pub mod clock;
 pub mod command;
 pub mod crypto;
 pub mod exit;
+pub mod failpoint;
 pub mod failure;
 pub mod fuzzing;
 pub mod import;

@@ -260,6 +260,7 @@ pub fn write_private(
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(("remove the stale partial", e)),
     }
+    crate::failpoint::hit("key-write").map_err(|e| ("create", e))?;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

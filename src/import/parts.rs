@@ -166,6 +166,7 @@ fn new_assembly(dir: &OwnedFd) -> io::Result<(String, OwnedFd, fs::File)> {
         )
         .map_err(errno)?;
         owned(&work_fd, true).map_err(io::Error::other)?;
+        crate::failpoint::hit("temp-file")?;
         let fd = rustix::fs::openat(
             &work_fd,
             ASSEMBLY_FILE,
@@ -400,7 +401,10 @@ fn settle_part(
             "the file changed while it was read; its parts were discarded and the next round will try again".into(),
         );
     }
-    if let Some(e) = write_error.or_else(|| file.sync_data().err()) {
+    if let Some(e) = write_error
+        .or_else(|| crate::failpoint::hit("sync").err())
+        .or_else(|| file.sync_data().err())
+    {
         if disk_full(&e) {
             // The parts already in stay, as journalled (their staged objects may be
             // gone): the run stops, and its next run writes this part again.
@@ -430,7 +434,12 @@ fn settle_part(
         mtime_nsec: record.mtime_nsec,
         hash: trailer.file_hash,
     });
-    if last && let Err(e) = file.set_len(record.size).and_then(|()| file.sync_all()) {
+    if last
+        && let Err(e) = file
+            .set_len(record.size)
+            .and_then(|()| crate::failpoint::hit("sync"))
+            .and_then(|()| file.sync_all())
+    {
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
     dest.put_assembly(
@@ -518,6 +527,7 @@ impl Destination {
         }
         if let Err(e) = self
             .apply_metadata(&file, &record)
+            .and_then(|()| crate::failpoint::hit("sync"))
             .and_then(|()| file.sync_all())
         {
             return fail(
@@ -530,14 +540,22 @@ impl Destination {
         } else {
             rustix::fs::RenameFlags::empty()
         };
-        let committed = rustix::fs::renameat_with(
-            &work_fd,
-            ASSEMBLY_FILE,
-            &dir,
-            OsStr::from_bytes(name),
-            flags,
-        )
-        .and_then(|()| rustix::fs::fsync(&dir));
+        let failpoint = |name| {
+            crate::failpoint::hit(name)
+                .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
+        };
+        let committed = failpoint("rename")
+            .and_then(|()| {
+                rustix::fs::renameat_with(
+                    &work_fd,
+                    ASSEMBLY_FILE,
+                    &dir,
+                    OsStr::from_bytes(name),
+                    flags,
+                )
+            })
+            .and_then(|()| failpoint("folder-sync"))
+            .and_then(|()| rustix::fs::fsync(&dir));
         match committed {
             Ok(()) => {
                 let _ = rustix::fs::unlinkat(&dir, work.as_str(), AtFlags::REMOVEDIR);

@@ -39,7 +39,7 @@ pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<O
 /// rather than one per file), and another makes the renames durable before the caller
 /// deletes the staged package.
 fn commit(dest: &Destination, pending: Vec<Pending>) -> Vec<Outcome> {
-    let synced = rustix::fs::syncfs(&dest.fd);
+    let synced = failpoint("sync").and_then(|()| rustix::fs::syncfs(&dest.fd));
     let mut outcomes = Vec::with_capacity(pending.len());
     for file in pending {
         let flags = if file.absent {
@@ -47,7 +47,7 @@ fn commit(dest: &Destination, pending: Vec<Pending>) -> Vec<Outcome> {
         } else {
             rustix::fs::RenameFlags::empty()
         };
-        let committed = synced.and_then(|()| {
+        let committed = synced.and_then(|()| failpoint("rename")).and_then(|()| {
             rustix::fs::renameat_with(
                 &*file.dir,
                 file.temp.as_str(),
@@ -82,8 +82,28 @@ fn commit(dest: &Destination, pending: Vec<Pending>) -> Vec<Outcome> {
             }
         });
     }
-    let _ = rustix::fs::syncfs(&dest.fd);
+    // The renames must be durable before the caller journals the files as in place
+    // and deletes their staged package: when that cannot be made sure, none of them
+    // counts as imported (the next round finds them, and checks them).
+    if let Err(e) = failpoint("folder-sync").and_then(|()| rustix::fs::syncfs(&dest.fd)) {
+        let e = errno(e);
+        for outcome in &mut outcomes {
+            if let Outcome::Imported { path, .. } = outcome {
+                *outcome = Outcome::Failed {
+                    path: std::mem::take(path),
+                    code: write_code(&e),
+                    message: format!("the file is in place, but cannot be made durable: {e}"),
+                };
+            }
+        }
+    }
     outcomes
+}
+
+/// A failpoint as the errors of `rustix` calls.
+fn failpoint(name: &'static str) -> rustix::io::Result<()> {
+    crate::failpoint::hit(name)
+        .map_err(|e| rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO))
 }
 
 /// A refused package leaves nothing: its temporary files, the assemblies it touched
@@ -496,6 +516,7 @@ fn write_file<R: Read>(
 
 /// A new temporary file in `dir`, only ferry's: created exclusively, mode 0600.
 fn temp_file(dir: &OwnedFd) -> io::Result<(fs::File, String)> {
+    crate::failpoint::hit("temp-file")?;
     let temp = temp_name("tmp");
     let fd = rustix::fs::openat(
         dir,

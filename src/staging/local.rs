@@ -53,6 +53,7 @@ impl Staging for LocalStaging {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         }
+        crate::failpoint::hit("container-delete")?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
         fs::remove_dir_all(&path)
     }
@@ -145,6 +146,7 @@ impl Container for LocalContainer {
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<u64> {
         check_name(name)?;
+        crate::failpoint::hit("staging-put")?;
         let temp = format!("{TEMP_PREFIX}{name}");
         let _ = rustix::fs::unlinkat(&self.dir, temp.as_str(), AtFlags::empty());
         let fd = rustix::fs::openat(

@@ -82,6 +82,7 @@ impl Container for ObjectContainer {
         name: &str,
         write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<u64> {
+        crate::failpoint::hit("staging-put")?;
         let path = self.path(name)?;
         let mut bytes = Vec::new();
         write(&mut bytes)?;
@@ -148,6 +149,7 @@ impl Blocks for ObjectContainer {
     }
 
     fn put(&self, name: &str, upload: &str, index: usize, bytes: Vec<u8>) -> io::Result<String> {
+        crate::failpoint::hit("staging-put")?;
         let path = self.path(name)?;
         let upload = upload.to_string();
         let part = self

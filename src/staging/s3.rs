@@ -88,6 +88,7 @@ impl Staging for S3Staging {
     /// Lists the round's prefix (only it) and deletes what is there.
     fn discard(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
+        crate::failpoint::hit("container-delete")?;
         let prefix = ObjectPath::from(name);
         self.runtime.block_on(async {
             let listed = self

@@ -98,11 +98,13 @@ impl Index {
         bytes.extend_from_slice(&body);
         let sum = blake3::hash(&bytes);
         bytes.extend_from_slice(sum.as_bytes());
-        super::write_atomic(path, &bytes).map_err(|source| IndexError::Io {
-            what: "write",
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::failpoint::hit("index-save")
+            .and_then(|()| super::write_atomic(path, &bytes))
+            .map_err(|source| IndexError::Io {
+                what: "write",
+                path: path.to_path_buf(),
+                source,
+            })
     }
 }
 

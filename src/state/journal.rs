@@ -422,6 +422,10 @@ impl Journal {
                 "an earlier append failed; nothing more is written until the next run",
             )));
         }
+        if let Err(e) = crate::failpoint::hit("journal-append") {
+            appender.failed = true;
+            return Err(failed(e));
+        }
         let written = appender
             .file
             .write_all(&frame)

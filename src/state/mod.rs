@@ -252,11 +252,13 @@ impl Session {
                 source,
             })
             .and_then(|()| {
-                write_atomic(&path, &text).map_err(|source| SessionError::Io {
-                    what: "write",
-                    path: path.clone(),
-                    source,
-                })
+                crate::failpoint::hit("session-save")
+                    .and_then(|()| write_atomic(&path, &text))
+                    .map_err(|source| SessionError::Io {
+                        what: "write",
+                        path: path.clone(),
+                        source,
+                    })
             })
     }
 

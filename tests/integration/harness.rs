@@ -107,7 +107,10 @@ impl Fixture {
         let output = output_within(command, std::time::Duration::from_secs(120));
         check_reports(self.root());
         Run {
-            code: output.status.code().expect("ferry exited, not killed"),
+            // A process killed by a signal (a crash point's abort) gets the shell's code.
+            code: output.status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&output.status).unwrap_or(0)
+            }),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             root: self.root().to_path_buf(),

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("shown", 0),
     ("clock", 0),
     ("log", 0),
+    ("failpoint", 0),
 ];
 
 fn layer(module: &str) -> u32 {

@@ -3,6 +3,7 @@
 mod bandwidth;
 mod cli;
 mod cloud;
+mod crash;
 mod fuzz;
 mod gc;
 mod graph;

@@ -314,6 +314,7 @@ impl Staging for AzureStaging {
 
     fn discard(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
+        crate::failpoint::hit("container-delete")?;
         self.account_request(
             http::Method::DELETE,
             &format!("{name}?restype=container"),
