@@ -474,6 +474,7 @@ impl Round<'_> {
         if session.round == ticket.round && unfinished {
             // Taken over already. A key that expired at the staging side was replaced
             // there, with a new container: the round continues with those.
+            let _ = fs::remove_file(self.layout.round(ticket.round).taking_over());
             let key_path = self.layout.key(ticket.round);
             let known = KeyFile::read(&key_path, i64::MIN).ok();
             if known.is_none_or(|k| k.container_id != key.container_id) {
@@ -515,8 +516,18 @@ impl Round<'_> {
                     source,
                 })?;
         let state = self.layout.round(ticket.round);
+        if state.taking_over().exists() {
+            // A take-over a crash interrupted: it starts again from nothing.
+            fs::remove_dir_all(state.folder()).map_err(io_error("remove", state.folder()))?;
+        }
         let fresh = !state.folder().exists();
         fs::create_dir_all(state.folder()).map_err(io_error("create", state.folder()))?;
+        if fresh {
+            // Before any file of the round: until the session names the round, its
+            // folder is known for the remains of an unfinished take-over.
+            state::write_atomic(&state.taking_over(), b"")
+                .map_err(io_error("write", &state.taking_over()))?;
+        }
         let now = now();
         let get = |kind, handed: &Handed, path: &Path| {
             get_file(container.as_ref(), &key, kind, handed, path, now)
@@ -557,6 +568,7 @@ impl Round<'_> {
         session.progress = state::Progress::default();
         session.status = SessionStatus::Paused;
         session.save(self.folder)?;
+        let _ = fs::remove_file(state.taking_over());
         Ok(None)
     }
 

@@ -143,6 +143,12 @@ impl RoundLayout {
         self.folder.join("staged.json")
     }
 
+    /// Present while a ticket's round is being taken over, until the session names it:
+    /// a round folder with it is the remains of a take-over that did not finish.
+    pub fn taking_over(&self) -> PathBuf {
+        self.folder.join("taking-over")
+    }
+
     /// Where a damaged journal is set aside, at `when` (Unix seconds).
     pub fn journal_set_aside(&self, when: i64) -> PathBuf {
         self.folder.join(format!("journal.damaged-{when}"))

@@ -291,6 +291,8 @@ fn latest_round(layout: &layout::TaskLayout) -> Option<u32> {
         .ok()?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.strip_prefix('R')?.parse().ok())
+        // The remains of a take-over that did not finish are not a round.
+        .filter(|&n| !layout.round(n).taking_over().exists())
         .max()
 }
 

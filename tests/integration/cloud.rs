@@ -1092,3 +1092,53 @@ fn a_round_set_aside_at_the_staging_site_takes_its_ticket_with_it() {
     fresh.assert_code(0);
     assert_same_tree(&f.path("src"), &f.path("dest"));
 }
+
+/// A take-over that a crash interrupted (the round's folder begun, no session yet) is
+/// started again by the next importing run, not taken for a lost session.
+#[test]
+fn an_interrupted_take_over_starts_again() {
+    if !azurite() {
+        return;
+    }
+    let mut f = Fixture::new();
+    tree(&f);
+    f.env("FERRY_TEST_AZURE_KEY", KEY);
+    site_plan(
+        &mut f,
+        "source.yaml",
+        "state-source",
+        "FERRY_TEST_AZURE_KEY",
+    );
+    site_plan(
+        &mut f,
+        "destination.yaml",
+        "state-destination",
+        "FERRY_TEST_NO_KEY_HERE",
+    );
+    f.ferry(&[
+        "run",
+        "source.yaml",
+        "--stages",
+        "scan,package,upload",
+        "--ticket",
+        "round.ticket",
+    ])
+    .assert_code(0);
+    // What a crash in the middle of the take-over leaves: the marker, a torn item list.
+    f.file("state-destination/p/t/rounds/R1/taking-over", "");
+    f.file("state-destination/p/t/rounds/R1/items", "torn");
+    let import = f.ferry(&[
+        "run",
+        "destination.yaml",
+        "--stages",
+        "import",
+        "--ticket",
+        "round.ticket",
+    ]);
+    import.assert_code(0);
+    assert_same_tree(&f.path("src"), &f.path("dest"));
+    assert!(
+        !f.path("state-destination/p/t/rounds/R1/taking-over")
+            .exists()
+    );
+}
