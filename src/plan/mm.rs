@@ -432,7 +432,7 @@ fn settings(
                 let filter = if key == "MigrateItemsCreatedAfter" { "created_after" } else { "modified_after" };
                 match value.as_str().map(str::trim) {
                     Some(date) if super::units::Date::parse(date).is_ok() => {
-                        filters.push((filter, serde_json::Value::from(date).to_string()));
+                        filters.push((filter, quoted(date)));
                     }
                     Some(_) | None => problems.push(at(
                         &here,
@@ -482,7 +482,7 @@ fn extensions(value: &serde_json::Value) -> Option<Vec<String>> {
         if extension.contains(['/', '\\', '.', '*']) {
             return None;
         }
-        let quoted = serde_json::Value::from(extension).to_string();
+        let quoted = quoted(&extension);
         if !out.contains(&quoted) {
             out.push(quoted);
         }
@@ -730,12 +730,37 @@ pub fn valid_name(name: &str) -> bool {
 /// Text safe inside a YAML comment line.
 fn comment(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if printable(c) && c != '\t' { c } else { ' ' })
         .collect()
 }
 
+/// Whether YAML lets `c` stand for itself in a document (its "printable" set).
+fn printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+        || c >= '\u{10000}'
+}
+
+/// `text` as a YAML double-quoted scalar: what is not printable is escaped (`\u007f`),
+/// as JSON's quoting does not (found by the `mm` fuzz target: a DEL in a library's name
+/// made a plan that was not YAML).
 fn quoted(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if printable(c) => out.push(c),
+            c => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn render(rows: &[Row], options: &Options<'_>) -> String {
@@ -854,6 +879,24 @@ mod tests {
         assert_eq!(field_place("a,\"b,c\",d", 2), (9, 1));
         assert_eq!(field_place("abc,,", 1), (5, 1));
         assert_eq!(field_place("a", 3), (2, 1));
+    }
+
+    /// Found by the `mm` fuzz target: JSON's quoting leaves a DEL as it is, which YAML
+    /// does not allow in a document.
+    #[test]
+    fn quoted_text_is_yaml_whatever_it_holds() {
+        for text in [
+            "a\u{7f}b",
+            "\u{85}\u{9f}\u{fffe}",
+            "q\"\\\n\t\u{1b}",
+            "caf\u{e9} \u{1F600}",
+        ] {
+            let yaml = quoted(text);
+            let back: String =
+                serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            assert_eq!(back, text);
+        }
+        assert_eq!(quoted("a\u{7f}"), "\"a\\u007f\"");
     }
 
     #[test]
