@@ -67,6 +67,23 @@ impl Diagnostic {
         }
     }
 
+    /// The place moved inside `text` when a parser put it past the end (an empty
+    /// document `---` is placed on the line after it: found by the `mm` fuzz target).
+    pub(crate) fn clamped(mut self, text: &str) -> Diagnostic {
+        let lines = lines(text);
+        if self.place.line == 0 || self.place.line > lines.len() {
+            let last = lines.len().max(1);
+            self.place = Place {
+                line: last,
+                column: lines.last().map_or(0, |l| l.chars().count()) + 1,
+                width: 1,
+            };
+        }
+        let width = lines[self.place.line - 1].chars().count();
+        self.place.column = self.place.column.clamp(1, width + 1);
+        self
+    }
+
     /// The key path, as a user reads it: `tasks[1].source`.
     pub fn path(&self) -> String {
         Self::path_of(&self.pointer)

@@ -99,6 +99,7 @@ pub fn convert(
     }
     duplicates(&rows, format, &mut problems);
     if !problems.is_empty() {
+        let mut problems: Vec<Diagnostic> = problems.into_iter().map(|d| d.clamped(text)).collect();
         problems.sort_by_key(|d| d.place);
         return Err(problems);
     }

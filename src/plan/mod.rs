@@ -179,7 +179,9 @@ impl Plan {
         let dir = plan_folder(path);
         match parse_and_validate(text, path, &dir, env) {
             Ok(plan) => Ok(plan),
-            Err(mut diagnostics) => {
+            Err(diagnostics) => {
+                let mut diagnostics: Vec<Diagnostic> =
+                    diagnostics.into_iter().map(|d| d.clamped(text)).collect();
                 diagnostics.sort_by(|a, b| a.place.cmp(&b.place).then(a.message.cmp(&b.message)));
                 diagnostics.dedup();
                 Err(PlanError::Invalid {
