@@ -728,10 +728,15 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// Text safe inside a YAML comment line.
+/// Text safe inside a YAML comment: on one line (found by the `mm` fuzz target: a
+/// carriage return in a quoted CSV field ended the comment), printable.
 fn comment(text: &str) -> String {
     text.chars()
-        .map(|c| if printable(c) && c != '\t' { c } else { ' ' })
+        .map(|c| match c {
+            '\t' | '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' => ' ',
+            c if printable(c) => c,
+            _ => ' ',
+        })
         .collect()
 }
 
