@@ -810,12 +810,14 @@ fn render(rows: &[Row], options: &Options<'_>) -> String {
         for note in &row.notes {
             let _ = writeln!(out, "  # {}", comment(note));
         }
-        let _ = writeln!(out, "  - name: {}", names[i]);
+        // Quoted: a name of digits (`2024`) or `true` would be read as a number or a
+        // boolean (found by the `mm` fuzz target).
+        let _ = writeln!(out, "  - name: {}", quoted(&names[i]));
         let _ = writeln!(out, "    source: {}", quoted(&row.source));
         let _ = writeln!(out, "    destination: {}", quoted(&destinations[i]));
         // A destination inside another task's waits for it: two runs must not write
         // one folder at once.
-        let outer: Vec<&str> = rows
+        let outer: Vec<String> = rows
             .iter()
             .enumerate()
             .filter(|(j, other)| {
@@ -823,7 +825,7 @@ fn render(rows: &[Row], options: &Options<'_>) -> String {
                     && other.destination.len() < row.destination.len()
                     && row.destination.starts_with(&other.destination)
             })
-            .map(|(j, _)| names[j].as_str())
+            .map(|(j, _)| quoted(&names[j]))
             .collect();
         if !outer.is_empty() {
             let _ = writeln!(out, "    depends_on: [{}]", outer.join(", "));

@@ -14,7 +14,8 @@ fn rooted(f: &Fixture, text: &str) -> String {
 /// The CSV of Migration Manager's documentation (with its header row, Windows line
 /// ends and a byte-order mark, as Excel saves it): one task per row, sites and
 /// OneDrive users as folders under the root, a destination inside another's waiting
-/// for it; the plan validates.
+/// for it, a task whose name is all digits (quoted, or YAML would read a number); the
+/// plan validates.
 #[test]
 fn a_csv_list_becomes_a_plan() {
     let f = Fixture::new();
@@ -25,7 +26,8 @@ fn a_csv_list_becomes_a_plan() {
          \\\\MigrationTests\\testfiles,,,https://contoso-my.sharepoint.com/personal/user_contoso_onmicrosoft_com,Documents,\r\n\
          \\\\migrationtests\\TestFiles\\Finance 2024,,,https://contoso.sharepoint.com/sites/Finance%20Team,Shared Documents,Archive/2024\r\n\
          /srv/local/$scratch,,,ann.lee@contoso.com,Documents,\r\n\
-         \\\\MigrationTests\\other,,,https://contoso.sharepoint.com/sites/sitecollection,Documents,\r\n",
+         \\\\MigrationTests\\other,,,https://contoso.sharepoint.com/sites/sitecollection,Documents,\r\n\
+         /srv/archive,,,https://contoso.sharepoint.com,2024,\r\n",
     );
     let run = f.ferry(&[
         "plan-from",
