@@ -104,7 +104,11 @@ impl Diagnostic {
         }
         out.push_str(&self.message);
         out.push('\n');
-        if let Some(source) = lines(text).get(line.saturating_sub(1)) {
+        // An empty text has no line to show.
+        if let Some(source) = lines(text)
+            .get(line.saturating_sub(1))
+            .filter(|_| !text.is_empty())
+        {
             let gutter = line.to_string().len();
             let (shown, caret_at, caret_width) =
                 display_line(source, column, width, self.redact_from);
