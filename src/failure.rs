@@ -107,6 +107,12 @@ failure_codes! {
     DeleteKept = "delete-kept", Import, "Conflict", Round;
     /// A folder is in place, but its mode or time could not be set.
     MetadataFailed = "metadata-failed", Import, "Import failure", Round;
+    /// An item is in place, but the destination would not keep one of its extended
+    /// attributes (not supported, too large).
+    XattrNotKept = "xattr-not-kept", Import, "Import failure", Round;
+    /// An item is in place, but the destination would not keep its ACL: it was left to
+    /// its owner alone.
+    AclNotKept = "acl-not-kept", Import, "Import failure", Round;
     /// The round's staged data could not be deleted with its key.
     CleanupFailed = "cleanup-failed", Upload, "Upload failure", Round;
     /// The live item report could not be written.

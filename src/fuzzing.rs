@@ -226,12 +226,7 @@ pub fn package(data: &[u8]) {
     fs::create_dir_all(&outside).expect("outside");
     fs::write(outside.join("canary"), b"canary").expect("canary");
     std::os::unix::fs::symlink("../outside", dest.join("link")).expect("link");
-    let preserve = crate::plan::Preserve {
-        mtime: true,
-        mode: true,
-        owner: false,
-        setuid: false,
-    };
+    let preserve = crate::plan::Preserve::default();
     let Ok(destination) = Destination::open(&dest, preserve, Conflicts::Overwrite, Verify::All)
     else {
         return;
@@ -401,7 +396,7 @@ pub fn package_seed() -> Vec<u8> {
         parts: 1,
         offset: 0,
         len: 0,
-        target: Vec::new(),
+        ..Record::default()
     };
     let mut records = 0;
     let file = |out: &mut Vec<u8>, record: Record, data: &[u8], whole: &[u8]| {
@@ -419,6 +414,10 @@ pub fn package_seed() -> Vec<u8> {
         kind: KIND_FOLDER,
         path: b"docs".to_vec(),
         mode: 0o755,
+        xattrs: vec![package::Xattr {
+            name: b"user.origin".to_vec(),
+            value: b"nas1".to_vec(),
+        }],
         ..base.clone()
     };
     folder.write_to(&mut out).expect("in memory");
@@ -486,6 +485,30 @@ pub fn package_seed() -> Vec<u8> {
         );
         records += 1;
     }
+    // A sparse file: 4 bytes of data at 8192 in 12288 bytes, the rest a hole.
+    let sparse = Record {
+        path: b"image.raw".to_vec(),
+        size: 12288,
+        len: 12288,
+        extents: Some(vec![package::Extent {
+            offset: 8192,
+            len: 4,
+        }]),
+        ..base.clone()
+    };
+    let mut hash = package::sparse::SparseHasher::default();
+    hash.update_at(8192, b"data");
+    let hash = hash.finalize(12288);
+    sparse.write_to(&mut out).expect("in memory");
+    out.extend_from_slice(b"data");
+    Trailer {
+        ok: true,
+        part_hash: hash,
+        file_hash: hash,
+    }
+    .write_to(&mut out)
+    .expect("in memory");
+    records += 1;
     package::end(&mut out, records).expect("in memory");
     out
 }

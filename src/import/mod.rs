@@ -155,6 +155,11 @@ pub struct Destination {
     /// file that changed while read): a record past it is refused before anything of
     /// it is written, so a forged one cannot fill the destination (finding 16).
     max_package_data: u64,
+    /// Findings about items in place: attributes and ACLs the destination refused.
+    notes: Mutex<Vec<(PathBuf, &'static str, String)>>,
+    /// Folders whose ACL the destination refused: their mode at the task's end leaves
+    /// out group and other rights.
+    narrowed: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// Another ferry run holds the destination (see [`Destination::lock`]).
@@ -258,6 +263,8 @@ impl Destination {
             assembling: Mutex::new(std::collections::HashMap::new()),
             index: None,
             max_package_data: u64::MAX,
+            notes: Mutex::new(Vec::new()),
+            narrowed: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -420,7 +427,16 @@ impl Destination {
         Ok((dir, fresh))
     }
 
-    fn apply_metadata(&self, fd: impl AsFd, record: &Record) -> io::Result<()> {
+    /// Owner, extended attributes and ACLs (`xattrs`, when the record says what they
+    /// are), mode and time, in that order: a change of owner clears file capabilities,
+    /// and the mode set after an ACL makes its mask the source's.
+    fn apply_metadata(
+        &self,
+        fd: impl AsFd,
+        record: &Record,
+        xattrs: Option<&[package::Xattr]>,
+        path: &Path,
+    ) -> io::Result<()> {
         if self.preserve.owner {
             rustix::fs::fchown(
                 &fd,
@@ -428,6 +444,15 @@ impl Destination {
                 Some(rustix::fs::Gid::from_raw(record.gid)),
             )
             .map_err(errno)?;
+        }
+        let mut mode = record.mode;
+        if let Some(xattrs) = xattrs {
+            let on = package::xattr::On::Fd(fd.as_fd());
+            if self.set_xattrs(on, xattrs, false, path)? {
+                // An ACL the destination would not take: the file is its owner's alone,
+                // never wider open than at the source.
+                mode &= !0o077;
+            }
         }
         let time = Timespec {
             tv_sec: record.mtime_sec,
@@ -438,7 +463,61 @@ impl Destination {
         } else {
             0o755
         };
-        self.set_mode_and_time(fd, self.preserve.mode_bits(record.mode), usual, time)
+        let usual = if mode == record.mode {
+            usual
+        } else {
+            usual & !0o077
+        };
+        self.set_mode_and_time(fd, self.preserve.mode_bits(mode), usual, time)
+    }
+
+    /// Sets an item's attributes and ACLs as the plan carries them; each the
+    /// destination refuses is noted (`xattr-not-kept`, `acl-not-kept`). True when an
+    /// ACL was refused.
+    fn set_xattrs(
+        &self,
+        on: package::xattr::On<'_>,
+        xattrs: &[package::Xattr],
+        folder: bool,
+        path: &Path,
+    ) -> io::Result<bool> {
+        let carry = self.preserve.carry();
+        if !carry.any_xattrs() {
+            return Ok(false);
+        }
+        let refused = package::xattr::apply(on, xattrs, carry, folder)?;
+        let mut acl = false;
+        for r in refused {
+            let name = String::from_utf8_lossy(&r.name).into_owned();
+            let (code, what) = if r.is_acl() {
+                acl = true;
+                (
+                    FailureCode::AclNotKept,
+                    "its ACL; it was left to its owner alone (mode without group and other rights)",
+                )
+            } else {
+                (FailureCode::XattrNotKept, "the extended attribute")
+            };
+            self.note(
+                path,
+                code,
+                format!("the destination would not keep {what} ({name}): {}", r.error),
+            );
+        }
+        Ok(acl)
+    }
+
+    /// Notes a finding about an item that is in place (an attribute not kept).
+    fn note(&self, path: &Path, code: FailureCode, message: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.to_path_buf(), code.as_str(), message));
+    }
+
+    /// The findings noted since the last call.
+    pub fn take_notes(&self) -> Vec<(PathBuf, &'static str, String)> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Mode and modification time, as `preserve` asks. Without `preserve.mode` an item
@@ -526,6 +605,7 @@ impl Destination {
     /// Replaces the folders whose modes and times [`Destination::finish`] applies:
     /// `(path, mode, mtime in ns)`.
     pub fn set_folders(&self, folders: Vec<(PathBuf, u32, i128)>) {
+        let narrowed = self.narrowed.lock().unwrap_or_else(|e| e.into_inner());
         let folders = folders
             .into_iter()
             .map(|(path, mode, ns)| {
@@ -533,9 +613,15 @@ impl Destination {
                     tv_sec: ns.div_euclid(1_000_000_000) as i64,
                     tv_nsec: ns.rem_euclid(1_000_000_000) as i64,
                 };
+                let mode = if narrowed.contains(&path) {
+                    mode & !0o077
+                } else {
+                    mode
+                };
                 (path, self.preserve.mode_bits(mode), time)
             })
             .collect();
+        drop(narrowed);
         *self.folders.lock().unwrap_or_else(|e| e.into_inner()) = folders;
     }
 
@@ -613,44 +699,51 @@ pub fn disk_full(e: &io::Error) -> bool {
         || errno == Some(rustix::io::Errno::DQUOT.raw_os_error())
 }
 
-/// Copies `len` bytes of the stream to `out` (if any) at `offset`, returning their hash.
+/// Reads a record's data from the stream and writes it to `out` (if any): a dense
+/// record's at the record's offset, a sparse file's extents each at its own (what lies
+/// between stays a hole). With `hash`, returns the data's hash: BLAKE3 of a dense
+/// record's data, the sparse hash of a sparse file's whole content.
 pub(super) fn copy_data<R: Read>(
     stream: &mut R,
-    len: u64,
-    mut out: Option<(&fs::File, u64)>,
+    record: &Record,
+    out: Option<&fs::File>,
     buf: &mut [u8],
     write_error: &mut Option<io::Error>,
     hash: bool,
-    mut also: Option<&mut blake3::Hasher>,
-) -> Result<Option<blake3::Hash>, Refused> {
-    let mut hasher = hash.then(blake3::Hasher::new);
-    let mut left = len;
-    let mut at = 0u64;
-    while left > 0 {
-        let want = (left as usize).min(buf.len());
-        stream.read_exact(&mut buf[..want]).map_err(|e| {
-            Refused::Stream(if e.kind() == io::ErrorKind::UnexpectedEof {
-                StreamError::Truncated
-            } else {
-                StreamError::Io(e)
-            })
-        })?;
-        if let Some(hasher) = hasher.as_mut() {
-            hasher.update(&buf[..want]);
+) -> Result<Option<[u8; 32]>, Refused> {
+    let sparse = record.extents.is_some();
+    let mut hasher = hash.then(|| package::sparse::Whole::new(sparse));
+    let dense = [package::Extent {
+        offset: record.offset,
+        len: record.len,
+    }];
+    let ranges = record.extents.as_deref().unwrap_or(&dense);
+    for range in ranges {
+        let mut left = range.len;
+        let mut at = range.offset;
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            stream.read_exact(&mut buf[..want]).map_err(|e| {
+                Refused::Stream(if e.kind() == io::ErrorKind::UnexpectedEof {
+                    StreamError::Truncated
+                } else {
+                    StreamError::Io(e)
+                })
+            })?;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update_at(at, &buf[..want]);
+            }
+            if let Some(file) = out
+                && write_error.is_none()
+                && let Err(e) = file.write_all_at(&buf[..want], at)
+            {
+                *write_error = Some(e);
+            }
+            at += want as u64;
+            left -= want as u64;
         }
-        if let Some(also) = also.as_mut() {
-            also.update(&buf[..want]);
-        }
-        if let Some((file, offset)) = out.as_mut()
-            && write_error.is_none()
-            && let Err(e) = file.write_all_at(&buf[..want], *offset + at)
-        {
-            *write_error = Some(e);
-        }
-        at += want as u64;
-        left -= want as u64;
     }
-    Ok(hasher.map(|h| h.finalize()))
+    Ok(hasher.map(|h| h.finalize(record.size)))
 }
 
 /// The destination's entry at `name`, if any.
@@ -676,24 +769,26 @@ fn same_as(found: Found, record: &Record) -> bool {
     )
 }
 
-/// BLAKE3 of the destination's file at `name` (`verify: all`).
-fn hash_existing(dir: &OwnedFd, name: &[u8], buf: &mut [u8]) -> io::Result<[u8; 32]> {
+/// Whether the destination's file at `name` has the content of hash `expected`
+/// (`verify: all`), plain or sparse.
+fn existing_matches(
+    dir: &OwnedFd,
+    name: &[u8],
+    size: u64,
+    expected: &[u8; 32],
+    buf: &mut [u8],
+) -> io::Result<bool> {
     let fd = rustix::fs::openat(
         dir,
         OsStr::from_bytes(name),
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut file = fs::File::from(fd);
-    let mut hasher = blake3::Hasher::new();
-    loop {
-        let n = file.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
+    let file = fs::File::from(fd);
+    if file.metadata()?.len() != size {
+        return Ok(false);
     }
-    Ok(*hasher.finalize().as_bytes())
+    package::sparse::matches(&file, size, expected, buf)
 }
 
 /// The outcome of a verdict that keeps the destination's entry; `None` (write or

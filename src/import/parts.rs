@@ -185,25 +185,6 @@ fn new_assembly(dir: &OwnedFd) -> io::Result<(String, OwnedFd, fs::File)> {
     }
 }
 
-/// BLAKE3 of the first `len` bytes of `file`, read from disk.
-fn hash_from_disk(file: &fs::File, len: u64, buf: &mut [u8]) -> io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
-    let mut at = 0u64;
-    while at < len {
-        let want = buf.len().min((len - at) as usize);
-        let n = file.read_at(&mut buf[..want], at)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the assembled file is shorter than the source's",
-            ));
-        }
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    Ok(hasher.finalize())
-}
-
 /// The assembly a part goes into: the one under way; for a first part, a new one (or
 /// none to write, when the destination has the file already); for a later part with
 /// no assembly, a failed one: its earlier parts are not here (the assembly was lost),
@@ -251,7 +232,7 @@ pub(super) fn write_part<R: Read>(
 ) -> Result<Vec<Outcome>, Refused> {
     let skip = |stream: &mut R, buf: &mut [u8]| -> Result<package::Trailer, Refused> {
         let mut sink = None;
-        copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
+        copy_data(stream, record, None, buf, &mut sink, false)?;
         Ok(package::read_trailer(stream)?)
     };
     let Some(dir) = dir else {
@@ -323,12 +304,11 @@ pub(super) fn write_part<R: Read>(
     let mut write_error = None;
     let read = copy_data(
         stream,
-        record.len,
-        Some((&file, record.offset)),
+        record,
+        Some(&file),
         buf,
         &mut write_error,
         false,
-        None,
     )
     .and_then(|_| Ok(package::read_trailer(stream)?));
     let trailer = match read {
@@ -425,9 +405,24 @@ fn settle_part(
         }
         return fail(write_code(&e), format!("cannot write the file: {e}"));
     }
+    // The file's attributes and ACLs come with its last part, and go on the assembly
+    // now: it is ferry's alone (0600, in a 0700 folder) until it takes its name.
+    let mut mode = record.mode;
+    if last {
+        match dest.set_xattrs(
+            package::xattr::On::Fd(file.as_fd()),
+            &record.xattrs,
+            false,
+            path,
+        ) {
+            Ok(true) => mode &= !0o077,
+            Ok(false) => {}
+            Err(e) => return fail(write_code(&e), format!("cannot set the file's attributes: {e}")),
+        }
+    }
     let whole = last.then_some(crate::state::journal::WholeFile {
         size: record.size,
-        mode: record.mode,
+        mode,
         uid: record.uid,
         gid: record.gid,
         mtime_sec: record.mtime_sec,
@@ -507,9 +502,9 @@ impl Destination {
             return fail(DESTINATION_REFUSED, reason);
         }
         if self.verify != Verify::None {
-            match hash_from_disk(&file, whole.size, &mut buf) {
-                Ok(h) if h.as_bytes() == &whole.hash => {}
-                Ok(_) => {
+            match package::sparse::matches(&file, whole.size, &whole.hash, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => {
                     return fail(
                         FailureCode::VerifyFailed.as_str(),
                         "the assembled file, read back from disk, does not match the source's hash; not committed".into(),
@@ -526,7 +521,7 @@ impl Destination {
             return outcome;
         }
         if let Err(e) = self
-            .apply_metadata(&file, &record)
+            .apply_metadata(&file, &record, None, path)
             .and_then(|()| crate::failpoint::hit("sync"))
             .and_then(|()| file.sync_all())
         {
@@ -591,12 +586,12 @@ impl Destination {
         buf: &mut [u8],
     ) -> Option<Outcome> {
         match found? {
-            f if same_as(f, record) => match hash_existing(dir, name, buf) {
-                Ok(h) if h == hash => Some(Outcome::Unchanged {
+            f if same_as(f, record) => match existing_matches(dir, name, record.size, &hash, buf) {
+                Ok(true) => Some(Outcome::Unchanged {
                     path: path.to_path_buf(),
                     stamp: same_stamp(record, hash, f.ino),
                 }),
-                Ok(_) => self.differs(path, f, Why::Content),
+                Ok(false) => self.differs(path, f, Why::Content),
                 Err(_) => self.differs(path, f, Why::Unreadable),
             },
             f => self.differs(path, f, Why::SizeOrTime),
@@ -627,8 +622,8 @@ impl Destination {
             return None;
         }
         let mut buf = vec![0u8; 1 << 20];
-        let hash = hash_from_disk(&file, whole.size, &mut buf).ok()?;
-        (hash.as_bytes() == &whole.hash).then(|| Outcome::Imported {
+        let same = package::sparse::matches(&file, whole.size, &whole.hash, &mut buf).ok()?;
+        same.then(|| Outcome::Imported {
             path: path.to_path_buf(),
             bytes: 0,
             stamp: Stamp {
@@ -658,6 +653,6 @@ fn whole_record(path: &[u8], whole: &crate::state::journal::WholeFile) -> Record
         parts: 1,
         offset: 0,
         len: whole.size,
-        target: Vec::new(),
+        ..Record::default()
     }
 }

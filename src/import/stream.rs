@@ -140,14 +140,14 @@ fn read_all<R: Read>(
     stream: &mut R,
     underway: &mut Underway,
 ) -> Result<Vec<Outcome>, Refused> {
-    package::read_begin(stream)?;
+    let version = package::read_begin(stream)?;
     let mut outcomes = Vec::new();
     let mut seen = 0u32;
     let mut buf = vec![0u8; 256 * 1024];
     let mut data = 0u64;
-    while let Some(record) = package::read_record(stream, seen)? {
+    while let Some(record) = package::read_record(stream, seen, version)? {
         seen += 1;
-        data = data.saturating_add(record.len);
+        data = data.saturating_add(record.data_len());
         if data > dest.max_package_data {
             return Err(Refused::Stream(StreamError::Malformed(
                 "more data than a package of this task may hold",
@@ -163,7 +163,7 @@ fn read_all<R: Read>(
                 // else is said of it.
                 outcomes.push(*failed);
                 let mut sink = None;
-                copy_data(stream, record.len, None, &mut buf, &mut sink, false, None)?;
+                copy_data(stream, &record, None, &mut buf, &mut sink, false)?;
                 package::read_trailer(stream)?;
                 if record.parts > 1 {
                     dest.assembly_failed(&path);
@@ -178,7 +178,7 @@ fn read_all<R: Read>(
             }
             KIND_SYMLINK => {
                 package::read_trailer(stream)?;
-                match symlink(dir, &record, name, path) {
+                match symlink(dest, dir, &record, name, path) {
                     Written::Pending(p) => underway.pending.push(p),
                     Written::Done(o) => outcomes.push(o),
                 }
@@ -314,6 +314,13 @@ fn folder(
         }
     };
     drop(made_here);
+    if let Err(e) = folder_xattrs(dest, dir, record, name, &path, existed) {
+        return Outcome::Failed {
+            path,
+            code: write_code(&e),
+            message: format!("cannot set the folder's attributes or ACLs: {e}"),
+        };
+    }
     dest.folders
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -337,9 +344,55 @@ fn folder(
     }
 }
 
+/// A folder's attributes and ACLs, set as it is created (or found): its mode stays what
+/// it was (0700 for a folder of this run's) until the task ends, though setting an ACL
+/// changes it.
+fn folder_xattrs(
+    dest: &Destination,
+    dir: &OwnedFd,
+    record: &Record,
+    name: &[u8],
+    path: &Path,
+    existed: bool,
+) -> io::Result<()> {
+    if !dest.preserve.carry().any_xattrs() {
+        return Ok(());
+    }
+    let fd = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let before = rustix::fs::fstat(&fd).map_err(errno)?.st_mode & 0o7777;
+    let acl_refused = dest.set_xattrs(
+        package::xattr::On::Fd(fd.as_fd()),
+        &record.xattrs,
+        true,
+        path,
+    )?;
+    let mode = if existed { before } else { 0o700 };
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(errno)?;
+    if acl_refused {
+        // Its mode at the task's end leaves out group and other rights.
+        dest.narrowed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_path_buf());
+    }
+    Ok(())
+}
+
 /// A symlink record: unchanged when the link is there already, else made under a
 /// temporary name that takes the final one with the package.
-fn symlink(dir: Arc<OwnedFd>, record: &Record, name: Vec<u8>, path: PathBuf) -> Written {
+fn symlink(
+    dest: &Destination,
+    dir: Arc<OwnedFd>,
+    record: &Record,
+    name: Vec<u8>,
+    path: PathBuf,
+) -> Written {
     let existing = rustix::fs::readlinkat(&dir, OsStr::from_bytes(&name), Vec::new());
     if existing.is_ok_and(|t| t.as_bytes() == record.target.as_slice()) {
         let dest_id = inode_at(&dir, &name);
@@ -349,7 +402,19 @@ fn symlink(dir: Arc<OwnedFd>, record: &Record, name: Vec<u8>, path: PathBuf) -> 
         });
     }
     let temp = temp_name("link");
-    match rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str()) {
+    let made = rustix::fs::symlinkat(OsStr::from_bytes(&record.target), &dir, temp.as_str())
+        .map_err(errno)
+        .and_then(|()| {
+            // A link's own attributes (`lsetxattr`): Linux allows `trusted.*` and
+            // `security.*` ones on a link, never `user.*`.
+            if record.xattrs.is_empty() {
+                return Ok(());
+            }
+            let at = package::xattr::link_path(&*dir, temp.as_bytes());
+            let on = package::xattr::On::Link(&at);
+            dest.set_xattrs(on, &record.xattrs, false, &path).map(|_| ())
+        });
+    match made {
         Ok(()) => Written::Pending(Pending {
             // The link keeps its inode when it takes its name.
             stamp: same_stamp(record, [0; 32], inode_at(&dir, temp.as_bytes())),
@@ -361,7 +426,7 @@ fn symlink(dir: Arc<OwnedFd>, record: &Record, name: Vec<u8>, path: PathBuf) -> 
             absent: false,
         }),
         Err(e) => {
-            let e = errno(e);
+            let _ = rustix::fs::unlinkat(&*dir, temp.as_str(), AtFlags::empty());
             Written::Done(Outcome::Failed {
                 path,
                 code: write_code(&e),
@@ -417,7 +482,7 @@ fn write_file<R: Read>(
             Ok(target) => Some(target),
             Err(e) => {
                 let mut sink = None;
-                copy_data(stream, record.len, None, buf, &mut sink, false, None)?;
+                copy_data(stream, record, None, buf, &mut sink, false)?;
                 package::read_trailer(stream)?;
                 return Ok(Written::Done(Outcome::Failed {
                     path,
@@ -431,12 +496,11 @@ fn write_file<R: Read>(
     let mut write_error = None;
     let hash = copy_data(
         stream,
-        record.len,
-        target.as_ref().map(|(f, _)| (f, 0)),
+        record,
+        target.as_ref().map(|(f, _)| f),
         buf,
         &mut write_error,
         dest.verify != Verify::None,
-        None,
     )?;
     let trailer = package::read_trailer(stream)?;
     let discard = |target: &Option<(fs::File, String)>| {
@@ -453,9 +517,7 @@ fn write_file<R: Read>(
         }));
     }
     let verified = match hash {
-        Some(hash) => {
-            hash.as_bytes() == &trailer.part_hash && trailer.part_hash == trailer.file_hash
-        }
+        Some(hash) => hash == trailer.part_hash && trailer.part_hash == trailer.file_hash,
         None => true,
     };
     if !verified {
@@ -491,8 +553,14 @@ fn write_file<R: Read>(
     };
     let finished = match write_error {
         Some(e) => Err(e),
-        // Synced with the rest of the package before it is renamed into place.
-        None => dest.apply_metadata(&file, record),
+        // A sparse file's holes up to its end; its metadata, synced with the rest of
+        // the package before it is renamed into place.
+        None => (if record.extents.is_some() {
+            file.set_len(record.size)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| dest.apply_metadata(&file, record, Some(&record.xattrs), &path)),
     };
     if let Err(e) = finished {
         let _ = rustix::fs::unlinkat(&dir, temp.as_str(), AtFlags::empty());
@@ -541,12 +609,12 @@ fn by_content(
     file_hash: [u8; 32],
     buf: &mut [u8],
 ) -> Option<Outcome> {
-    match hash_existing(dir, name, buf) {
-        Ok(h) if h == file_hash => Some(Outcome::Unchanged {
+    match existing_matches(dir, name, record.size, &file_hash, buf) {
+        Ok(true) => Some(Outcome::Unchanged {
             path: path.to_path_buf(),
             stamp: same_stamp(record, file_hash, found.ino),
         }),
-        Ok(_) => dest.differs(path, found, Why::Content),
+        Ok(false) => dest.differs(path, found, Why::Content),
         // What cannot be read cannot be shown to be ours: never overwritten silently.
         Err(_) => dest.differs(path, found, Why::Unreadable),
     }

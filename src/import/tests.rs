@@ -67,12 +67,7 @@ fn crafted_manifests_are_refused_before_anything_is_written() {
     fs::create_dir_all(&outside).unwrap();
     fs::create_dir_all(&dest_path).unwrap();
     std::os::unix::fs::symlink(&outside, dest_path.join("link")).unwrap();
-    let preserve = Preserve {
-        mtime: true,
-        mode: true,
-        owner: false,
-        setuid: false,
-    };
+    let preserve = Preserve::default();
     let dest = Destination::open(
         &dest_path,
         preserve,
@@ -148,12 +143,7 @@ fn crafted_manifests_are_refused_before_anything_is_written() {
 #[test]
 fn a_record_past_the_package_size_is_refused_before_it_is_written() {
     let root = tempfile::tempdir().unwrap();
-    let preserve = Preserve {
-        mtime: true,
-        mode: true,
-        owner: false,
-        setuid: false,
-    };
+    let preserve = Preserve::default();
     let dest = Destination::open(root.path(), preserve, Conflicts::Overwrite, Verify::All)
         .unwrap()
         .with_package_limit(16, 1);

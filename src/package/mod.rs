@@ -10,6 +10,8 @@
 //! data costs at most a few bytes per 128 KiB more than storing it) and then sealed.
 
 pub mod packer;
+pub mod sparse;
+pub mod xattr;
 
 use crate::failure::FailureCode;
 use std::fs;
@@ -20,7 +22,10 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use self::packer::{Item, ItemKind};
 
 pub const MAGIC: &[u8; 8] = b"FERRYPKG";
-pub const VERSION: u8 = 1;
+/// The stream's version: 2 carries extended attributes and sparse files' extents.
+/// Version 1 streams (staged by an earlier ferry) are still read.
+pub const VERSION: u8 = 2;
+pub const VERSION_1: u8 = 1;
 const RECORD: u8 = 1;
 const END: u8 = 0;
 pub const KIND_FILE: u8 = 1;
@@ -30,9 +35,33 @@ const STATUS_OK: u8 = 1;
 const STATUS_VOID: u8 = 0;
 /// The longest path a record may carry (bytes); longer is refused as hostile.
 pub const MAX_PATH: usize = 64 * 1024;
+/// The most extended attributes one record may carry, and their most bytes in all
+/// (Linux allows a value of 64 KiB; ext4 keeps an inode's in one block).
+pub const MAX_XATTRS: usize = 4096;
+pub const MAX_XATTR_VALUE: usize = 64 * 1024;
+pub const MAX_XATTR_BYTES: usize = 1 << 20;
+/// The most extents one record may list.
+pub const MAX_EXTENTS: usize = 1 << 20;
+const LAYOUT_DENSE: u8 = 0;
+const LAYOUT_SPARSE: u8 = 1;
+
+/// An extended attribute: its full name (`user.origin`, `system.posix_acl_access`) and
+/// value, as bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Xattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// A range of a sparse file that holds data: bytes `offset .. offset + len` of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+}
 
 /// The header of one record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Record {
     pub kind: u8,
     /// Relative, `/`-separated, as bytes.
@@ -51,6 +80,13 @@ pub struct Record {
     pub len: u64,
     /// A symlink's target, as bytes.
     pub target: Vec<u8>,
+    /// The item's extended attributes (POSIX ACLs among them), as the plan's
+    /// `preserve` asks; with a file in parts, in its last part only.
+    pub xattrs: Vec<Xattr>,
+    /// A sparse file's data in this record's range: the record's data is these ranges'
+    /// bytes, one after the other, and the rest of the range is a hole. `None`: the
+    /// data is the whole range.
+    pub extents: Option<Vec<Extent>>,
 }
 
 /// What follows a record's data.
@@ -83,7 +119,33 @@ impl Record {
         b.extend_from_slice(&self.len.to_le_bytes());
         b.extend_from_slice(&(self.target.len() as u32).to_le_bytes());
         b.extend_from_slice(&self.target);
+        b.extend_from_slice(&(self.xattrs.len() as u32).to_le_bytes());
+        for x in &self.xattrs {
+            b.extend_from_slice(&(x.name.len() as u32).to_le_bytes());
+            b.extend_from_slice(&x.name);
+            b.extend_from_slice(&(x.value.len() as u32).to_le_bytes());
+            b.extend_from_slice(&x.value);
+        }
+        match &self.extents {
+            None => b.push(LAYOUT_DENSE),
+            Some(extents) => {
+                b.push(LAYOUT_SPARSE);
+                b.extend_from_slice(&(extents.len() as u32).to_le_bytes());
+                for e in extents {
+                    b.extend_from_slice(&e.offset.to_le_bytes());
+                    b.extend_from_slice(&e.len.to_le_bytes());
+                }
+            }
+        }
         out.write_all(&b)
+    }
+
+    /// How many bytes of data follow the header: the extents' bytes for a sparse file.
+    pub fn data_len(&self) -> u64 {
+        match &self.extents {
+            None => self.len,
+            Some(extents) => extents.iter().map(|e| e.len).sum(),
+        }
     }
 }
 
@@ -170,13 +232,14 @@ fn still(file: &fs::File, at_open: &fs::Metadata) -> bool {
 }
 
 /// Copies exactly `len` bytes of `file` from `offset` into `out`, hashing them into
-/// each hasher; a file that ends early is padded with zeros and reported short.
+/// `hash` (at their offsets); a file that ends early is padded with zeros and reported
+/// short.
 fn copy_range<W: Write>(
     file: &fs::File,
     offset: u64,
     len: u64,
     out: &mut W,
-    hashers: &mut [&mut blake3::Hasher],
+    hash: &mut sparse::Whole,
     buf: &mut [u8],
 ) -> io::Result<bool> {
     use std::os::unix::fs::FileExt as _;
@@ -200,13 +263,45 @@ fn copy_range<W: Write>(
         } else {
             n
         };
-        for h in hashers.iter_mut() {
-            h.update(&buf[..n]);
-        }
+        hash.update_at(offset + done, &buf[..n]);
         out.write_all(&buf[..n])?;
         done += n as u64;
     }
     Ok(!short)
+}
+
+/// Copies a record's data: the whole range, or a sparse file's extents in it.
+fn copy_record<W: Write>(
+    file: &fs::File,
+    record: &Record,
+    out: &mut W,
+    hash: &mut sparse::Whole,
+    buf: &mut [u8],
+) -> io::Result<bool> {
+    match &record.extents {
+        None => copy_range(file, record.offset, record.len, out, hash, buf),
+        Some(extents) => {
+            let mut whole = true;
+            for e in extents {
+                whole &= copy_range(file, e.offset, e.len, out, hash, buf)?;
+            }
+            Ok(whole)
+        }
+    }
+}
+
+/// A sparse file's extents in `offset .. offset + len`, when `carry` keeps holes and
+/// the file has any (`sparse`); `None` otherwise.
+fn extents_of(
+    file: &fs::File,
+    sparse: bool,
+    offset: u64,
+    len: u64,
+) -> io::Result<Option<Vec<Extent>>> {
+    if !sparse {
+        return Ok(None);
+    }
+    sparse::extents(file, offset, offset + len).map(Some)
 }
 
 /// Where a package's records go: a stream that can be told whether the next data is
@@ -330,6 +425,7 @@ pub fn precompressed(name: &std::ffi::OsStr) -> bool {
 pub fn add_items<W: Sink>(
     out: &mut W,
     items: &[std::sync::Arc<Item>],
+    carry: xattr::Carry,
     attempts: u32,
     backoff: std::time::Duration,
     records: &mut u32,
@@ -351,13 +447,22 @@ pub fn add_items<W: Sink>(
             parts: 1,
             offset: 0,
             len: 0,
-            target: Vec::new(),
+            ..Record::default()
         };
         let zero = Trailer {
             ok: true,
             part_hash: [0; 32],
             file_hash: [0; 32],
         };
+        if !matches!(item.kind, ItemKind::File) {
+            match xattr::read(xattr::On::Link(&item.source), carry) {
+                Ok(xattrs) => record.xattrs = xattrs,
+                Err(e) => {
+                    outcomes.push(unreadable_xattrs(&e));
+                    continue;
+                }
+            }
+        }
         match &item.kind {
             ItemKind::Folder => {
                 record.write_to(out)?;
@@ -410,10 +515,24 @@ pub fn add_items<W: Sink>(
                     record.mode = at_open.mode() & 0o7777;
                     record.uid = at_open.uid();
                     record.gid = at_open.gid();
+                    let holes = carry.sparse && sparse::has_holes(&file, record.size);
+                    let facts = xattr::of_file(&file, carry).and_then(|xattrs| {
+                        Ok((xattrs, extents_of(&file, holes, 0, record.len)?))
+                    });
+                    match facts {
+                        Ok((xattrs, extents)) => {
+                            record.xattrs = xattrs;
+                            record.extents = extents;
+                        }
+                        Err(e) => {
+                            outcome = unreadable_xattrs(&e);
+                            break;
+                        }
+                    }
                     record.write_to(out)?;
                     out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
-                    let mut hasher = blake3::Hasher::new();
-                    let whole = copy_range(&file, 0, record.len, out, &mut [&mut hasher], &mut buf)
+                    let mut hasher = sparse::Whole::new(holes);
+                    let whole = copy_record(&file, &record, out, &mut hasher, &mut buf)
                         .map_err(|e| {
                             io::Error::new(
                                 e.kind(),
@@ -421,7 +540,7 @@ pub fn add_items<W: Sink>(
                             )
                         })?;
                     let ok = whole && still(&file, &at_open);
-                    let hash = *hasher.finalize().as_bytes();
+                    let hash = hasher.finalize(record.size);
                     Trailer {
                         ok,
                         part_hash: hash,
@@ -441,9 +560,19 @@ pub fn add_items<W: Sink>(
     Ok(outcomes)
 }
 
+/// An item whose extended attributes (or extents) could not be read: not packed. An
+/// ACL that does not travel could open the item to the wrong people.
+fn unreadable_xattrs(e: &io::Error) -> Packed {
+    Packed::Failed {
+        code: FailureCode::ReadFailed.as_str(),
+        message: format!("cannot read the item's extended attributes, ACLs or extents: {e}"),
+    }
+}
+
 /// Appends part `part` of a large file, reading it from the open `file`; `whole` hashes
-/// the file across its parts, and the last part carries its result. A file that changed
-/// since `at_open` makes the part void (and so the file): `Ok(false)`.
+/// the file across its parts (sparse, when the file has holes and they travel), and the
+/// last part carries its result and the file's attributes. A file that changed since
+/// `at_open` makes the part void (and so the file): `Ok(false)`.
 #[expect(clippy::too_many_arguments, reason = "one record's every fact")]
 pub fn add_part<W: Sink>(
     out: &mut W,
@@ -453,11 +582,18 @@ pub fn add_part<W: Sink>(
     part: u32,
     parts: u32,
     part_size: u64,
-    whole: &mut blake3::Hasher,
+    carry: xattr::Carry,
+    whole: &mut sparse::Whole,
 ) -> io::Result<bool> {
     let size = at_open.len();
     let offset = u64::from(part) * part_size;
     let len = size.saturating_sub(offset).min(part_size);
+    let last = part + 1 == parts;
+    let xattrs = if last {
+        xattr::of_file(file, carry)?
+    } else {
+        Vec::new()
+    };
     let record = Record {
         kind: KIND_FILE,
         path: item.rel.as_os_str().as_bytes().to_vec(),
@@ -471,7 +607,9 @@ pub fn add_part<W: Sink>(
         parts,
         offset,
         len,
-        target: Vec::new(),
+        xattrs,
+        extents: extents_of(file, matches!(whole, sparse::Whole::Sparse(_)), offset, len)?,
+        ..Record::default()
     };
     record.write_to(out)?;
     out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
@@ -479,14 +617,13 @@ pub fn add_part<W: Sink>(
     // whole file's hash, checked when the file is complete, settles its content. One
     // pass of hashing fewer over every byte of a large file.
     let mut buf = vec![0u8; 256 * 1024];
-    let full = copy_range(file, offset, len, out, &mut [whole], &mut buf)?;
+    let full = copy_record(file, &record, out, whole, &mut buf)?;
     let ok = full && still(file, at_open) && (part + 1 < parts || size == offset + len);
-    let last = part + 1 == parts;
     Trailer {
         ok,
         part_hash: [0; 32],
         file_hash: if ok && last {
-            *whole.finalize().as_bytes()
+            whole.finalize(size)
         } else {
             [0; 32]
         },
@@ -502,10 +639,15 @@ pub fn hash_range(
     file: &fs::File,
     at_open: &fs::Metadata,
     len: u64,
-    whole: &mut blake3::Hasher,
+    whole: &mut sparse::Whole,
 ) -> io::Result<bool> {
     let mut buf = vec![0u8; 256 * 1024];
-    let full = copy_range(file, 0, len, &mut io::sink(), &mut [whole], &mut buf)?;
+    let record = Record {
+        len,
+        extents: extents_of(file, matches!(whole, sparse::Whole::Sparse(_)), 0, len)?,
+        ..Record::default()
+    };
+    let full = copy_record(file, &record, &mut io::sink(), whole, &mut buf)?;
     Ok(full && still(file, at_open))
 }
 
@@ -543,16 +685,93 @@ fn read_bytes<R: Read>(r: &mut R, len: usize) -> Result<Vec<u8>, StreamError> {
     Ok(b)
 }
 
-/// Reads the stream's start.
-pub fn read_begin<R: Read>(r: &mut R) -> Result<(), StreamError> {
-    if &read_array::<_, 8>(r)? != MAGIC || read_array::<_, 1>(r)?[0] != VERSION {
+/// Reads the stream's start; returns its version (1 or 2).
+pub fn read_begin<R: Read>(r: &mut R) -> Result<u8, StreamError> {
+    if &read_array::<_, 8>(r)? != MAGIC {
         return Err(StreamError::Magic);
     }
-    Ok(())
+    match read_array::<_, 1>(r)?[0] {
+        v @ (VERSION | VERSION_1) => Ok(v),
+        _ => Err(StreamError::Magic),
+    }
 }
 
-/// The next record's header, or `None` at the end (after checking the count).
-pub fn read_record<R: Read>(r: &mut R, seen: u32) -> Result<Option<Record>, StreamError> {
+/// Whether an attribute name is one ferry carries: a namespace it knows, at most 255
+/// bytes, no NUL.
+pub fn carried_name(name: &[u8]) -> bool {
+    let known = [
+        &b"user."[..],
+        b"security.",
+        b"trusted.",
+    ]
+    .iter()
+    .any(|ns| name.len() > ns.len() && name.starts_with(ns))
+        || name == xattr::ACL_ACCESS
+        || name == xattr::ACL_DEFAULT;
+    known && name.len() <= 255 && !name.contains(&0)
+}
+
+fn read_xattrs<R: Read>(r: &mut R) -> Result<Vec<Xattr>, StreamError> {
+    let count = u32::from_le_bytes(read_array(r)?) as usize;
+    if count > MAX_XATTRS {
+        return Err(StreamError::Malformed("too many extended attributes"));
+    }
+    let mut xattrs = Vec::with_capacity(count.min(64));
+    let mut total = 0usize;
+    for _ in 0..count {
+        let name_len = u32::from_le_bytes(read_array(r)?) as usize;
+        if name_len == 0 || name_len > 255 {
+            return Err(StreamError::Malformed("extended attribute name"));
+        }
+        let name = read_bytes(r, name_len)?;
+        let value_len = u32::from_le_bytes(read_array(r)?) as usize;
+        total += name_len + value_len;
+        if value_len > MAX_XATTR_VALUE || total > MAX_XATTR_BYTES {
+            return Err(StreamError::Malformed("extended attribute size"));
+        }
+        let value = read_bytes(r, value_len)?;
+        if !carried_name(&name) || xattrs.iter().any(|x: &Xattr| x.name == name) {
+            return Err(StreamError::Malformed("extended attribute name"));
+        }
+        xattrs.push(Xattr { name, value });
+    }
+    Ok(xattrs)
+}
+
+/// A sparse record's extents: in order, not empty, not overlapping, inside the
+/// record's range.
+fn read_extents<R: Read>(r: &mut R, offset: u64, len: u64) -> Result<Vec<Extent>, StreamError> {
+    let count = u32::from_le_bytes(read_array(r)?) as usize;
+    if count > MAX_EXTENTS {
+        return Err(StreamError::Malformed("too many extents"));
+    }
+    let mut extents = Vec::with_capacity(count.min(1024));
+    let mut at = offset;
+    let end = offset.saturating_add(len);
+    for _ in 0..count {
+        let e = Extent {
+            offset: u64::from_le_bytes(read_array(r)?),
+            len: u64::from_le_bytes(read_array(r)?),
+        };
+        let inside = e.len > 0
+            && e.offset >= at
+            && e.offset.checked_add(e.len).is_some_and(|stop| stop <= end);
+        if !inside {
+            return Err(StreamError::Malformed("extent outside its record or out of order"));
+        }
+        at = e.offset + e.len;
+        extents.push(e);
+    }
+    Ok(extents)
+}
+
+/// The next record's header, or `None` at the end (after checking the count). `version`
+/// is the stream's, as [`read_begin`] returned it.
+pub fn read_record<R: Read>(
+    r: &mut R,
+    seen: u32,
+    version: u8,
+) -> Result<Option<Record>, StreamError> {
     let [tag] = read_array::<_, 1>(r)?;
     if tag == END {
         let declared = u32::from_le_bytes(read_array(r)?);
@@ -591,11 +810,23 @@ pub fn read_record<R: Read>(r: &mut R, seen: u32) -> Result<Option<Record>, Stre
         return Err(StreamError::Malformed("link target length"));
     }
     let target = read_bytes(r, target_len)?;
+    let (xattrs, extents) = if version == VERSION_1 {
+        (Vec::new(), None)
+    } else {
+        let xattrs = read_xattrs(r)?;
+        let extents = match read_array::<_, 1>(r)?[0] {
+            LAYOUT_DENSE => None,
+            LAYOUT_SPARSE if kind == KIND_FILE => Some(read_extents(r, offset, len)?),
+            _ => return Err(StreamError::Malformed("layout")),
+        };
+        (xattrs, extents)
+    };
     let consistent = mtime_nsec < 1_000_000_000
         && parts >= 1
         && part < parts
         && offset.checked_add(len).is_some_and(|end| end <= size)
         && (kind == KIND_FILE || (size == 0 && len == 0 && parts == 1))
+        && (parts > 1 || (offset == 0 && len == size))
         && (kind == KIND_SYMLINK) == (target_len > 0);
     if !consistent {
         return Err(StreamError::Malformed("inconsistent lengths"));
@@ -614,6 +845,8 @@ pub fn read_record<R: Read>(r: &mut R, seen: u32) -> Result<Option<Record>, Stre
         offset,
         len,
         target,
+        xattrs,
+        extents,
     }))
 }
 

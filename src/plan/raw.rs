@@ -312,6 +312,37 @@ pub struct RawPreserve {
     #[serde(default)]
     #[schemars(with = "bool")]
     pub setuid: Option<bool>,
+    /// Keep the holes of sparse files: only their data is read, staged and written, and
+    /// the holes are made again at the destination. The content is the same either way.
+    /// Default: true.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub sparse: Option<bool>,
+    /// Keep hard links: the names of one file in the task become one file with those
+    /// names at the destination, as `rsync -H` does. Nothing to carry with `rules:
+    /// sharepoint` (each name becomes a file of its own). Default: true.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub hard_links: Option<bool>,
+    /// Keep extended attributes of the `user.*` namespace on files, folders and links.
+    /// A destination that refuses one warns (`xattr-not-kept`). Nothing to carry with
+    /// `rules: sharepoint`. Default: true.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub xattrs: Option<bool>,
+    /// Keep `security.*` and `trusted.*` attributes too (SELinux labels, file
+    /// capabilities). Only with `owner: true`, and only when ferry runs as root: a file
+    /// capability is a privilege, like a setuid bit. Default: false.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub security_xattrs: Option<bool>,
+    /// Keep POSIX ACLs, access and default, on files and folders; they are set before a
+    /// file takes its name. A destination that refuses one leaves the item to its owner
+    /// alone and warns (`acl-not-kept`). Nothing to carry with `rules: sharepoint`.
+    /// Default: true.
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub acls: Option<bool>,
 }
 
 /// How files are cut into packages.

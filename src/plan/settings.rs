@@ -54,6 +54,46 @@ pub struct Preserve {
     /// task's hash while false, so plans that never say it keep their hash.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub setuid: bool,
+    /// Holes, hard links, `user.*` attributes and ACLs travel (true by default: left out
+    /// of the task's hash while true, so plans from before they existed keep theirs);
+    /// `security.*` and `trusted.*` attributes only when asked (out of the hash while
+    /// false).
+    #[serde(skip_serializing_if = "is_true")]
+    pub sparse: bool,
+    #[serde(skip_serializing_if = "is_true")]
+    pub hard_links: bool,
+    #[serde(skip_serializing_if = "is_true")]
+    pub xattrs: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub security_xattrs: bool,
+    #[serde(skip_serializing_if = "is_true")]
+    pub acls: bool,
+    /// The destination is bound for SharePoint (`rules: sharepoint`), which keeps no
+    /// attributes, ACLs or links: none travel.
+    #[serde(skip)]
+    pub sharepoint: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Default for Preserve {
+    /// The built-in defaults, for a destination that is a file share (`rules: posix`).
+    fn default() -> Preserve {
+        Preserve {
+            mtime: true,
+            mode: true,
+            owner: false,
+            setuid: false,
+            sparse: true,
+            hard_links: true,
+            xattrs: true,
+            security_xattrs: false,
+            acls: true,
+            sharepoint: false,
+        }
+    }
 }
 
 impl Preserve {
@@ -69,6 +109,25 @@ impl Preserve {
 
     pub fn keeps_setuid(&self) -> bool {
         self.setuid && self.owner && self.mode
+    }
+
+    /// What travels beyond mode, owner and times.
+    pub fn carry(&self) -> crate::package::xattr::Carry {
+        let posix = !self.sharepoint;
+        crate::package::xattr::Carry {
+            user: posix && self.xattrs,
+            privileged: posix
+                && self.security_xattrs
+                && self.owner
+                && rustix::process::geteuid().is_root(),
+            acls: posix && self.acls,
+            sparse: self.sparse,
+        }
+    }
+
+    /// Whether the names of one file become one file with those names.
+    pub fn links(&self) -> bool {
+        self.hard_links && !self.sharepoint
     }
 }
 
@@ -102,9 +161,10 @@ impl Settings {
         let preserve = raw.preserve.unwrap_or_default();
         let package = raw.package.unwrap_or_default();
         let retries = raw.retries.unwrap_or_default();
+        let rules = raw.rules.unwrap_or(RuleSet::Sharepoint);
         Settings {
             mode: raw.mode.unwrap_or(Mode::Migrate),
-            rules: raw.rules.unwrap_or(RuleSet::Sharepoint),
+            rules,
             filters: Filters {
                 include: filters.include.unwrap_or_else(|| vec!["**".into()]),
                 exclude: filters.exclude.unwrap_or_default(),
@@ -142,6 +202,12 @@ impl Settings {
                 mode: preserve.mode.unwrap_or(true),
                 owner: preserve.owner.unwrap_or(false),
                 setuid: preserve.setuid.unwrap_or(false),
+                sparse: preserve.sparse.unwrap_or(true),
+                hard_links: preserve.hard_links.unwrap_or(true),
+                xattrs: preserve.xattrs.unwrap_or(true),
+                security_xattrs: preserve.security_xattrs.unwrap_or(false),
+                acls: preserve.acls.unwrap_or(true),
+                sharepoint: rules == RuleSet::Sharepoint,
             },
             package: PackageSettings {
                 max_size: package.max_size.unwrap_or(DEFAULT_PACKAGE_SIZE),

@@ -424,19 +424,32 @@ fn resolve_settings(c: &mut Checker<'_>, i: usize, own: bool, value: Value) -> O
         }
     };
     let settings = Settings::from_raw(raw);
-    if settings.preserve.setuid && !settings.preserve.owner {
-        let own_at = format!("/tasks/{i}/settings/preserve/setuid");
-        let at = if c.doc.value.pointer(&own_at).is_some() {
-            own_at
-        } else {
-            "/defaults/preserve/setuid".to_string()
-        };
-        c.at_value(
-            &at,
+    let needs_owner = [
+        (
+            settings.preserve.setuid,
+            "setuid",
             "setuid and setgid bits are kept only with the owner (`preserve.owner: true`): \
              a setuid file given to another owner would run with that owner's rights",
-        );
-        return None;
+        ),
+        (
+            settings.preserve.security_xattrs,
+            "security_xattrs",
+            "`security.*` and `trusted.*` attributes are kept only with the owner \
+             (`preserve.owner: true`): a file capability given to another owner's file \
+             would hand out a privilege, as a setuid bit does",
+        ),
+    ];
+    for (asked, key, why) in needs_owner {
+        if asked && !settings.preserve.owner {
+            let own_at = format!("/tasks/{i}/settings/preserve/{key}");
+            let at = if c.doc.value.pointer(&own_at).is_some() {
+                own_at
+            } else {
+                format!("/defaults/preserve/{key}")
+            };
+            c.at_value(&at, why);
+            return None;
+        }
     }
     Some(settings)
 }

@@ -42,6 +42,13 @@ impl Round<'_> {
         {
             set_folders(destination, &entries, &state.items(), &mut tally)?;
         }
+        if let Some(destination) = ending.destination {
+            // Attributes and ACLs the destination would not keep: findings of the
+            // round, about items that are in place.
+            for (path, code, message) in destination.take_notes() {
+                tally.fail(&path, code, &message);
+            }
+        }
         session.progress.items_done = tally.imported + tally.unchanged;
         session.progress.bytes_done = tally.bytes;
         session.progress.failed = tally.failed();

@@ -111,7 +111,9 @@ impl Shared<'_> {
             at.start = 0;
             at.whole_file = None;
         }
-        let mut whole = blake3::Hasher::new();
+        let carry = self.task.settings.preserve.carry();
+        let holes = carry.sparse && package::sparse::has_holes(&file, at_open.len());
+        let mut whole = package::sparse::Whole::new(holes);
         // The parts already at the destination are not staged again, but the whole
         // file's hash covers them: they are read again, only to be hashed.
         if at.start > 0 {
@@ -151,6 +153,7 @@ impl Shared<'_> {
                     part,
                     f.parts,
                     f.part_size,
+                    carry,
                     &mut whole,
                 )?;
                 Ok(Vec::new())

@@ -310,6 +310,7 @@ impl Shared<'_> {
                             package::add_items(
                                 out,
                                 &items,
+                                self.task.settings.preserve.carry(),
                                 self.task.settings.retries.attempts,
                                 self.task.settings.retries.backoff.as_std(),
                                 records,
