@@ -19,6 +19,7 @@ pub const POINTS: &[&str] = &[
     "sync",
     "rename",
     "folder-sync",
+    "link",
     "index-save",
     "session-save",
     "container-delete",

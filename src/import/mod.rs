@@ -29,11 +29,13 @@ use crate::plan::Preserve;
 use crate::plan::raw::{Conflicts, Verify};
 
 pub mod decide;
+mod links;
 mod parts;
 pub(crate) mod stream;
 mod temp;
 
 pub use self::decide::same_time;
+pub use links::OtherName;
 use parts::Assembly;
 pub use stream::import_stream;
 use temp::temp_name;
@@ -501,7 +503,10 @@ impl Destination {
             self.note(
                 path,
                 code,
-                format!("the destination would not keep {what} ({name}): {}", r.error),
+                format!(
+                    "the destination would not keep {what} ({name}): {}",
+                    r.error
+                ),
             );
         }
         Ok(acl)
@@ -509,10 +514,11 @@ impl Destination {
 
     /// Notes a finding about an item that is in place (an attribute not kept).
     fn note(&self, path: &Path, code: FailureCode, message: String) {
-        self.notes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((path.to_path_buf(), code.as_str(), message));
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).push((
+            path.to_path_buf(),
+            code.as_str(),
+            message,
+        ));
     }
 
     /// The findings noted since the last call.

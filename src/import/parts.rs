@@ -302,15 +302,8 @@ pub(super) fn write_part<R: Read>(
     parts_touched.push(path.to_path_buf());
     dest.put_assembly(path, Assembly::Failed);
     let mut write_error = None;
-    let read = copy_data(
-        stream,
-        record,
-        Some(&file),
-        buf,
-        &mut write_error,
-        false,
-    )
-    .and_then(|_| Ok(package::read_trailer(stream)?));
+    let read = copy_data(stream, record, Some(&file), buf, &mut write_error, false)
+        .and_then(|_| Ok(package::read_trailer(stream)?));
     let trailer = match read {
         Ok(trailer) => trailer,
         Err(refused) => {
@@ -417,7 +410,12 @@ fn settle_part(
         ) {
             Ok(true) => mode &= !0o077,
             Ok(false) => {}
-            Err(e) => return fail(write_code(&e), format!("cannot set the file's attributes: {e}")),
+            Err(e) => {
+                return fail(
+                    write_code(&e),
+                    format!("cannot set the file's attributes: {e}"),
+                );
+            }
         }
     }
     let whole = last.then_some(crate::state::journal::WholeFile {

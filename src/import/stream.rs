@@ -412,7 +412,8 @@ fn symlink(
             }
             let at = package::xattr::link_path(&*dir, temp.as_bytes());
             let on = package::xattr::On::Link(&at);
-            dest.set_xattrs(on, &record.xattrs, false, &path).map(|_| ())
+            dest.set_xattrs(on, &record.xattrs, false, &path)
+                .map(|_| ())
         });
     match made {
         Ok(()) => Written::Pending(Pending {

@@ -516,9 +516,8 @@ pub fn add_items<W: Sink>(
                     record.uid = at_open.uid();
                     record.gid = at_open.gid();
                     let holes = carry.sparse && sparse::has_holes(&file, record.size);
-                    let facts = xattr::of_file(&file, carry).and_then(|xattrs| {
-                        Ok((xattrs, extents_of(&file, holes, 0, record.len)?))
-                    });
+                    let facts = xattr::of_file(&file, carry)
+                        .and_then(|xattrs| Ok((xattrs, extents_of(&file, holes, 0, record.len)?)));
                     match facts {
                         Ok((xattrs, extents)) => {
                             record.xattrs = xattrs;
@@ -532,8 +531,8 @@ pub fn add_items<W: Sink>(
                     record.write_to(out)?;
                     out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
                     let mut hasher = sparse::Whole::new(holes);
-                    let whole = copy_record(&file, &record, out, &mut hasher, &mut buf)
-                        .map_err(|e| {
+                    let whole =
+                        copy_record(&file, &record, out, &mut hasher, &mut buf).map_err(|e| {
                             io::Error::new(
                                 e.kind(),
                                 format!("reading {}: {e}", item.source.display()),
@@ -699,13 +698,9 @@ pub fn read_begin<R: Read>(r: &mut R) -> Result<u8, StreamError> {
 /// Whether an attribute name is one ferry carries: a namespace it knows, at most 255
 /// bytes, no NUL.
 pub fn carried_name(name: &[u8]) -> bool {
-    let known = [
-        &b"user."[..],
-        b"security.",
-        b"trusted.",
-    ]
-    .iter()
-    .any(|ns| name.len() > ns.len() && name.starts_with(ns))
+    let known = [&b"user."[..], b"security.", b"trusted."]
+        .iter()
+        .any(|ns| name.len() > ns.len() && name.starts_with(ns))
         || name == xattr::ACL_ACCESS
         || name == xattr::ACL_DEFAULT;
     known && name.len() <= 255 && !name.contains(&0)
@@ -757,7 +752,9 @@ fn read_extents<R: Read>(r: &mut R, offset: u64, len: u64) -> Result<Vec<Extent>
             && e.offset >= at
             && e.offset.checked_add(e.len).is_some_and(|stop| stop <= end);
         if !inside {
-            return Err(StreamError::Malformed("extent outside its record or out of order"));
+            return Err(StreamError::Malformed(
+                "extent outside its record or out of order",
+            ));
         }
         at = e.offset + e.len;
         extents.push(e);

@@ -270,7 +270,12 @@ pub fn hash_file(file: &fs::File, size: u64, sparse: bool, buf: &mut [u8]) -> io
 /// Whether the first `size` bytes of `file` have the hash `expected`, plain or sparse:
 /// the kind the file's own layout suggests is tried first, the other only when it
 /// does not match.
-pub fn matches(file: &fs::File, size: u64, expected: &[u8; 32], buf: &mut [u8]) -> io::Result<bool> {
+pub fn matches(
+    file: &fs::File,
+    size: u64,
+    expected: &[u8; 32],
+    buf: &mut [u8],
+) -> io::Result<bool> {
     let holes = has_holes(file, size);
     if hash_file(file, size, holes, buf)? == *expected {
         return Ok(true);
@@ -356,8 +361,15 @@ mod tests {
         assert!(!matches(&file, size, &[0; 32], &mut buf).unwrap());
         if has_holes(&file, size) {
             let found = extents(&file, 0, size).unwrap();
-            assert!(found.iter().map(|e| e.len).sum::<u64>() < size / 2, "{found:?}");
-            assert!(found.iter().any(|e| e.offset <= 32 << 20 && e.offset + e.len > 32 << 20));
+            assert!(
+                found.iter().map(|e| e.len).sum::<u64>() < size / 2,
+                "{found:?}"
+            );
+            assert!(
+                found
+                    .iter()
+                    .any(|e| e.offset <= 32 << 20 && e.offset + e.len > 32 << 20)
+            );
         }
     }
 }

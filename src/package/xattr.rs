@@ -159,17 +159,14 @@ impl NotKept {
 /// `carry.acls`, an ACL the item does not have at the source is removed (a file created
 /// in a folder with a default ACL inherits one). Returns the attributes the destination
 /// refused; any other error is the item's failure.
-pub fn apply(
-    on: On<'_>,
-    xattrs: &[Xattr],
-    carry: Carry,
-    folder: bool,
-) -> io::Result<Vec<NotKept>> {
+pub fn apply(on: On<'_>, xattrs: &[Xattr], carry: Carry, folder: bool) -> io::Result<Vec<NotKept>> {
     let mut refused = Vec::new();
     for x in xattrs.iter().filter(|x| carry.wants(&x.name)) {
         let name = OsStr::from_bytes(&x.name);
         let set = match on {
-            On::Fd(fd) => rustix::fs::fsetxattr(fd, name, &x.value, rustix::fs::XattrFlags::empty()),
+            On::Fd(fd) => {
+                rustix::fs::fsetxattr(fd, name, &x.value, rustix::fs::XattrFlags::empty())
+            }
             On::Link(path) => {
                 rustix::fs::lsetxattr(path, name, &x.value, rustix::fs::XattrFlags::empty())
             }
@@ -273,8 +270,13 @@ mod tests {
             acls: true,
             ..Carry::default()
         };
-        if rustix::fs::fsetxattr(&file, "user.origin", b"nas1", rustix::fs::XattrFlags::empty())
-            .is_err()
+        if rustix::fs::fsetxattr(
+            &file,
+            "user.origin",
+            b"nas1",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .is_err()
         {
             eprintln!("this filesystem keeps no user attributes; skipped");
             return;
@@ -290,7 +292,11 @@ mod tests {
         let other = dir.path().join("g");
         fs::write(&other, b"y").unwrap();
         let target = fs::File::open(&other).unwrap();
-        assert!(apply(On::Fd(target.as_fd()), &read, carry, false).unwrap().is_empty());
+        assert!(
+            apply(On::Fd(target.as_fd()), &read, carry, false)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(of_file(&target, carry).unwrap(), read);
     }
 }

@@ -38,6 +38,10 @@ pub(super) struct Scanned {
     /// The scan's counters, for the round's reports.
     #[serde(default)]
     pub(super) counts: ScanCounts,
+    /// Files in the item list with more than one hard link (0: no link groups to
+    /// look for).
+    #[serde(default)]
+    pub(super) linked: u64,
     /// The item list's length and BLAKE3 (hex): a resumed round checks it against them.
     #[serde(default)]
     pub(super) items_len: Option<u64>,
@@ -110,6 +114,7 @@ pub(super) fn walk(
         ItemWriter::create(items_path).map_err(io_error("write the item list", items_path))?;
     let mut unchanged = 0u64;
     let mut bytes = 0u64;
+    let mut linked = 0u64;
     let mirror = task.settings.deletions == Deletions::Mirror;
     // What the index has and the scan does not see is gone from the source.
     let mut unseen: HashSet<&[u8]> = if mirror {
@@ -130,6 +135,9 @@ pub(super) fn walk(
             }
             if item.kind == ItemKind::File {
                 bytes += item.meta.size;
+                if item.meta.nlink > 1 {
+                    linked += 1;
+                }
             }
             writer.push(&item).map_err(|e| ScanError::Write {
                 path: writer.path().to_path_buf(),
@@ -179,6 +187,7 @@ pub(super) fn walk(
         deletions,
         indexed: index.items.len() as u64,
         counts,
+        linked,
         items_len: Some(written.len),
         items_hash: Some(blake3::Hash::from_bytes(written.hash).to_hex().to_string()),
     };

@@ -49,6 +49,7 @@ mod checkpoint;
 mod end;
 pub mod gc;
 pub mod items;
+mod links;
 mod parts;
 pub mod plan;
 mod preflight;
@@ -381,6 +382,12 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
 
     let unjournaled = Mutex::new(Vec::new());
     let halt = Halt::default();
+    let links = if task.settings.preserve.links() && scanned.linked > 0 {
+        let items_path = state.items();
+        links::Links::read(&items_path).map_err(io_error("read the item list", &items_path))?
+    } else {
+        links::Links::default()
+    };
     let job = ids.job;
     let shared = Shared {
         in_parts: &replayed.in_parts,
@@ -389,6 +396,7 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
         staging: r.staging,
         items_report: items_report.as_ref(),
         unjournaled: &unjournaled,
+        links: &links,
         task,
         key: &key,
         container: container.as_ref(),

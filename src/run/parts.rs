@@ -206,6 +206,7 @@ impl Shared<'_> {
                 "the file changed while it was read; the next round will try again".into(),
             )]
         };
+        let failed = self.with_links(failed);
         let journalled = self.journal(
             &Entry::Staged {
                 package: id,
@@ -228,7 +229,7 @@ impl Shared<'_> {
             Packed::Failed { code, message } => (code, message),
             Packed::Ok => (FailureCode::ReadFailed.as_str(), String::new()),
         };
-        let records = vec![failed_record(&f.item, code, message)];
+        let records = self.with_links(vec![failed_record(&f.item, code, message)]);
         let entry = if self.import {
             Entry::Imported {
                 first: f.first_id,
@@ -271,7 +272,7 @@ impl Shared<'_> {
             );
             return;
         }
-        let failed = one_per_item(failed);
+        let failed = self.with_links(one_per_item(failed));
         if self.journal(
             &Entry::Imported {
                 first: f.first_id,
@@ -295,7 +296,10 @@ impl Shared<'_> {
             }
             at.outcomes.push(outcome);
         }
-        let records = one_per_item(outcome_records(at.outcomes, std::slice::from_ref(&f.item)));
+        let records = self.with_links(one_per_item(outcome_records(
+            at.outcomes,
+            std::slice::from_ref(&f.item),
+        )));
         if !self.journal(
             &Entry::Imported {
                 first: f.first_id,
@@ -409,7 +413,7 @@ impl Shared<'_> {
         let Some(outcome) = committed else {
             return Some((0, None));
         };
-        let records = outcome_records(vec![outcome], std::slice::from_ref(item));
+        let records = self.with_links(outcome_records(vec![outcome], std::slice::from_ref(item)));
         let entry = Entry::Imported {
             first: first_id,
             last: last_id,

@@ -359,6 +359,10 @@ impl Round<'_> {
             };
             for item in reader {
                 let item = item.map_err(io_error("read the item list", items_path))?;
+                // A file's other names come with it (see `links`).
+                if shared.links.is_other_name(&item) {
+                    continue;
+                }
                 if !send_all(packer.push(item)) {
                     return Ok(packer.packages());
                 }

@@ -2,8 +2,10 @@
 //! imports it, or both, journalling what became durable. What they find is merged in a
 //! `Counters`; a reason to stop (a full disk) is a `Halt` they all see.
 
+use super::links::Links;
 use super::round::Upload;
 use super::*;
+use crate::import::OtherName;
 use crate::staging::{BLOCK_SIZE, Blocks};
 
 /// The first reason a run stops for (a full disk, a journal that cannot be written):
@@ -85,8 +87,14 @@ pub(super) fn failed_record(item: &Item, code: &str, message: String) -> ItemRec
 }
 
 /// Journal records of an import's outcomes; `items` give each item's source facts.
-pub(super) fn outcome_records(outcomes: Vec<Outcome>, items: &[Arc<Item>]) -> Vec<ItemRecord> {
-    let by_path: HashMap<&Path, &Item> = items.iter().map(|i| (i.rel.as_path(), &**i)).collect();
+pub(super) fn outcome_records<I: std::borrow::Borrow<Item>>(
+    outcomes: Vec<Outcome>,
+    items: &[I],
+) -> Vec<ItemRecord> {
+    let by_path: HashMap<&Path, &Item> = items
+        .iter()
+        .map(|i| (i.borrow().rel.as_path(), i.borrow()))
+        .collect();
     let mut records = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         let (path, stamp, written) = match outcome {
@@ -178,6 +186,8 @@ pub(super) struct Shared<'a> {
     pub(super) items_report: Option<&'a ItemReport>,
     /// Failures of this run that no journal record holds.
     pub(super) unjournaled: &'a Mutex<Vec<(Option<u64>, ItemRecord)>>,
+    /// The round's hard-link groups: each leader's other names.
+    pub(super) links: &'a Links,
     /// This run's job ID, in its journal records and report rows.
     pub(super) job: u64,
 }
@@ -341,6 +351,7 @@ impl Shared<'_> {
                                 failed.push(failed_record(item, code, message));
                             }
                         }
+                        let failed = self.with_links(failed);
                         if !self.import {
                             if self.journal(
                                 &Entry::Staged {
@@ -391,7 +402,7 @@ impl Shared<'_> {
                         return;
                     }
                 }
-                let records = one_per_item(records);
+                let records = self.with_links(one_per_item(records));
                 let entry = Entry::Imported {
                     first: id,
                     last: id,
@@ -553,15 +564,72 @@ impl Shared<'_> {
         code: &str,
         message: &str,
     ) {
-        tally.fail(&item.rel, code, message);
-        let record = failed_record(item, code, message.to_string());
-        if let Some(report) = self.items_report {
-            let _ = report.package(package, self.job, std::slice::from_ref(&record));
+        let first = failed_record(item, code, message.to_string());
+        for record in self.with_links(vec![first]) {
+            tally.fail(Path::new(OsStr::from_bytes(&record.path)), code, message);
+            if let Some(report) = self.items_report {
+                let _ = report.package(package, self.job, std::slice::from_ref(&record));
+            }
+            self.unjournaled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((package, record));
         }
-        self.unjournaled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((package, record));
+    }
+
+    /// Records with each leader's other names: made at the destination when the file
+    /// is in place and this run imports, failed with the file when it failed. A name
+    /// that has a record already keeps it.
+    pub(super) fn with_links(&self, records: Vec<ItemRecord>) -> Vec<ItemRecord> {
+        if self.links.is_empty() {
+            return records;
+        }
+        let present: HashSet<Vec<u8>> = records.iter().map(|r| r.path.clone()).collect();
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let others: Vec<&Item> = self
+                .links
+                .of(&record.path)
+                .iter()
+                .filter(|o| !present.contains(o.rel.as_os_str().as_bytes()))
+                .collect();
+            if others.is_empty() {
+                out.push(record);
+                continue;
+            }
+            let leader = PathBuf::from(OsStr::from_bytes(&record.path));
+            let extra = match (&record.result, self.destination) {
+                (ItemResult::Done { hash, .. }, Some(destination)) if self.import => {
+                    let names: Vec<OtherName> = others
+                        .iter()
+                        .map(|o| OtherName {
+                            path: o.rel.clone(),
+                            size: o.meta.size,
+                            mtime_ns: o.meta.mtime_ns,
+                        })
+                        .collect();
+                    let outcomes = destination.make_links(&leader, record.dest_id, *hash, &names);
+                    outcome_records(outcomes, &others)
+                }
+                (ItemResult::Failed { code, message }, _) => others
+                    .iter()
+                    .map(|o| {
+                        failed_record(
+                            o,
+                            code,
+                            format!(
+                                "a hard link to {}, which did not migrate: {message}",
+                                crate::shown::escape_path(&leader)
+                            ),
+                        )
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            out.push(record);
+            out.extend(extra);
+        }
+        out
     }
 
     /// Whether package `id` is in this round's container.

@@ -112,6 +112,7 @@ points!(
     sync = "sync",
     rename = "rename",
     folder_sync = "folder-sync",
+    link = "link",
     index_save = "index-save",
     session_save = "session-save",
     container_delete = "container-delete",
