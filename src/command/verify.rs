@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read as _};
+use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -234,26 +234,42 @@ fn compare(destination: &Path, item: &Expected) -> Row {
         source: source.map(hex),
         destination: destination.map(hex),
     };
+    let mut buf = vec![0u8; 256 * 1024];
     let want = match &item.want {
         Want::Hash(hash) => Ok(*hash),
-        Want::Source(path) => hash_file(path),
+        Want::Source(path) => open_file(path).and_then(|f| natural_hash(&f, &mut buf)),
     };
-    let found = hash_file(&destination.join(&item.dest));
+    let found = open_file(&destination.join(&item.dest));
     match (want, found) {
-        (Ok(want), Ok(found)) if want == found => row(Verdict::Same, Some(want), Some(found)),
-        (Ok(want), Ok(found)) => row(Verdict::Differs, Some(want), Some(found)),
+        // A hash of either kind (plain, or sparse for a file with holes) settles it.
+        (Ok(want), Ok(file)) => {
+            let size = file.metadata().map(|m| m.len());
+            match size.and_then(|size| crate::package::sparse::matches(&file, size, &want, &mut buf)) {
+                Ok(true) => row(Verdict::Same, Some(want), Some(want)),
+                Ok(false) => row(
+                    Verdict::Differs,
+                    Some(want),
+                    natural_hash(&file, &mut buf).ok(),
+                ),
+                Err(_) => row(Verdict::Unreadable, Some(want), None),
+            }
+        }
         (Ok(want), Err(e)) if e.kind() == io::ErrorKind::NotFound => {
             row(Verdict::Missing, Some(want), None)
         }
         (Ok(want), Err(_)) => row(Verdict::Unreadable, Some(want), None),
-        (Err(_), found) => row(Verdict::Unreadable, None, found.ok()),
+        (Err(_), found) => row(
+            Verdict::Unreadable,
+            None,
+            found.ok().and_then(|f| natural_hash(&f, &mut buf).ok()),
+        ),
     }
 }
 
-/// BLAKE3 of a regular file, opened without following a symlink (a link where a file
-/// should be is not that file).
-fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut file = fs::OpenOptions::new()
+/// A regular file, opened without following a symlink (a link where a file should be
+/// is not that file).
+fn open_file(path: &Path) -> io::Result<fs::File> {
+    let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
@@ -263,16 +279,14 @@ fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
             "not a regular file",
         ));
     }
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(*hasher.finalize().as_bytes())
+    Ok(file)
+}
+
+/// A file's hash as ferry computes it: BLAKE3, or the sparse hash of a file with holes.
+fn natural_hash(file: &fs::File, buf: &mut [u8]) -> io::Result<[u8; 32]> {
+    let size = file.metadata()?.len();
+    let holes = crate::package::sparse::has_holes(file, size);
+    crate::package::sparse::hash_file(file, size, holes, buf)
 }
 
 fn hex(bytes: [u8; 32]) -> String {

@@ -18,7 +18,7 @@ fn record(path: &[u8], data: &[u8]) -> Vec<u8> {
         parts: 1,
         offset: 0,
         len: data.len() as u64,
-        target: Vec::new(),
+        ..Record::default()
     }
     .write_to(&mut out)
     .unwrap();
@@ -193,4 +193,111 @@ fn unsafe_paths_are_refused() {
     }
     assert_eq!(safe_components(b"a/b c/\xff").unwrap().len(), 3);
     assert!(safe_components(&[b'x'; 256]).is_err());
+}
+
+/// A package stream of version 1, as ferry staged them before extended attributes and
+/// sparse files (the `package` fuzz target's first seed, frozen): still imported, with
+/// the same result.
+#[test]
+fn a_version_1_stream_is_still_imported() {
+    let v1 = include_bytes!("../../tests/fixtures/package-v1.stream");
+    assert_eq!(&v1[..9], b"FERRYPKG\x01");
+    let root = tempfile::tempdir().unwrap();
+    let dest_path = root.path().join("dest");
+    let dest = Destination::open(
+        &dest_path,
+        Preserve::default(),
+        Conflicts::Overwrite,
+        Verify::Transferred,
+    )
+    .unwrap();
+    let outcomes = import_stream(&dest, &v1[..]).unwrap();
+    let imported = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Imported { .. }))
+        .count();
+    // A folder, two files and a link; the two parts of `big.bin` are written into its
+    // assembly (committed by the run, not by the stream).
+    assert_eq!(imported, 4, "{outcomes:?}");
+    assert_eq!(
+        fs::read(dest_path.join("docs/a.txt")).unwrap(),
+        b"hello, ferry\n"
+    );
+    assert_eq!(fs::read(dest_path.join("empty")).unwrap(), b"");
+    assert_eq!(
+        fs::read_link(dest_path.join("docs/link")).unwrap(),
+        Path::new("a.txt")
+    );
+    let parts = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::PartWritten { .. }))
+        .count();
+    assert_eq!(parts, 2, "{outcomes:?}");
+}
+
+/// A sparse record: only its data travels, the holes are made again, and the sparse
+/// hash checks the whole content.
+#[test]
+fn a_sparse_record_is_written_with_its_holes() {
+    let size = 16u64 << 20;
+    let mut hash = package::sparse::SparseHasher::default();
+    hash.update_at(8 << 20, b"data");
+    let hash = hash.finalize(size);
+    let sparse = |hash: [u8; 32]| {
+        let mut out = Vec::new();
+        Record {
+            kind: KIND_FILE,
+            path: b"image.raw".to_vec(),
+            mode: 0o644,
+            mtime_sec: 1,
+            size,
+            parts: 1,
+            len: size,
+            extents: Some(vec![package::Extent {
+                offset: 8 << 20,
+                len: 4,
+            }]),
+            xattrs: vec![package::Xattr {
+                name: b"user.origin".to_vec(),
+                value: b"nas1".to_vec(),
+            }],
+            ..Record::default()
+        }
+        .write_to(&mut out)
+        .unwrap();
+        out.extend_from_slice(b"data");
+        Trailer {
+            ok: true,
+            part_hash: hash,
+            file_hash: hash,
+        }
+        .write_to(&mut out)
+        .unwrap();
+        out
+    };
+    let root = tempfile::tempdir().unwrap();
+    let dest_path = root.path().join("dest");
+    let dest = Destination::open(
+        &dest_path,
+        Preserve::default(),
+        Conflicts::Overwrite,
+        Verify::Transferred,
+    )
+    .unwrap();
+    // A wrong hash refuses the package.
+    assert!(import_stream(&dest, stream(&[sparse([0; 32])]).as_slice()).is_err());
+    let outcomes = import_stream(&dest, stream(&[sparse(hash)]).as_slice()).unwrap();
+    assert!(matches!(&outcomes[..], [Outcome::Imported { .. }]), "{outcomes:?}");
+    let path = dest_path.join("image.raw");
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), size);
+    use std::os::unix::fs::MetadataExt as _;
+    assert!(meta.blocks() * 512 < 1 << 20, "{} blocks", meta.blocks());
+    let content = fs::read(&path).unwrap();
+    assert_eq!(&content[8 << 20..(8 << 20) + 4], b"data");
+    assert_eq!(content.iter().filter(|&&b| b != 0).count(), 4);
+    // Its attribute came with it, where the filesystem keeps them.
+    if let Ok(value) = rustix::fs::getxattr(&path, "user.origin", &mut [0u8; 16][..]) {
+        assert_eq!(value, 4);
+    }
 }

@@ -879,12 +879,26 @@ mod tests {
             parts: 2,
             offset: 5,
             len: 5,
-            target: Vec::new(),
+            xattrs: vec![
+                Xattr {
+                    name: b"user.origin".to_vec(),
+                    value: b"nas1".to_vec(),
+                },
+                Xattr {
+                    name: xattr::ACL_ACCESS.to_vec(),
+                    value: vec![2, 0, 0, 0],
+                },
+            ],
+            extents: Some(vec![
+                Extent { offset: 5, len: 2 },
+                Extent { offset: 8, len: 1 },
+            ]),
+            ..Record::default()
         };
         let mut bytes = Vec::new();
         begin(&mut bytes).unwrap();
         record.write_to(&mut bytes).unwrap();
-        bytes.extend_from_slice(b"12345");
+        bytes.extend_from_slice(b"123");
         let trailer = Trailer {
             ok: true,
             part_hash: [1; 32],
@@ -893,19 +907,21 @@ mod tests {
         trailer.write_to(&mut bytes).unwrap();
         end(&mut bytes, 1).unwrap();
         let mut r = bytes.as_slice();
-        read_begin(&mut r).unwrap();
-        assert_eq!(read_record(&mut r, 0).unwrap(), Some(record));
-        assert_eq!(read_bytes(&mut r, 5).unwrap(), b"12345");
+        assert_eq!(read_begin(&mut r).unwrap(), VERSION);
+        let read = read_record(&mut r, 0, VERSION).unwrap().unwrap();
+        assert_eq!(read.data_len(), 3);
+        assert_eq!(read, record);
+        assert_eq!(read_bytes(&mut r, 3).unwrap(), b"123");
         assert_eq!(read_trailer(&mut r).unwrap(), trailer);
-        assert!(read_record(&mut r, 1).unwrap().is_none());
+        assert!(read_record(&mut r, 1, VERSION).unwrap().is_none());
         // Every shorter stream is refused, never accepted or panicking.
         for cut in 0..bytes.len() {
             let mut r = &bytes[..cut];
             let result = read_begin(&mut r)
-                .and_then(|()| read_record(&mut r, 0))
-                .and_then(|_| read_bytes(&mut r, 5))
+                .and_then(|v| read_record(&mut r, 0, v))
+                .and_then(|_| read_bytes(&mut r, 3))
                 .and_then(|_| read_trailer(&mut r))
-                .and_then(|_| read_record(&mut r, 1));
+                .and_then(|_| read_record(&mut r, 1, VERSION));
             assert!(result.is_err(), "cut at {cut} accepted");
         }
     }
@@ -925,12 +941,12 @@ mod tests {
             parts: 1,
             offset: 0,
             len: 0,
-            target: Vec::new(),
+            ..Record::default()
         };
         let refused = |r: &Record| {
             let mut bytes = Vec::new();
             r.write_to(&mut bytes).unwrap();
-            read_record(&mut bytes.as_slice(), 0).is_err()
+            read_record(&mut bytes.as_slice(), 0, VERSION).is_err()
         };
         assert!(refused(&bad), "a folder with a size");
         bad.kind = KIND_FILE;
@@ -942,5 +958,36 @@ mod tests {
         bad.offset = 0;
         bad.part = 1;
         assert!(refused(&bad), "part index beyond the count");
+        bad.part = 0;
+        bad.len = 5;
+        assert!(!refused(&bad), "a whole file");
+        for extents in [
+            vec![Extent { offset: 0, len: 0 }],
+            vec![Extent { offset: 4, len: 2 }],
+            vec![Extent { offset: 2, len: 2 }, Extent { offset: 1, len: 1 }],
+            vec![Extent { offset: 0, len: 2 }, Extent { offset: 1, len: 2 }],
+        ] {
+            bad.extents = Some(extents.clone());
+            assert!(refused(&bad), "extents {extents:?}");
+        }
+        bad.extents = None;
+        for name in [&b"system.nfs4_acl"[..], b"user.", b"other.x", b"user.a\0b"] {
+            bad.xattrs = vec![Xattr {
+                name: name.to_vec(),
+                value: Vec::new(),
+            }];
+            assert!(refused(&bad), "attribute {name:?}");
+        }
+        let twice = Xattr {
+            name: b"user.a".to_vec(),
+            value: Vec::new(),
+        };
+        bad.xattrs = vec![twice.clone(), twice];
+        assert!(refused(&bad), "an attribute twice");
+        bad.xattrs = vec![Xattr {
+            name: b"user.big".to_vec(),
+            value: vec![0; MAX_XATTR_VALUE + 1],
+        }];
+        assert!(refused(&bad), "an attribute too large");
     }
 }

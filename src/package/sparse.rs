@@ -182,16 +182,16 @@ impl SparseHasher {
 /// sparse hash of a file with holes.
 #[derive(Clone, Debug)]
 pub enum Whole {
-    Plain(blake3::Hasher),
-    Sparse(SparseHasher),
+    Plain(Box<blake3::Hasher>),
+    Sparse(Box<SparseHasher>),
 }
 
 impl Whole {
     pub fn new(sparse: bool) -> Whole {
         if sparse {
-            Whole::Sparse(SparseHasher::default())
+            Whole::Sparse(Box::default())
         } else {
-            Whole::Plain(blake3::Hasher::new())
+            Whole::Plain(Box::default())
         }
     }
 
