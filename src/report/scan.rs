@@ -173,6 +173,26 @@ impl ScanReport {
                 .or_default();
             tally.items += totals.birth_unknown;
         }
+        if totals.links_outside > 0 && task.settings.preserve.links() {
+            let message = format!(
+                "{} hard-linked files have names outside this task's source (or filtered out): \
+                 those names are not migrated, and the files arrive without them",
+                totals.links_outside
+            );
+            let source = escape_path(&self.source).into_owned();
+            self.csv.row(&[
+                source.as_str(),
+                "task",
+                Code::HardLinkOutside.as_str(),
+                Severity::Warning.as_str(),
+                &message,
+            ])?;
+            let tally = self
+                .by_code
+                .entry((Severity::Warning, Code::HardLinkOutside))
+                .or_default();
+            tally.items += totals.links_outside;
+        }
         let readiness = Readiness::of(totals);
         let ScanReport {
             csv,

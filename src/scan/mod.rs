@@ -12,7 +12,7 @@ pub mod filters;
 mod judge;
 pub mod rules;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::io;
@@ -215,10 +215,13 @@ pub struct ScanTotals {
     pub blocked: u64,
     /// Files kept although `created_after` is set, for want of a creation time.
     pub birth_unknown: u64,
+    /// Hard-linked files to migrate with names that are not among the task's items to
+    /// migrate (outside its source, or filtered out): those names do not arrive.
+    pub links_outside: u64,
 }
 
 impl ScanTotals {
-    fn add(&mut self, entry: &ScanEntry, linked: &mut HashSet<(u64, u64)>) {
+    fn add(&mut self, entry: &ScanEntry, linked: &mut HashMap<(u64, u64), (u64, u64)>) {
         self.items += 1;
         if entry.is_folder() {
             self.folders += 1;
@@ -248,7 +251,13 @@ impl ScanTotals {
             Status::Skipped => {}
             Status::Migrate => {
                 self.to_migrate += 1;
-                let once = entry.meta.nlink <= 1 || linked.insert((entry.meta.dev, entry.meta.ino));
+                let once = entry.meta.nlink <= 1 || {
+                    let names = linked
+                        .entry((entry.meta.dev, entry.meta.ino))
+                        .or_insert((0, entry.meta.nlink));
+                    names.0 += 1;
+                    names.0 == 1
+                };
                 if entry.kind == EntryKind::File && once {
                     self.bytes_to_migrate += entry.meta.size;
                 }
@@ -280,6 +289,8 @@ pub fn scan(
             invalid_names: settings.invalid_names,
             case_collisions: settings.case_collisions,
             now_ns,
+            hard_links: settings.preserve.links(),
+            sparse: settings.preserve.sparse,
         },
         // Globs were checked when the plan was validated.
         filter: Filter::new(&settings.filters).expect("validated globs compile"),
@@ -296,7 +307,8 @@ pub fn scan(
             .map_err(|e| ScanError::Threads(e.to_string()))?,
     );
     let mut totals = ScanTotals::default();
-    let mut linked = HashSet::new();
+    // Hard-linked files' names found, and link counts, by device and inode.
+    let mut linked = HashMap::new();
     let mut queue = vec![Follow {
         target: task.source.clone(),
         state: FolderState {
@@ -355,6 +367,10 @@ pub fn scan(
             sink(&entry)?;
         }
     }
+    totals.links_outside = linked
+        .values()
+        .filter(|(names, nlink)| names < nlink)
+        .count() as u64;
     Ok(totals)
 }
 

@@ -103,6 +103,9 @@ codes! {
     SpecialFile = "special-file",
     /// The filesystem does not record creation times, so `created_after` cannot apply.
     BirthTimeUnknown = "birth-time-unknown",
+    /// Hard-linked files with names outside the task's items: those names do not
+    /// arrive (a finding about the task, not about one item).
+    HardLinkOutside = "hard-link-outside",
     /// A setuid or setgid file or folder: the bits are cleared at the destination.
     SetuidCleared = "setuid-cleared",
     /// The item's absolute source path is longer than the system lets a program open.
@@ -187,6 +190,10 @@ pub struct Rules {
     pub case_collisions: CaseCollisions,
     /// The scan's clock, nanoseconds since the epoch.
     pub now_ns: i128,
+    /// Hard links are kept (`preserve.hard_links`, for a file share).
+    pub hard_links: bool,
+    /// Holes of sparse files are kept (`preserve.sparse`).
+    pub sparse: bool,
 }
 
 const SHAREPOINT_CHARS: &[char] = &['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
@@ -370,25 +377,48 @@ impl Rules {
                 ));
             }
             if item.nlink > 1 {
-                out.push(Finding::new(
-                    Code::HardLink,
-                    Severity::Warning,
-                    format!(
-                        "the file has {} hard links; each migrates as a separate copy",
-                        item.nlink
-                    ),
-                ));
+                out.push(if self.hard_links {
+                    Finding::new(
+                        Code::HardLink,
+                        Severity::Info,
+                        format!(
+                            "the file has {} hard links; its names in this task stay one file at the destination",
+                            item.nlink
+                        ),
+                    )
+                } else {
+                    Finding::new(
+                        Code::HardLink,
+                        Severity::Warning,
+                        format!(
+                            "the file has {} hard links; each migrates as a separate copy",
+                            item.nlink
+                        ),
+                    )
+                });
             }
             if item.size >= item.allocated.saturating_add(SPARSE_GAP) {
-                out.push(Finding::new(
-                    Code::SparseFile,
-                    Severity::Warning,
-                    format!(
-                        "the file is sparse (or compressed): {} in size, {} on disk; it migrates in full",
-                        bytesize::ByteSize(item.size),
-                        bytesize::ByteSize(item.allocated)
-                    ),
-                ));
+                let (size, disk) = (
+                    bytesize::ByteSize(item.size),
+                    bytesize::ByteSize(item.allocated),
+                );
+                out.push(if self.sparse {
+                    Finding::new(
+                        Code::SparseFile,
+                        Severity::Info,
+                        format!(
+                            "the file is sparse (or compressed): {size} in size, {disk} on disk; only its data travels, and its holes are kept"
+                        ),
+                    )
+                } else {
+                    Finding::new(
+                        Code::SparseFile,
+                        Severity::Warning,
+                        format!(
+                            "the file is sparse (or compressed): {size} in size, {disk} on disk; it migrates in full (`preserve.sparse: false`)"
+                        ),
+                    )
+                });
             }
         }
         if item.kind != Shape::Symlink {
@@ -600,6 +630,8 @@ mod tests {
             invalid_names: InvalidNames::Skip,
             case_collisions: CaseCollisions::Skip,
             now_ns: 1_700_000_000 * 1_000_000_000,
+            hard_links: false,
+            sparse: false,
         }
     }
 
@@ -732,6 +764,19 @@ mod tests {
         f.size = 16 << 20;
         f.allocated = 4096;
         assert_eq!(codes(&r, &f), [("sparse-file", Severity::Warning)]);
+        // Kept, they are only noted.
+        let kept = Rules {
+            hard_links: true,
+            sparse: true,
+            ..r
+        };
+        assert_eq!(codes(&kept, &f), [("sparse-file", Severity::Info)]);
+        f.nlink = 2;
+        assert_eq!(
+            codes(&kept, &f),
+            [("hard-link", Severity::Info), ("sparse-file", Severity::Info)]
+        );
+        f.nlink = 1;
         f.allocated = f.size;
         f.mtime_ns = -1;
         assert_eq!(codes(&r, &f), [("odd-timestamp", Severity::Warning)]);
