@@ -376,49 +376,27 @@ impl Rules {
                     "SharePoint does not take shortcut files (.lnk, .url)",
                 ));
             }
-            if item.nlink > 1 {
-                out.push(if self.hard_links {
-                    Finding::new(
-                        Code::HardLink,
-                        Severity::Info,
-                        format!(
-                            "the file has {} hard links; its names in this task stay one file at the destination",
-                            item.nlink
-                        ),
-                    )
-                } else {
-                    Finding::new(
-                        Code::HardLink,
-                        Severity::Warning,
-                        format!(
-                            "the file has {} hard links; each migrates as a separate copy",
-                            item.nlink
-                        ),
-                    )
-                });
+            // Kept links and holes are no issue: nothing to say.
+            if item.nlink > 1 && !self.hard_links {
+                out.push(Finding::new(
+                    Code::HardLink,
+                    Severity::Warning,
+                    format!(
+                        "the file has {} hard links; each migrates as a separate copy",
+                        item.nlink
+                    ),
+                ));
             }
-            if item.size >= item.allocated.saturating_add(SPARSE_GAP) {
-                let (size, disk) = (
-                    bytesize::ByteSize(item.size),
-                    bytesize::ByteSize(item.allocated),
-                );
-                out.push(if self.sparse {
-                    Finding::new(
-                        Code::SparseFile,
-                        Severity::Info,
-                        format!(
-                            "the file is sparse (or compressed): {size} in size, {disk} on disk; only its data travels, and its holes are kept"
-                        ),
-                    )
-                } else {
-                    Finding::new(
-                        Code::SparseFile,
-                        Severity::Warning,
-                        format!(
-                            "the file is sparse (or compressed): {size} in size, {disk} on disk; it migrates in full (`preserve.sparse: false`)"
-                        ),
-                    )
-                });
+            if item.size >= item.allocated.saturating_add(SPARSE_GAP) && !self.sparse {
+                out.push(Finding::new(
+                    Code::SparseFile,
+                    Severity::Warning,
+                    format!(
+                        "the file is sparse (or compressed): {} in size, {} on disk; it migrates in full (`preserve.sparse: false`)",
+                        bytesize::ByteSize(item.size),
+                        bytesize::ByteSize(item.allocated)
+                    ),
+                ));
             }
         }
         if item.kind != Shape::Symlink {
@@ -764,18 +742,14 @@ mod tests {
         f.size = 16 << 20;
         f.allocated = 4096;
         assert_eq!(codes(&r, &f), [("sparse-file", Severity::Warning)]);
-        // Kept, they are only noted.
+        // Kept, they are no issue.
         let kept = Rules {
             hard_links: true,
             sparse: true,
             ..r
         };
-        assert_eq!(codes(&kept, &f), [("sparse-file", Severity::Info)]);
         f.nlink = 2;
-        assert_eq!(
-            codes(&kept, &f),
-            [("hard-link", Severity::Info), ("sparse-file", Severity::Info)]
-        );
+        assert!(codes(&kept, &f).is_empty());
         f.nlink = 1;
         f.allocated = f.size;
         f.mtime_ns = -1;

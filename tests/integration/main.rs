@@ -4,6 +4,7 @@ mod bandwidth;
 mod cli;
 mod cloud;
 mod crash;
+mod fidelity;
 mod fuzz;
 mod gc;
 mod graph;
