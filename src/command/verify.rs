@@ -244,7 +244,9 @@ fn compare(destination: &Path, item: &Expected) -> Row {
         // A hash of either kind (plain, or sparse for a file with holes) settles it.
         (Ok(want), Ok(file)) => {
             let size = file.metadata().map(|m| m.len());
-            match size.and_then(|size| crate::package::sparse::matches(&file, size, &want, &mut buf)) {
+            match size
+                .and_then(|size| crate::package::sparse::matches(&file, size, &want, &mut buf))
+            {
                 Ok(true) => row(Verdict::Same, Some(want), Some(want)),
                 Ok(false) => row(
                     Verdict::Differs,

@@ -287,7 +287,10 @@ fn a_sparse_record_is_written_with_its_holes() {
     // A wrong hash refuses the package.
     assert!(import_stream(&dest, stream(&[sparse([0; 32])]).as_slice()).is_err());
     let outcomes = import_stream(&dest, stream(&[sparse(hash)]).as_slice()).unwrap();
-    assert!(matches!(&outcomes[..], [Outcome::Imported { .. }]), "{outcomes:?}");
+    assert!(
+        matches!(&outcomes[..], [Outcome::Imported { .. }]),
+        "{outcomes:?}"
+    );
     let path = dest_path.join("image.raw");
     let meta = fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), size);

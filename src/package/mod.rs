@@ -926,6 +926,65 @@ mod tests {
         }
     }
 
+    /// The stream of docs/FORMAT.md's package test vector: one sparse file with an
+    /// extended attribute.
+    fn test_vector() -> Vec<u8> {
+        let mut out = Vec::new();
+        begin(&mut out).unwrap();
+        let record = Record {
+            kind: KIND_FILE,
+            path: b"img".to_vec(),
+            mode: 0o640,
+            uid: 1000,
+            gid: 100,
+            mtime_sec: 1_800_000_000,
+            mtime_nsec: 5,
+            size: 8192,
+            part: 0,
+            parts: 1,
+            offset: 0,
+            len: 8192,
+            target: Vec::new(),
+            xattrs: vec![Xattr {
+                name: b"user.origin".to_vec(),
+                value: b"nas1".to_vec(),
+            }],
+            extents: Some(vec![Extent {
+                offset: 4096,
+                len: 4,
+            }]),
+        };
+        record.write_to(&mut out).unwrap();
+        out.extend_from_slice(b"data");
+        let mut hash = sparse::SparseHasher::default();
+        hash.update_at(4096, b"data");
+        let hash = hash.finalize(8192);
+        Trailer {
+            ok: true,
+            part_hash: hash,
+            file_hash: hash,
+        }
+        .write_to(&mut out)
+        .unwrap();
+        end(&mut out, 1).unwrap();
+        out
+    }
+
+    #[test]
+    fn frozen_package_test_vector() {
+        let bytes = test_vector();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let docs = include_str!("../../docs/FORMAT.md");
+        let frozen: String = docs
+            .split("```hex\n")
+            .nth(2)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a second hex block in docs/FORMAT.md")
+            .split_whitespace()
+            .collect();
+        assert_eq!(hex, frozen, "package stream differs from docs/FORMAT.md");
+    }
+
     #[test]
     fn inconsistent_records_are_refused() {
         let mut bad = Record {

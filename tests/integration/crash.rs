@@ -19,6 +19,13 @@ fn tree(f: &Fixture) {
         f.file(&format!("src/d{}/f{i}.txt", i % 2), format!("file {i}"));
     }
     f.dir("src/empty");
+    // Two names of one file, in packages of their own: the second is a link.
+    f.file("src/d0/linked.txt", "one file, two names");
+    std::fs::hard_link(
+        f.path("src/d0/linked.txt"),
+        f.path("src/d1/linked-again.txt"),
+    )
+    .expect("hard link");
     // Larger than a package: it goes in parts.
     f.file(
         "src/big.bin",

@@ -156,13 +156,25 @@ fn metadata_arrives_as_rsync_ahaxs_delivers_it() {
     );
     // Extended attributes on a file and a folder.
     f.file("src/files/a.txt", "alpha");
-    run(&src, "setfattr", &["-n", "user.origin", "-v", "nas1", "files/a.txt"]);
-    run(&src, "setfattr", &["-n", "user.dept", "-v", "finance", "files"]);
+    run(
+        &src,
+        "setfattr",
+        &["-n", "user.origin", "-v", "nas1", "files/a.txt"],
+    );
+    run(
+        &src,
+        "setfattr",
+        &["-n", "user.dept", "-v", "finance", "files"],
+    );
     // ACLs: a folder with a default ACL, a file created in it (it inherits), a file
     // with its own.
     f.dir("src/shared");
     run(&src, "setfacl", &["-m", "u:nobody:rx", "shared"]);
-    run(&src, "setfacl", &["-d", "-m", "u:nobody:rx,g:nogroup:r", "shared"]);
+    run(
+        &src,
+        "setfacl",
+        &["-d", "-m", "u:nobody:rx,g:nogroup:r", "shared"],
+    );
     f.file("src/shared/inherited.txt", "inherits");
     f.file("src/shared/secret.txt", "secret");
     run(
@@ -174,7 +186,11 @@ fn metadata_arrives_as_rsync_ahaxs_delivers_it() {
     // `security.*` ones on a link, and `trusted.*` only to root).
     std::os::unix::fs::symlink("../files/a.txt", src.join("links-to-a")).unwrap();
     if root_user() {
-        run(&src, "setfattr", &["-h", "-n", "trusted.origin", "-v", "x", "links-to-a"]);
+        run(
+            &src,
+            "setfattr",
+            &["-h", "-n", "trusted.origin", "-v", "x", "links-to-a"],
+        );
     }
     // Hard links: three names in three folders (two files a package), and the file in
     // parts with a second name.
@@ -182,7 +198,11 @@ fn metadata_arrives_as_rsync_ahaxs_delivers_it() {
     fs::create_dir_all(src.join("other/deep")).unwrap();
     fs::hard_link(src.join("files/h1.txt"), src.join("other/h2.txt")).unwrap();
     fs::hard_link(src.join("files/h1.txt"), src.join("other/deep/h3.txt")).unwrap();
-    fs::hard_link(src.join("images/parts.img"), src.join("other/parts-link.img")).unwrap();
+    fs::hard_link(
+        src.join("images/parts.img"),
+        src.join("other/parts-link.img"),
+    )
+    .unwrap();
     for i in 0..5 {
         f.file(&format!("src/other/f{i}.txt"), format!("filler {i}"));
     }
@@ -203,7 +223,10 @@ fn metadata_arrives_as_rsync_ahaxs_delivers_it() {
     assert_eq!(facts(&dest), facts(&src));
     // Sparse: no more allocated than rsync's copy (a block of slack for the tail).
     for image in ["images/disk.img", "images/parts.img"] {
-        let (ours, theirs) = (allocated(&dest.join(image)), allocated(&rsynced.join(image)));
+        let (ours, theirs) = (
+            allocated(&dest.join(image)),
+            allocated(&rsynced.join(image)),
+        );
         assert!(
             ours <= theirs.max(4096) + 4096 * 4,
             "{image}: {ours} bytes allocated, rsync {theirs}"
@@ -211,12 +234,26 @@ fn metadata_arrives_as_rsync_ahaxs_delivers_it() {
     }
     assert!(allocated(&dest.join("images/disk.img")) < 1 << 20);
     // Attributes and ACLs, as getfattr and getfacl show them.
-    let dump = |root: &Path| blocks(&run(root, "getfattr", &["-R", "-P", "-h", "-d", "-m", "-", "."]));
+    let dump = |root: &Path| {
+        blocks(&run(
+            root,
+            "getfattr",
+            &["-R", "-P", "-h", "-d", "-m", "-", "."],
+        ))
+    };
     assert_eq!(dump(&dest), dump(&rsynced));
-    assert!(dump(&dest).iter().any(|b| b.contains("user.origin=\"nas1\"")));
+    assert!(
+        dump(&dest)
+            .iter()
+            .any(|b| b.contains("user.origin=\"nas1\""))
+    );
     let acls = |root: &Path| blocks(&run(root, "getfacl", &["-R", "-P", "."]));
     assert_eq!(acls(&dest), acls(&rsynced));
-    assert!(acls(&dest).iter().any(|b| b.contains("default:user:nobody:r-x")));
+    assert!(
+        acls(&dest)
+            .iter()
+            .any(|b| b.contains("default:user:nobody:r-x"))
+    );
     // Inode groups.
     assert_eq!(inode_groups(&dest), inode_groups(&rsynced));
     assert_eq!(inode_groups(&dest).len(), 2);
@@ -275,7 +312,10 @@ fn a_changed_link_group_stays_one_file() {
     fs::write(src.join("b/a-again.txt"), "second, longer").unwrap();
     f.ferry(&["run", "plan.yaml"]).assert_code(0);
     let dest = f.path("dest");
-    assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), "second, longer");
+    assert_eq!(
+        fs::read_to_string(dest.join("a.txt")).unwrap(),
+        "second, longer"
+    );
     // (A folder's time is set in the round that brings the folder; replacing a file in
     // it later moves its time at the destination.)
     let files = |root: &Path| {
@@ -293,5 +333,8 @@ fn a_changed_link_group_stays_one_file() {
     g.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n");
     g.ferry(&["run", "plan.yaml"]).assert_code(0);
     assert!(inode_groups(&g.path("dest")).is_empty());
-    assert_eq!(fs::read_to_string(g.path("dest/b/a-again.txt")).unwrap(), "first");
+    assert_eq!(
+        fs::read_to_string(g.path("dest/b/a-again.txt")).unwrap(),
+        "first"
+    );
 }
