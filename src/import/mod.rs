@@ -483,7 +483,7 @@ impl Destination {
         folder: bool,
         path: &Path,
     ) -> io::Result<bool> {
-        let carry = self.preserve.carry();
+        let carry = package::xattr::Carry::of(&self.preserve);
         if !carry.any_xattrs() {
             return Ok(false);
         }

@@ -355,7 +355,7 @@ fn folder_xattrs(
     path: &Path,
     existed: bool,
 ) -> io::Result<()> {
-    if !dest.preserve.carry().any_xattrs() {
+    if !package::xattr::Carry::of(&dest.preserve).any_xattrs() {
         return Ok(());
     }
     let fd = rustix::fs::openat(

@@ -37,6 +37,22 @@ pub struct Carry {
 }
 
 impl Carry {
+    /// What a task's `preserve` carries. With `rules: sharepoint` no attribute or ACL
+    /// travels (SharePoint keeps none); `security.*` and `trusted.*` ones only with the
+    /// owner and when ferry runs as root.
+    pub fn of(preserve: &crate::plan::Preserve) -> Carry {
+        let posix = !preserve.sharepoint;
+        Carry {
+            user: posix && preserve.xattrs,
+            privileged: posix
+                && preserve.security_xattrs
+                && preserve.owner
+                && rustix::process::geteuid().is_root(),
+            acls: posix && preserve.acls,
+            sparse: preserve.sparse,
+        }
+    }
+
     /// Whether an attribute of this name travels.
     pub fn wants(&self, name: &[u8]) -> bool {
         if name == ACL_ACCESS || name == ACL_DEFAULT {

@@ -111,20 +111,6 @@ impl Preserve {
         self.setuid && self.owner && self.mode
     }
 
-    /// What travels beyond mode, owner and times.
-    pub fn carry(&self) -> crate::package::xattr::Carry {
-        let posix = !self.sharepoint;
-        crate::package::xattr::Carry {
-            user: posix && self.xattrs,
-            privileged: posix
-                && self.security_xattrs
-                && self.owner
-                && rustix::process::geteuid().is_root(),
-            acls: posix && self.acls,
-            sparse: self.sparse,
-        }
-    }
-
     /// Whether the names of one file become one file with those names.
     pub fn links(&self) -> bool {
         self.hard_links && !self.sharepoint

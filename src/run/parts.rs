@@ -111,7 +111,7 @@ impl Shared<'_> {
             at.start = 0;
             at.whole_file = None;
         }
-        let carry = self.task.settings.preserve.carry();
+        let carry = package::xattr::Carry::of(&self.task.settings.preserve);
         let holes = carry.sparse && package::sparse::has_holes(&file, at_open.len());
         let mut whole = package::sparse::Whole::new(holes);
         // The parts already at the destination are not staged again, but the whole

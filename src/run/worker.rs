@@ -320,7 +320,7 @@ impl Shared<'_> {
                             package::add_items(
                                 out,
                                 &items,
-                                self.task.settings.preserve.carry(),
+                                package::xattr::Carry::of(&self.task.settings.preserve),
                                 self.task.settings.retries.attempts,
                                 self.task.settings.retries.backoff.as_std(),
                                 records,

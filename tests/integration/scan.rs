@@ -138,8 +138,9 @@ fn every_rule(f: &Fixture) {
 fn every_rule_is_reported_with_its_severity() {
     let f = Fixture::new();
     every_rule(&f);
+    // Holes are kept by default, and then nothing is said of them.
     f.plan(&plan(
-        "  - name: share\n    source: share\n    destination: destination\n",
+        "  - name: share\n    source: share\n    destination: destination\n    settings: { preserve: { sparse: false } }\n",
     ));
     let before = fs::read_dir(f.path("share")).unwrap().count();
     let run = f.ferry(&["scan", "plan.yaml"]);
