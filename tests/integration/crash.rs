@@ -21,7 +21,7 @@ fn tree(f: &Fixture) {
     f.dir("src/empty");
     // Two names of one file, in packages of their own: the second is a link.
     f.file("src/d0/linked.txt", "one file, two names");
-    std::fs::hard_link(
+    fs::hard_link(
         f.path("src/d0/linked.txt"),
         f.path("src/d1/linked-again.txt"),
     )
