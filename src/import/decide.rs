@@ -156,6 +156,7 @@ mod tests {
             mtime_ns: 0,
             hash: [0; 32],
             dest_mtime_ns,
+            ctime_ns: 0,
         }
     }
 

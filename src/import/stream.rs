@@ -183,6 +183,10 @@ fn read_all<R: Read>(
                     Written::Done(o) => outcomes.push(o),
                 }
             }
+            KIND_FILE if record.metadata_only => {
+                package::read_trailer(stream)?;
+                outcomes.push(metadata_update(dest, &dir, &record, &name, path));
+            }
             KIND_FILE if record.parts > 1 => {
                 let outcome = write_part(
                     dest,
@@ -382,6 +386,66 @@ fn folder_xattrs(
             .insert(path.to_path_buf());
     }
     Ok(())
+}
+
+/// A file whose metadata alone changed: its mode, owner, time, attributes and ACL are
+/// applied to the file at the destination, which must be the one ferry put there (its
+/// size and time as the index recorded them). Its content is not touched.
+fn metadata_update(
+    dest: &Destination,
+    dir: &OwnedFd,
+    record: &Record,
+    name: &[u8],
+    path: PathBuf,
+) -> Outcome {
+    let failed = |path: PathBuf, code: &'static str, message: String| Outcome::Failed {
+        path,
+        code,
+        message,
+    };
+    let known = dest.known(&path).copied();
+    let found = existing(dir, name);
+    let ours = match (found, known) {
+        (Some(f), Some(k)) => f.regular && f.size == k.size && f.mtime_ns == k.dest_mtime_ns,
+        _ => false,
+    };
+    let (Some(found), Some(known), true) = (found, known, ours) else {
+        return failed(
+            path,
+            FailureCode::DestinationChanged.as_str(),
+            "only the file's metadata changed at the source, but the destination's file is not the one ferry put there (changed or gone); it was kept".into(),
+        );
+    };
+    let opened = rustix::fs::openat(
+        dir,
+        OsStr::from_bytes(name),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)
+    .and_then(|fd| {
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        if st.st_ino != found.ino {
+            return Err(io::Error::other("the file was replaced meanwhile"));
+        }
+        Ok(fd)
+    });
+    let result = opened.and_then(|fd| {
+        dest.apply_metadata(&fd, record, Some(&record.xattrs), &path)
+            .map(|()| dest.stamp(&fd, record, known.hash))
+    });
+    match result {
+        Ok(stamp) => Outcome::Imported {
+            path,
+            bytes: 0,
+            stamp,
+        },
+        Err(e) => failed(
+            path,
+            write_code(&e),
+            format!("cannot apply the file's new metadata: {e}"),
+        ),
+    }
 }
 
 /// A symlink record: unchanged when the link is there already, else made under a

@@ -44,6 +44,7 @@ pub const MAX_XATTR_BYTES: usize = 1 << 20;
 pub const MAX_EXTENTS: usize = 1 << 20;
 const LAYOUT_DENSE: u8 = 0;
 const LAYOUT_SPARSE: u8 = 1;
+const LAYOUT_METADATA: u8 = 2;
 
 /// An extended attribute: its full name (`user.origin`, `system.posix_acl_access`) and
 /// value, as bytes.
@@ -87,6 +88,9 @@ pub struct Record {
     /// bytes, one after the other, and the rest of the range is a hole. `None`: the
     /// data is the whole range.
     pub extents: Option<Vec<Extent>>,
+    /// A file whose metadata alone changed since the last round: the record carries
+    /// no data, and the importer applies its metadata to the file in place.
+    pub metadata_only: bool,
 }
 
 /// What follows a record's data.
@@ -127,6 +131,7 @@ impl Record {
             b.extend_from_slice(&x.value);
         }
         match &self.extents {
+            None if self.metadata_only => b.push(LAYOUT_METADATA),
             None => b.push(LAYOUT_DENSE),
             Some(extents) => {
                 b.push(LAYOUT_SPARSE);
@@ -143,6 +148,7 @@ impl Record {
     /// How many bytes of data follow the header: the extents' bytes for a sparse file.
     pub fn data_len(&self) -> u64 {
         match &self.extents {
+            None if self.metadata_only => 0,
             None => self.len,
             Some(extents) => extents.iter().map(|e| e.len).sum(),
         }
@@ -486,6 +492,12 @@ pub fn add_items<W: Sink>(
                         "the file changed while it was read, {attempts} times; it was not migrated and the next round will try again"
                     ),
                 };
+                if item.metadata_only
+                    && let Some(outcome) = add_metadata(out, item, &mut record, carry, records)?
+                {
+                    outcomes.push(outcome);
+                    continue;
+                }
                 for attempt in 0..attempts.max(1) {
                     if attempt > 0 {
                         let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
@@ -557,6 +569,52 @@ pub fn add_items<W: Sink>(
         }
     }
     Ok(outcomes)
+}
+
+/// The record of a file whose metadata alone changed: its mode, owner, time and
+/// attributes, no data. `None` when the file's content changed since the scan too:
+/// then it is packaged whole.
+fn add_metadata<W: Sink>(
+    out: &mut W,
+    item: &Item,
+    record: &mut Record,
+    carry: xattr::Carry,
+    records: &mut u32,
+) -> io::Result<Option<Packed>> {
+    let (file, at_open) = match open_checked(item) {
+        Ok(opened) => opened,
+        Err(failed) => return Ok(Some(failed)),
+    };
+    let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
+    if at_open.len() != item.meta.size || mtime_parts(item.meta.mtime_ns) != (sec, nsec) {
+        return Ok(None);
+    }
+    let xattrs = match xattr::of_file(&file, carry) {
+        Ok(xattrs) => xattrs,
+        Err(e) => return Ok(Some(unreadable_xattrs(&e))),
+    };
+    *record = Record {
+        kind: KIND_FILE,
+        size: at_open.len(),
+        len: at_open.len(),
+        mtime_sec: sec,
+        mtime_nsec: nsec,
+        mode: at_open.mode() & 0o7777,
+        uid: at_open.uid(),
+        gid: at_open.gid(),
+        xattrs,
+        metadata_only: true,
+        ..std::mem::take(record)
+    };
+    record.write_to(out)?;
+    Trailer {
+        ok: true,
+        part_hash: [0; 32],
+        file_hash: [0; 32],
+    }
+    .write_to(out)?;
+    *records += 1;
+    Ok(Some(Packed::Ok))
 }
 
 /// An item whose extended attributes (or extents) could not be read: not packed. An
@@ -807,16 +865,17 @@ pub fn read_record<R: Read>(
         return Err(StreamError::Malformed("link target length"));
     }
     let target = read_bytes(r, target_len)?;
-    let (xattrs, extents) = if version == VERSION_1 {
-        (Vec::new(), None)
+    let (xattrs, extents, metadata_only) = if version == VERSION_1 {
+        (Vec::new(), None, false)
     } else {
         let xattrs = read_xattrs(r)?;
-        let extents = match read_array::<_, 1>(r)?[0] {
-            LAYOUT_DENSE => None,
-            LAYOUT_SPARSE if kind == KIND_FILE => Some(read_extents(r, offset, len)?),
+        let (extents, metadata_only) = match read_array::<_, 1>(r)?[0] {
+            LAYOUT_DENSE => (None, false),
+            LAYOUT_SPARSE if kind == KIND_FILE => (Some(read_extents(r, offset, len)?), false),
+            LAYOUT_METADATA if kind == KIND_FILE && parts == 1 => (None, true),
             _ => return Err(StreamError::Malformed("layout")),
         };
-        (xattrs, extents)
+        (xattrs, extents, metadata_only)
     };
     let consistent = mtime_nsec < 1_000_000_000
         && parts >= 1
@@ -844,6 +903,7 @@ pub fn read_record<R: Read>(
         target,
         xattrs,
         extents,
+        metadata_only,
     }))
 }
 
@@ -953,6 +1013,7 @@ mod tests {
                 offset: 4096,
                 len: 4,
             }]),
+            metadata_only: false,
         };
         record.write_to(&mut out).unwrap();
         out.extend_from_slice(b"data");
@@ -1030,6 +1091,16 @@ mod tests {
             assert!(refused(&bad), "extents {extents:?}");
         }
         bad.extents = None;
+        bad.metadata_only = true;
+        assert!(!refused(&bad), "a file's metadata alone");
+        bad.kind = KIND_FOLDER;
+        bad.size = 0;
+        bad.len = 0;
+        assert!(refused(&bad), "a folder's metadata alone");
+        bad.kind = KIND_FILE;
+        bad.size = 5;
+        bad.len = 5;
+        bad.metadata_only = false;
         for name in [&b"system.nfs4_acl"[..], b"user.", b"other.x", b"user.a\0b"] {
             bad.xattrs = vec![Xattr {
                 name: name.to_vec(),

@@ -21,6 +21,9 @@ pub struct Item {
     pub source: PathBuf,
     pub kind: ItemKind,
     pub meta: Meta,
+    /// A file whose metadata alone changed since the last round (same size and
+    /// modification time, a later change time): its package carries no content.
+    pub metadata_only: bool,
 }
 
 /// What an item is, for packaging.
@@ -47,12 +50,13 @@ impl Item {
             source: entry.source(),
             kind,
             meta: entry.meta,
+            metadata_only: false,
         })
     }
 
     fn data_len(&self) -> u64 {
         match self.kind {
-            ItemKind::File => self.meta.size,
+            ItemKind::File if !self.metadata_only => self.meta.size,
             _ => 0,
         }
     }
@@ -164,6 +168,7 @@ mod tests {
                 size,
                 ..Meta::default()
             },
+            metadata_only: false,
         }
     }
 

@@ -171,10 +171,9 @@ impl NotKept {
     }
 }
 
-/// Sets `xattrs` (those `carry` lets through) on an item at the destination. With
-/// `carry.acls`, an ACL the item does not have at the source is removed (a file created
-/// in a folder with a default ACL inherits one). Returns the attributes the destination
-/// refused; any other error is the item's failure.
+/// Sets `xattrs` (those `carry` lets through) on an item at the destination, and
+/// removes the attributes of those namespaces it has and the source does not. Returns
+/// the attributes the destination refused; any other error is the item's failure.
 pub fn apply(on: On<'_>, xattrs: &[Xattr], carry: Carry, folder: bool) -> io::Result<Vec<NotKept>> {
     let mut refused = Vec::new();
     for x in xattrs.iter().filter(|x| carry.wants(&x.name)) {
@@ -206,26 +205,27 @@ pub fn apply(on: On<'_>, xattrs: &[Xattr], carry: Carry, folder: bool) -> io::Re
             Err(e) => return Err(e.into()),
         }
     }
-    if carry.acls {
-        let acls: &[&[u8]] = if folder {
-            &[ACL_ACCESS, ACL_DEFAULT]
-        } else {
-            &[ACL_ACCESS]
+    // What the item has at the destination and not at the source goes, in the
+    // namespaces that travel: an ACL a new file inherited from a default ACL, an
+    // attribute removed at the source since the last round. (After the new ones are
+    // set: an ACL is never missing for a moment.)
+    let present = list(on)?;
+    for name in present.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if !carry.wants(name) || xattrs.iter().any(|x| x.name == name) {
+            continue;
+        }
+        if name == ACL_DEFAULT && !folder {
+            continue;
+        }
+        let name = OsStr::from_bytes(name);
+        let removed = match on {
+            On::Fd(fd) => rustix::fs::fremovexattr(fd, name),
+            On::Link(path) => rustix::fs::lremovexattr(path, name),
         };
-        for acl in acls {
-            if xattrs.iter().any(|x| x.name == *acl) {
-                continue;
-            }
-            let name = OsStr::from_bytes(acl);
-            let removed = match on {
-                On::Fd(fd) => rustix::fs::fremovexattr(fd, name),
-                On::Link(path) => rustix::fs::lremovexattr(path, name),
-            };
-            match removed {
-                Ok(()) | Err(Errno::NODATA) => {}
-                Err(e) if not_supported(e) || e == Errno::PERM => {}
-                Err(e) => return Err(e.into()),
-            }
+        match removed {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) if not_supported(e) || e == Errno::PERM => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(refused)

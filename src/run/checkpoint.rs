@@ -127,13 +127,17 @@ pub(super) fn walk(
             unseen.remove(entry.dest.as_os_str().as_bytes());
         }
         if entry.status == Status::Migrate
-            && let Some(item) = Item::from_entry(entry)
+            && let Some(mut item) = Item::from_entry(entry)
         {
-            if unchanged_since(index, &item) {
-                unchanged += 1;
-                return Ok(());
+            match unchanged_since(index, &item) {
+                Since::Unchanged => {
+                    unchanged += 1;
+                    return Ok(());
+                }
+                Since::MetadataOnly => item.metadata_only = true,
+                Since::Changed => {}
             }
-            if item.kind == ItemKind::File {
+            if item.kind == ItemKind::File && !item.metadata_only {
                 bytes += item.meta.size;
                 if item.meta.nlink > 1 {
                     linked += 1;

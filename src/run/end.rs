@@ -142,6 +142,7 @@ impl Round<'_> {
         let index_path = self.layout.index();
         let mut index = Index::load(&index_path).map_err(SessionError::from)?;
         fold(&mut index, entries);
+        note_change_times(&mut index, &self.layout.round(run.round).items());
         if let Some(destination) = ending.destination {
             run.counters.deleted = mirror_deletions(
                 self.task,
@@ -250,6 +251,25 @@ fn set_folders(
     Ok(())
 }
 
+/// Records in the index each item's change time as the round's scan saw it, where the
+/// index now holds what the round brought (the item's size and modification time): a
+/// later change time alone is then a change of metadata. A list that cannot be read
+/// leaves them unknown (the next round compares content as before).
+fn note_change_times(index: &mut Index, items_path: &Path) {
+    let Ok(reader) = ItemReader::open(items_path) else {
+        return;
+    };
+    for item in reader {
+        let Ok(item) = item else { return };
+        if let Some(known) = index.items.get_mut(item.rel.as_os_str().as_bytes())
+            && known.size == item.meta.size
+            && known.mtime_ns == item.meta.mtime_ns
+        {
+            known.ctime_ns = item.meta.ctime_ns;
+        }
+    }
+}
+
 /// Folds the Imported records of a round's journal into the index.
 pub(super) fn fold(index: &mut Index, entries: &[Entry]) {
     for entry in entries {
@@ -270,6 +290,7 @@ pub(super) fn fold(index: &mut Index, entries: &[Entry]) {
                             mtime_ns,
                             hash,
                             dest_mtime_ns,
+                            ctime_ns: 0,
                         },
                     );
                 }

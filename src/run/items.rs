@@ -14,7 +14,12 @@ use std::path::{Path, PathBuf};
 use crate::package::packer::{Item, ItemKind};
 use crate::scan::Meta;
 
-const MAGIC: &[u8; 8] = b"FERRYITM";
+/// Version 2 of the list ("FERRYIT2") adds each item's change time and flags; a
+/// version 1 list (a round an earlier ferry began) is still read.
+const MAGIC: &[u8; 8] = b"FERRYIT2";
+const MAGIC_V1: &[u8; 8] = b"FERRYITM";
+/// Flag: the item's metadata alone changed (see `Item::metadata_only`).
+const METADATA_ONLY: u8 = 1;
 
 /// Writes the item list.
 #[derive(Debug)]
@@ -112,6 +117,8 @@ impl ItemWriter {
         out.write_all(&m.dev.to_le_bytes())?;
         out.write_all(&m.ino.to_le_bytes())?;
         out.write_all(&m.nlink.to_le_bytes())?;
+        out.write_all(&m.ctime_ns.to_le_bytes())?;
+        out.write_all(&[if item.metadata_only { METADATA_ONLY } else { 0 }])?;
         self.count += 1;
         Ok(())
     }
@@ -136,6 +143,8 @@ impl ItemWriter {
 #[derive(Debug)]
 pub struct ItemReader {
     input: BufReader<fs::File>,
+    /// A version 1 list: no change times or flags.
+    v1: bool,
 }
 
 fn get<R: Read, const N: usize>(r: &mut R) -> io::Result<[u8; N]> {
@@ -160,13 +169,17 @@ fn get_bytes<R: Read>(r: &mut R) -> io::Result<Vec<u8>> {
 impl ItemReader {
     pub fn open(path: &Path) -> io::Result<ItemReader> {
         let mut input = BufReader::with_capacity(1 << 20, fs::File::open(path)?);
-        if &get::<_, 8>(&mut input)? != MAGIC {
+        let magic = get::<_, 8>(&mut input)?;
+        if &magic != MAGIC && &magic != MAGIC_V1 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{} is not a ferry item list", path.display()),
             ));
         }
-        Ok(ItemReader { input })
+        Ok(ItemReader {
+            input,
+            v1: &magic == MAGIC_V1,
+        })
     }
 
     fn read_one(&mut self, kind: u8) -> io::Result<Item> {
@@ -174,7 +187,7 @@ impl ItemReader {
         let rel = PathBuf::from(OsString::from_vec(get_bytes(r)?));
         let source = PathBuf::from(OsString::from_vec(get_bytes(r)?));
         let target = OsString::from_vec(get_bytes(r)?);
-        let meta = Meta {
+        let mut meta = Meta {
             size: u64::from_le_bytes(get(r)?),
             mtime_ns: i128::from_le_bytes(get(r)?),
             birth_ns: None,
@@ -185,7 +198,17 @@ impl ItemReader {
             ino: u64::from_le_bytes(get(r)?),
             nlink: u64::from_le_bytes(get(r)?),
             allocated: 0,
+            ctime_ns: 0,
         };
+        let mut metadata_only = false;
+        if !self.v1 {
+            meta.ctime_ns = i128::from_le_bytes(get(r)?);
+            let [flags] = get::<_, 1>(r)?;
+            if flags & !METADATA_ONLY != 0 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad item flags"));
+            }
+            metadata_only = flags & METADATA_ONLY != 0;
+        }
         let kind = match kind {
             1 => ItemKind::File,
             2 => ItemKind::Folder,
@@ -197,6 +220,7 @@ impl ItemReader {
             source,
             kind,
             meta,
+            metadata_only,
         })
     }
 }
@@ -231,8 +255,10 @@ mod tests {
                     size: 5,
                     mtime_ns: -3,
                     mode: 0o100644,
+                    ctime_ns: 9,
                     ..Meta::default()
                 },
+                metadata_only: true,
             },
             Item {
                 rel: PathBuf::from("l"),
@@ -241,6 +267,7 @@ mod tests {
                     target: OsString::from("../t"),
                 },
                 meta: Meta::default(),
+                metadata_only: false,
             },
         ];
         let mut w = ItemWriter::create(&path).unwrap();

@@ -211,17 +211,38 @@ pub(crate) fn kind_code(kind: &ItemKind) -> u8 {
     }
 }
 
-/// Whether the index says `item` is unchanged since the round that put it at the
-/// destination (see [`crate::import::decide::unchanged_since`]).
-fn unchanged_since(index: &Index, item: &Item) -> bool {
-    crate::import::decide::unchanged_since(
-        index.items.get(item.rel.as_os_str().as_bytes()),
+/// How `item` stands against the round that put it at the destination: unchanged
+/// (see [`crate::import::decide::unchanged_since`]), changed in its metadata alone (its
+/// change time moved), or to migrate.
+fn unchanged_since(index: &Index, item: &Item) -> Since {
+    let known = index.items.get(item.rel.as_os_str().as_bytes());
+    let same = crate::import::decide::unchanged_since(
+        known,
         kind_code(&item.kind),
         crate::import::decide::Source {
             size: item.meta.size,
             mtime_ns: item.meta.mtime_ns,
         },
-    )
+    );
+    match known {
+        _ if !same => Since::Changed,
+        // A change time unknown (an index from before they were kept), or the same.
+        Some(known) if known.ctime_ns == 0 || known.ctime_ns == item.meta.ctime_ns => {
+            Since::Unchanged
+        }
+        // The mode, owner, attributes or ACL changed, not the content: a file's package
+        // carries its metadata alone; a folder or link is sent again as it is.
+        _ if item.kind == ItemKind::File => Since::MetadataOnly,
+        _ => Since::Changed,
+    }
+}
+
+/// How an item stands against the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Since {
+    Unchanged,
+    MetadataOnly,
+    Changed,
 }
 
 /// Runs one task's stages: a new round, or the rest of an unfinished one.

@@ -70,6 +70,9 @@ pub struct Meta {
     pub nlink: u64,
     /// Bytes allocated on disk.
     pub allocated: u64,
+    /// Status change time (ctime), nanoseconds: it moves with the mode, owner,
+    /// attributes or ACL as well as with the content.
+    pub ctime_ns: i128,
 }
 
 impl Meta {
@@ -89,6 +92,7 @@ impl Meta {
             ino: x.stx_ino,
             nlink: u64::from(x.stx_nlink),
             allocated: x.stx_blocks * 512,
+            ctime_ns: ns(&x.stx_ctime),
         }
     }
 
@@ -110,6 +114,7 @@ impl Meta {
             ino: m.ino(),
             nlink: m.nlink(),
             allocated: m.blocks() * 512,
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         }
     }
 }

@@ -338,3 +338,124 @@ fn a_changed_link_group_stays_one_file() {
         "first"
     );
 }
+
+/// A change of a file's metadata alone (its mode, an attribute, its ACL: the change
+/// time moves, the content and modification time do not) is noticed by the next round
+/// and carried without the content.
+#[test]
+fn a_change_of_metadata_alone_is_carried_without_the_content() {
+    if !tools() {
+        return;
+    }
+    let f = Fixture::new();
+    let src = f.path("src");
+    f.file("src/doc.txt", "the content stays");
+    f.file("src/other.txt", "untouched");
+    run(
+        &src,
+        "setfattr",
+        &["-n", "user.stage", "-v", "draft", "doc.txt"],
+    );
+    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix }\n");
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let dest = f.path("dest");
+    let inode = fs::metadata(dest.join("doc.txt")).unwrap().ino();
+
+    // Metadata only: a new attribute value, another removed, an ACL, a mode.
+    run(
+        &src,
+        "setfattr",
+        &["-n", "user.stage", "-v", "final", "doc.txt"],
+    );
+    run(
+        &src,
+        "setfattr",
+        &["-n", "user.extra", "-v", "1", "doc.txt"],
+    );
+    run(&src, "setfacl", &["-m", "u:nobody:r", "doc.txt"]);
+    let second = f.ferry(&["run", "plan.yaml"]);
+    second.assert_code(0);
+    assert!(
+        second.stderr.contains("imported 1 item "),
+        "{}",
+        second.stderr
+    );
+    // The same file (its content was not written again: a new copy is a new inode,
+    // renamed into place), with the new metadata.
+    assert_eq!(fs::metadata(dest.join("doc.txt")).unwrap().ino(), inode);
+    let attrs = |root: &Path| blocks(&run(root, "getfattr", &["-d", "-m", "-", "doc.txt"]));
+    assert_eq!(attrs(&dest), attrs(&src));
+    let acl = |root: &Path| run(root, "getfacl", &["doc.txt"]);
+    assert_eq!(acl(&dest), acl(&src));
+    assert_eq!(facts(&dest), facts(&src));
+
+    // An attribute removed at the source goes at the destination too.
+    run(&src, "setfattr", &["-x", "user.extra", "doc.txt"]);
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_eq!(attrs(&dest), attrs(&src));
+    // And a round with nothing changed has nothing to do.
+    let idle = f.ferry(&["run", "plan.yaml"]);
+    idle.assert_code(0);
+    assert!(idle.stderr.contains("imported 0 items"), "{}", idle.stderr);
+    crate::harness::check_reports(f.root());
+}
+
+/// ACLs with the setuid rule (reliability finding 1) and `preserve.owner`: without the
+/// owner the setuid bit is cleared and the ACL still arrives whole; with the owner and
+/// `setuid: true` (as root) the file arrives as it was, bit, owner and ACL.
+#[test]
+fn acls_with_the_setuid_rule_and_the_owner() {
+    if !tools() {
+        return;
+    }
+    let f = Fixture::new();
+    let src = f.path("src");
+    f.file("src/tool", "#!/bin/sh\n");
+    run(
+        &src,
+        "setfacl",
+        &["--set", "u::rwx,g::r-x,o::-,u:nobody:r-x,m::r-x", "tool"],
+    );
+    run(&src, "chmod", &["u+s", "tool"]);
+    if root_user() {
+        run(&src, "chown", &["65534:65534", "tool"]);
+    }
+    let acl_lines = |root: &Path| -> Vec<String> {
+        run(root, "getfacl", &["-c", "tool"])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix }\n");
+    // The scan warns (`setuid-cleared`); the run succeeds.
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let dest = f.path("dest");
+    let mode = fs::metadata(dest.join("tool")).unwrap().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o750,
+        "the setuid bit is cleared, the rest kept: {mode:o}"
+    );
+    assert_eq!(acl_lines(&dest), acl_lines(&src));
+    assert!(acl_lines(&dest).iter().any(|l| l == "user:nobody:r-x"));
+    if !root_user() {
+        return;
+    }
+    let g = Fixture::new();
+    g.file("src/tool", "#!/bin/sh\n");
+    let gsrc = g.path("src");
+    run(
+        &gsrc,
+        "setfacl",
+        &["--set", "u::rwx,g::r-x,o::-,u:nobody:r-x,m::r-x", "tool"],
+    );
+    run(&gsrc, "chown", &["65534:65534", "tool"]);
+    run(&gsrc, "chmod", &["u+s", "tool"]);
+    g.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix, preserve: { owner: true, setuid: true } }\n");
+    g.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let meta = fs::metadata(g.path("dest/tool")).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o4750);
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+    let full = |root: &Path| blocks(&run(root, "getfacl", &["tool"]));
+    assert_eq!(full(&g.path("dest")), full(&gsrc));
+}
