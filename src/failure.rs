@@ -25,11 +25,13 @@ pub enum Stage {
     Import,
 }
 
-/// Whether a code is the final state of one item, or a finding of the round.
+/// Whether a code is the final state of one item, a finding of the round, or a
+/// warning of the round (about items that are in place: nothing failed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     Item,
     Round,
+    Warning,
 }
 
 macro_rules! failure_codes {
@@ -109,10 +111,10 @@ failure_codes! {
     MetadataFailed = "metadata-failed", Import, "Import failure", Round;
     /// An item is in place, but the destination would not keep one of its extended
     /// attributes (not supported, too large).
-    XattrNotKept = "xattr-not-kept", Import, "Import failure", Round;
+    XattrNotKept = "xattr-not-kept", Import, "Import warning", Warning;
     /// An item is in place, but the destination would not keep its ACL: it was left to
     /// its owner alone.
-    AclNotKept = "acl-not-kept", Import, "Import failure", Round;
+    AclNotKept = "acl-not-kept", Import, "Import warning", Warning;
     /// The round's staged data could not be deleted with its key.
     CleanupFailed = "cleanup-failed", Upload, "Upload failure", Round;
     /// The live item report could not be written.
@@ -133,7 +135,12 @@ impl Stage {
 
 /// Whether a stored code is a finding of the round rather than an item's state.
 pub fn is_round_level(code: &str) -> bool {
-    FailureCode::parse(code).is_some_and(|c| c.scope() == Scope::Round)
+    FailureCode::parse(code).is_some_and(|c| c.scope() != Scope::Item)
+}
+
+/// Whether a stored code is a warning: the items are in place, nothing failed.
+pub fn is_warning(code: &str) -> bool {
+    FailureCode::parse(code).is_some_and(|c| c.scope() == Scope::Warning)
 }
 
 #[cfg(test)]

@@ -175,8 +175,8 @@ impl ScanReport {
         }
         if totals.links_outside > 0 && task.settings.preserve.links() {
             let message = format!(
-                "{} hard-linked files have names outside this task's source (or filtered out): \
-                 those names are not migrated, and the files arrive without them",
+                "hard-linked files with names outside this task's source (or filtered out): \
+                 {}; those names are not migrated, and the files arrive without them",
                 totals.links_outside
             );
             let source = escape_path(&self.source).into_owned();

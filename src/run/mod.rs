@@ -169,9 +169,13 @@ impl TaskRun {
         self.counters.failed()
     }
 
-    /// Whether anything went wrong: failed items, or findings of the round.
+    /// Whether anything went wrong: failed items, or findings of the round (warnings,
+    /// about items that are in place, are not).
     pub fn any_failure(&self) -> bool {
-        !self.counters.failures.is_empty()
+        self.counters
+            .failures
+            .keys()
+            .any(|code| !crate::failure::is_warning(code))
     }
 }
 

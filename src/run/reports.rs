@@ -147,7 +147,12 @@ pub fn summary(task: &Task, run: &TaskRun) -> String {
         }
     }
     for (code, (n, examples)) in &run.counters.failures {
-        let _ = writeln!(out, "  failed  {code:<22} {n:>6}  {}", examples.join("; "));
+        let label = if crate::failure::is_warning(code) {
+            "warning"
+        } else {
+            "failed "
+        };
+        let _ = writeln!(out, "  {label} {code:<22} {n:>6}  {}", examples.join("; "));
     }
     out
 }

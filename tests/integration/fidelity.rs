@@ -459,3 +459,91 @@ fn acls_with_the_setuid_rule_and_the_owner() {
     let full = |root: &Path| blocks(&run(root, "getfacl", &["tool"]));
     assert_eq!(full(&g.path("dest")), full(&gsrc));
 }
+
+/// An attribute the destination refuses (ext4 keeps an inode's attributes in one
+/// block; tmpfs takes a 16 KB value) is a finding of its own, `xattr-not-kept`: the
+/// file migrates with the attributes that fit, and the run does not fail.
+#[test]
+fn an_attribute_the_destination_refuses_is_reported_not_failed() {
+    if !tools() {
+        return;
+    }
+    let shm = Path::new("/dev/shm");
+    let tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as i64 == 0x0102_1994);
+    if !tmpfs {
+        eprintln!("skipped: /dev/shm is not a tmpfs here");
+        return;
+    }
+    let big = "0s".to_string() + &"YWFh".repeat(16_000 / 3);
+    let f = Fixture::new();
+    // Does the fixture's filesystem refuse it? (ext4 does.)
+    f.file("probe", "x");
+    let refused = !Command::new("setfattr")
+        .args(["-n", "user.big", "-v", &big, "probe"])
+        .current_dir(f.root())
+        .status()
+        .unwrap()
+        .success();
+    if !refused {
+        eprintln!("skipped: this filesystem keeps a 16 KB attribute");
+        return;
+    }
+    let source = tempfile::Builder::new()
+        .prefix("ferry-test-src-")
+        .tempdir_in(shm)
+        .unwrap();
+    fs::write(source.path().join("doc.txt"), "content").unwrap();
+    run(
+        source.path(),
+        "setfattr",
+        &["-n", "user.big", "-v", &big, "doc.txt"],
+    );
+    run(
+        source.path(),
+        "setfattr",
+        &["-n", "user.small", "-v", "kept", "doc.txt"],
+    );
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: {}\n    destination: dest\n    settings: {{ rules: posix }}\n",
+        source.path().display()
+    ));
+    let migrated = f.ferry(&["run", "plan.yaml"]);
+    migrated.assert_code(0);
+    assert!(
+        migrated.stderr.contains("xattr-not-kept"),
+        "{}",
+        migrated.stderr
+    );
+    let dest = f.path("dest");
+    assert_eq!(fs::read_to_string(dest.join("doc.txt")).unwrap(), "content");
+    let attrs = run(&dest, "getfattr", &["-d", "doc.txt"]);
+    assert!(attrs.contains("user.small=\"kept\""), "{attrs}");
+    assert!(!attrs.contains("user.big"), "{attrs}");
+    let summary = fs::read_to_string(f.path("state/p/summary.json")).unwrap();
+    assert!(summary.contains("xattr-not-kept"), "{summary}");
+}
+
+/// A file with a name outside the task's source: the scan says so, once for the task,
+/// and the name inside migrates.
+#[test]
+fn a_link_group_that_crosses_the_task_is_reported() {
+    let f = Fixture::new();
+    f.file("src/inside.txt", "shared");
+    f.file("elsewhere/keep.txt", "");
+    fs::hard_link(f.path("src/inside.txt"), f.path("elsewhere/outside.txt")).unwrap();
+    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix }\n");
+    let scan = f.ferry(&["scan", "plan.yaml"]);
+    assert!(scan.stderr.contains("hard-link-outside"), "{}", scan.stderr);
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ScanReport_R1.csv"))
+        .or_else(|_| fs::read_to_string(f.path("state/p/t/reports/R0/ScanReport_R0.csv")))
+        .unwrap();
+    assert!(
+        report.contains("hard-link-outside,warning,\"hard-linked files with names outside this task's source (or filtered out): 1;"),
+        "{report}"
+    );
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_eq!(
+        fs::read_to_string(f.path("dest/inside.txt")).unwrap(),
+        "shared"
+    );
+}
