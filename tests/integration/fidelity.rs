@@ -469,7 +469,7 @@ fn an_attribute_the_destination_refuses_is_reported_not_failed() {
         return;
     }
     let shm = Path::new("/dev/shm");
-    let tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type as i64 == 0x0102_1994);
+    let tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994);
     if !tmpfs {
         eprintln!("skipped: /dev/shm is not a tmpfs here");
         return;
