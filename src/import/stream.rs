@@ -405,6 +405,13 @@ fn metadata_update(
     };
     let known = dest.known(&path).copied();
     let found = existing(dir, name);
+    if found.is_none() {
+        return failed(
+            path,
+            FailureCode::DestinationGone.as_str(),
+            "only the file's metadata changed at the source, and the destination no longer has the file; the next round brings it whole".into(),
+        );
+    }
     let ours = match (found, known) {
         (Some(f), Some(k)) => f.regular && f.size == k.size && f.mtime_ns == k.dest_mtime_ns,
         _ => false,
@@ -413,7 +420,7 @@ fn metadata_update(
         return failed(
             path,
             FailureCode::DestinationChanged.as_str(),
-            "only the file's metadata changed at the source, but the destination's file is not the one ferry put there (changed or gone); it was kept".into(),
+            "only the file's metadata changed at the source, but the destination's file is not the one ferry put there (someone changed it); it was kept".into(),
         );
     };
     let opened = rustix::fs::openat(

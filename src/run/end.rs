@@ -270,7 +270,9 @@ fn note_change_times(index: &mut Index, items_path: &Path) {
     }
 }
 
-/// Folds the Imported records of a round's journal into the index.
+/// Folds the Imported records of a round's journal into the index. A file found gone
+/// from the destination when only its metadata was to change leaves the index, so that
+/// the next round brings it whole.
 pub(super) fn fold(index: &mut Index, entries: &[Entry]) {
     for entry in entries {
         if let Entry::Imported { items, .. } = entry {
@@ -293,6 +295,10 @@ pub(super) fn fold(index: &mut Index, entries: &[Entry]) {
                             ctime_ns: 0,
                         },
                     );
+                } else if let ItemResult::Failed { code, .. } = &record.result
+                    && code == FailureCode::DestinationGone.as_str()
+                {
+                    index.items.remove(&record.path);
                 }
             }
         }

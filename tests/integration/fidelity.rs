@@ -393,6 +393,20 @@ fn a_change_of_metadata_alone_is_carried_without_the_content() {
     run(&src, "setfattr", &["-x", "user.extra", "doc.txt"]);
     f.ferry(&["run", "plan.yaml"]).assert_code(0);
     assert_eq!(attrs(&dest), attrs(&src));
+    // A file gone from the destination when only its metadata changed: reported, and
+    // the next round brings it whole.
+    run(
+        &src,
+        "setfattr",
+        &["-n", "user.stage", "-v", "archived", "doc.txt"],
+    );
+    fs::remove_file(dest.join("doc.txt")).unwrap();
+    let gone = f.ferry(&["run", "plan.yaml"]);
+    gone.assert_code(1);
+    assert!(gone.stderr.contains("destination-gone"), "{}", gone.stderr);
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_eq!(attrs(&dest), attrs(&src));
+    assert_eq!(facts(&dest), facts(&src));
     // And a round with nothing changed has nothing to do.
     let idle = f.ferry(&["run", "plan.yaml"]);
     idle.assert_code(0);
