@@ -150,7 +150,14 @@ fn action(index: &Index, task: &Task, item: &Item) -> Action {
         mtime_ns: item.meta.mtime_ns,
     };
     if decide::unchanged_since(known, crate::run::kind_code(&item.kind), source) {
-        return Action::Skip;
+        // Its metadata alone changed (the change time moved): `ferry run` applies it to
+        // the file in place.
+        let metadata = known.is_some_and(|k| k.ctime_ns != 0 && k.ctime_ns != item.meta.ctime_ns);
+        return if metadata && item.kind == ItemKind::File {
+            Action::Update
+        } else {
+            Action::Skip
+        };
     }
     let found = fs::symlink_metadata(task.destination.join(&item.rel)).ok();
     if item.kind == ItemKind::Folder {
