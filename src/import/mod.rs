@@ -439,14 +439,7 @@ impl Destination {
         xattrs: Option<&[package::Xattr]>,
         path: &Path,
     ) -> io::Result<()> {
-        if self.preserve.owner {
-            rustix::fs::fchown(
-                &fd,
-                Some(rustix::fs::Uid::from_raw(record.uid)),
-                Some(rustix::fs::Gid::from_raw(record.gid)),
-            )
-            .map_err(errno)?;
-        }
+        self.own(&fd, record)?;
         let mut mode = record.mode;
         if let Some(xattrs) = xattrs {
             let on = package::xattr::On::Fd(fd.as_fd());
@@ -471,6 +464,24 @@ impl Destination {
             usual & !0o077
         };
         self.set_mode_and_time(fd, self.preserve.mode_bits(mode), usual, time)
+    }
+
+    /// Gives an item the source's owner and group, when the plan keeps them and it does
+    /// not have them yet (a change of owner clears a file capability set before it).
+    fn own(&self, fd: impl AsFd, record: &Record) -> io::Result<()> {
+        if !self.preserve.owner {
+            return Ok(());
+        }
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        if st.st_uid == record.uid && st.st_gid == record.gid {
+            return Ok(());
+        }
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(record.uid)),
+            Some(rustix::fs::Gid::from_raw(record.gid)),
+        )
+        .map_err(errno)
     }
 
     /// Sets an item's attributes and ACLs as the plan carries them; each the
