@@ -325,6 +325,16 @@ fn a_changed_link_group_stays_one_file() {
     };
     assert_eq!(files(&dest), files(&src));
     assert_eq!(inode_groups(&dest), inode_groups(&src));
+    // A third name added later (its file unchanged, its change time moved): a link too,
+    // not a copy.
+    fs::hard_link(src.join("a.txt"), src.join("b/third.txt")).unwrap();
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_eq!(files(&dest), files(&src));
+    assert_eq!(inode_groups(&dest), inode_groups(&src));
+    assert_eq!(
+        inode_groups(&dest).iter().next().map(BTreeSet::len),
+        Some(3)
+    );
     // With `rules: sharepoint` nothing is linked: each name is a file of its own.
     let g = Fixture::new();
     g.file("src/a.txt", "first");
