@@ -99,7 +99,8 @@ failure_codes! {
     /// The destination has another file here, changed since ferry wrote it: kept.
     DestinationChanged = "destination-changed", Import, "Conflict", Item;
     /// Only the file's metadata changed at the source, and the destination no longer
-    /// has the file ferry put there: the next round brings it whole.
+    /// has the file ferry put there (gone, or another owner's): the next round brings
+    /// it whole.
     DestinationGone = "destination-gone", Import, "Import failure", Item;
     /// The destination has a file here and `conflicts: skip-existing` keeps it.
     SkippedExisting = "skipped-existing", Import, "Conflict", Item;

@@ -423,6 +423,14 @@ fn metadata_update(
             "only the file's metadata changed at the source, but the destination's file is not the one ferry put there (someone changed it); it was kept".into(),
         );
     };
+    // Size and time alone can be copied onto a file someone put there: it must also
+    // have the owner ferry gave it (the source's with `preserve.owner`, else ferry's
+    // own), or its new mode (a setuid bit) and attributes would go to that file.
+    let owner = if dest.preserve.owner {
+        record.uid
+    } else {
+        rustix::process::geteuid().as_raw()
+    };
     let opened = rustix::fs::openat(
         dir,
         OsStr::from_bytes(name),
@@ -435,8 +443,23 @@ fn metadata_update(
         if st.st_ino != found.ino {
             return Err(io::Error::other("the file was replaced meanwhile"));
         }
-        Ok(fd)
+        Ok((fd, st.st_uid))
     });
+    let opened = match opened {
+        Ok((_, uid)) if uid != owner => {
+            // Perhaps the owner is what changed at the source; perhaps someone put
+            // this file there. Either way it is not touched, and the next round
+            // brings the file whole, under the conflict rules.
+            return failed(
+                path,
+                FailureCode::DestinationGone.as_str(),
+                format!(
+                    "only the file's metadata changed at the source, but the destination's file belongs to user {uid}, not the owner it was given; it was not touched, and the next round brings the file whole"
+                ),
+            );
+        }
+        other => other.map(|(fd, _)| fd),
+    };
     let result = opened.and_then(|fd| {
         dest.apply_metadata(&fd, record, Some(&record.xattrs), &path)
             .map(|()| dest.stamp(&fd, record, known.hash))

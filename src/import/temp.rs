@@ -32,6 +32,7 @@ pub(super) fn temp_salt(name: &[u8]) -> Option<(&[u8], bool)> {
     for (kind, work) in [
         (&b".ferry-tmp-"[..], false),
         (b".ferry-link-", false),
+        (b".ferry-hlnk-", false),
         (b".ferry-work-", true),
     ] {
         if let Some(rest) = name.strip_prefix(kind) {

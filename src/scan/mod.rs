@@ -256,7 +256,8 @@ impl ScanTotals {
             Status::Skipped => {}
             Status::Migrate => {
                 self.to_migrate += 1;
-                let once = entry.meta.nlink <= 1 || {
+                // Folders have a link per subfolder: only files are link groups.
+                let once = entry.meta.nlink <= 1 || entry.kind != EntryKind::File || {
                     let names = linked
                         .entry((entry.meta.dev, entry.meta.ino))
                         .or_insert((0, entry.meta.nlink));

@@ -571,3 +571,48 @@ fn a_link_group_that_crosses_the_task_is_reported() {
         "shared"
     );
 }
+
+/// A file put in place of ferry's with the same size and time, by another user, when
+/// only the source's metadata changed: its new mode (a setuid bit) is never applied to
+/// that file. It is left alone, and the next round brings the file whole under the
+/// conflict rules (found by an adversarial review).
+#[test]
+fn a_metadata_change_never_lands_on_a_swapped_file() {
+    if !root_user() || !have("setpriv") {
+        return;
+    }
+    let f = Fixture::new();
+    let src = f.path("src");
+    f.file("src/tool", "legit-binary-content\n");
+    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix, preserve: { owner: true, setuid: true } }\n");
+    run(&src, "chmod", &["4755", "tool"]);
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let dest = f.path("dest");
+    run(&dest, "chmod", &["777", "."]);
+    run(
+        &dest,
+        "setpriv",
+        &[
+            "--reuid=1000",
+            "--regid=1000",
+            "--clear-groups",
+            "sh",
+            "-c",
+            "printf 'evil-binary-content!\\n' > .x && touch -r tool .x && mv -f .x tool",
+        ],
+    );
+    run(&src, "chmod", &["4750", "tool"]);
+    let second = f.ferry(&["run", "plan.yaml"]);
+    assert!(
+        second.stderr.contains("destination-gone"),
+        "{}",
+        second.stderr
+    );
+    let meta = fs::metadata(dest.join("tool")).unwrap();
+    assert_eq!(meta.uid(), 1000);
+    assert_eq!(
+        meta.mode() & 0o7000,
+        0,
+        "a setuid bit landed on another user's file"
+    );
+}
