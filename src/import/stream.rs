@@ -461,6 +461,11 @@ fn metadata_update(
         other => other.map(|(fd, _)| fd),
     };
     let result = opened.and_then(|fd| {
+        // Closed to group and others while its ACL and mode change: removing an ACL
+        // before the new mode is set would give the group the old mask's rights for a
+        // moment.
+        let st = rustix::fs::fstat(&fd).map_err(errno)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(st.st_mode & 0o7700)).map_err(errno)?;
         dest.apply_metadata(&fd, record, Some(&record.xattrs), &path)
             .map(|()| dest.stamp(&fd, record, known.hash))
     });
