@@ -359,7 +359,7 @@ fn folder_xattrs(
     path: &Path,
     existed: bool,
 ) -> io::Result<()> {
-    if !package::xattr::Carry::of(&dest.preserve).any_xattrs() {
+    if !dest.carry.any_xattrs() {
         return Ok(());
     }
     let fd = rustix::fs::openat(

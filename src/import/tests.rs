@@ -195,6 +195,17 @@ fn unsafe_paths_are_refused() {
     assert!(safe_components(&[b'x'; 256]).is_err());
 }
 
+/// A destination with the built-in `preserve` of a file share.
+fn posix_destination(path: &Path) -> Destination {
+    Destination::open(
+        path,
+        Preserve::default(),
+        Conflicts::Overwrite,
+        Verify::Transferred,
+    )
+    .unwrap()
+}
+
 /// A package stream of version 1, as ferry staged them before extended attributes and
 /// sparse files (the `package` fuzz target's first seed, frozen): still imported, with
 /// the same result.
@@ -204,13 +215,7 @@ fn a_version_1_stream_is_still_imported() {
     assert_eq!(&v1[..9], b"FERRYPKG\x01");
     let root = tempfile::tempdir().unwrap();
     let dest_path = root.path().join("dest");
-    let dest = Destination::open(
-        &dest_path,
-        Preserve::default(),
-        Conflicts::Overwrite,
-        Verify::Transferred,
-    )
-    .unwrap();
+    let dest = posix_destination(&dest_path);
     let outcomes = import_stream(&dest, &v1[..]).unwrap();
     let imported = outcomes
         .iter()
@@ -277,13 +282,7 @@ fn a_sparse_record_is_written_with_its_holes() {
     };
     let root = tempfile::tempdir().unwrap();
     let dest_path = root.path().join("dest");
-    let dest = Destination::open(
-        &dest_path,
-        Preserve::default(),
-        Conflicts::Overwrite,
-        Verify::Transferred,
-    )
-    .unwrap();
+    let dest = posix_destination(&dest_path);
     // A wrong hash refuses the package.
     assert!(import_stream(&dest, stream(&[sparse([0; 32])]).as_slice()).is_err());
     let outcomes = import_stream(&dest, stream(&[sparse(hash)]).as_slice()).unwrap();

@@ -147,6 +147,23 @@ impl ScanReport {
 
     /// Adds the task-level rows, writes the summary and puts both files in place;
     /// returns the text a person reads, and what will not migrate, by code.
+    /// A warning about the task as a whole, counted as `items`: one row of the report.
+    fn task_warning(&mut self, code: Code, message: &str, items: u64) -> Result<(), ReportError> {
+        let source = escape_path(&self.source).into_owned();
+        self.csv.row(&[
+            source.as_str(),
+            "task",
+            code.as_str(),
+            Severity::Warning.as_str(),
+            message,
+        ])?;
+        self.by_code
+            .entry((Severity::Warning, code))
+            .or_default()
+            .items += items;
+        Ok(())
+    }
+
     pub fn finish(
         mut self,
         task: &Task,
@@ -159,39 +176,16 @@ impl ScanReport {
                  apply to {} files; they were kept",
                 totals.birth_unknown
             );
-            let source = escape_path(&self.source).into_owned();
-            self.csv.row(&[
-                source.as_str(),
-                "task",
-                Code::BirthTimeUnknown.as_str(),
-                Severity::Warning.as_str(),
-                &message,
-            ])?;
-            let tally = self
-                .by_code
-                .entry((Severity::Warning, Code::BirthTimeUnknown))
-                .or_default();
-            tally.items += totals.birth_unknown;
+            self.task_warning(Code::BirthTimeUnknown, &message, totals.birth_unknown)?;
         }
         if totals.links_outside > 0 && task.settings.preserve.links() {
             let message = format!(
                 "hard-linked files with names outside this task's source (or filtered out): \
-                 {}; those names are not migrated, and the files arrive without them",
+                 {}; those names are not migrated, and the files arrive without them (a task \
+                 whose source holds every name keeps them together)",
                 totals.links_outside
             );
-            let source = escape_path(&self.source).into_owned();
-            self.csv.row(&[
-                source.as_str(),
-                "task",
-                Code::HardLinkOutside.as_str(),
-                Severity::Warning.as_str(),
-                &message,
-            ])?;
-            let tally = self
-                .by_code
-                .entry((Severity::Warning, Code::HardLinkOutside))
-                .or_default();
-            tally.items += totals.links_outside;
+            self.task_warning(Code::HardLinkOutside, &message, totals.links_outside)?;
         }
         let readiness = Readiness::of(totals);
         let ScanReport {

@@ -581,55 +581,62 @@ impl Shared<'_> {
     /// is in place and this run imports, failed with the file when it failed. A name
     /// that has a record already keeps it.
     pub(super) fn with_links(&self, records: Vec<ItemRecord>) -> Vec<ItemRecord> {
-        if self.links.is_empty() {
+        if self.links.is_empty() || records.iter().all(|r| self.links.of(&r.path).is_empty()) {
             return records;
         }
-        let present: HashSet<Vec<u8>> = records.iter().map(|r| r.path.clone()).collect();
+        let present: HashSet<&[u8]> = records.iter().map(|r| r.path.as_slice()).collect();
+        let extras: Vec<Vec<ItemRecord>> = records
+            .iter()
+            .map(|record| self.other_names(record, &present))
+            .collect();
         let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let others: Vec<&Item> = self
-                .links
-                .of(&record.path)
-                .iter()
-                .filter(|o| !present.contains(o.rel.as_os_str().as_bytes()))
-                .collect();
-            if others.is_empty() {
-                out.push(record);
-                continue;
-            }
-            let leader = PathBuf::from(OsStr::from_bytes(&record.path));
-            let extra = match (&record.result, self.destination) {
-                (ItemResult::Done { hash, .. }, Some(destination)) if self.import => {
-                    let names: Vec<OtherName> = others
-                        .iter()
-                        .map(|o| OtherName {
-                            path: o.rel.clone(),
-                            size: o.meta.size,
-                            mtime_ns: o.meta.mtime_ns,
-                        })
-                        .collect();
-                    let outcomes = destination.make_links(&leader, record.dest_id, *hash, &names);
-                    outcome_records(outcomes, &others)
-                }
-                (ItemResult::Failed { code, message }, _) => others
-                    .iter()
-                    .map(|o| {
-                        failed_record(
-                            o,
-                            code,
-                            format!(
-                                "a hard link to {}, which did not migrate: {message}",
-                                crate::shown::escape_path(&leader)
-                            ),
-                        )
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+        for (record, extra) in records.into_iter().zip(extras) {
             out.push(record);
             out.extend(extra);
         }
         out
+    }
+
+    /// The records of a leader's other names that `present` does not hold yet.
+    fn other_names(&self, record: &ItemRecord, present: &HashSet<&[u8]>) -> Vec<ItemRecord> {
+        let others: Vec<&Item> = self
+            .links
+            .of(&record.path)
+            .iter()
+            .filter(|o| !present.contains(o.rel.as_os_str().as_bytes()))
+            .collect();
+        if others.is_empty() {
+            return Vec::new();
+        }
+        let leader = PathBuf::from(OsStr::from_bytes(&record.path));
+        match (&record.result, self.destination) {
+            (ItemResult::Done { hash, .. }, Some(destination)) if self.import => {
+                let names: Vec<OtherName> = others
+                    .iter()
+                    .map(|o| OtherName {
+                        path: o.rel.clone(),
+                        size: o.meta.size,
+                        mtime_ns: o.meta.mtime_ns,
+                    })
+                    .collect();
+                let outcomes = destination.make_links(&leader, record.dest_id, *hash, &names);
+                outcome_records(outcomes, &others)
+            }
+            (ItemResult::Failed { code, message }, _) => others
+                .iter()
+                .map(|o| {
+                    failed_record(
+                        o,
+                        code,
+                        format!(
+                            "a hard link to {}, which did not migrate: {message}",
+                            crate::shown::escape_path(&leader)
+                        ),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Whether package `id` is in this round's container.
