@@ -52,6 +52,14 @@ pub fn open_checked(item: &Item) -> Result<(fs::File, fs::Metadata), Packed> {
                 code: FailureCode::Vanished.as_str(),
                 message: "the file was deleted after the scan".into(),
             },
+            // O_NOFOLLOW met a symlink where the scan saw a file.
+            _ if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                Packed::Failed {
+                    code: FailureCode::ChangedType.as_str(),
+                    message: "the path is a symlink now, not the file the scan saw; not read"
+                        .into(),
+                }
+            }
             io::ErrorKind::PermissionDenied => Packed::Failed {
                 code: FailureCode::PermissionDenied.as_str(),
                 message: format!("cannot open the file: {e}"),

@@ -1012,3 +1012,96 @@ fn the_rerun_of_an_import_killed_after_completing_reports_the_round() {
     );
     assert!(!f.path("state/p/t/keys/R1.key").exists());
 }
+
+/// Catalogue cases 28 and 29: between the scan and the read (here a run that stopped
+/// right after its scan checkpoint), one file is deleted, one becomes a symlink, one is
+/// replaced by another file and one by a FIFO. Each is one failure row with its own
+/// code; the FIFO is never read from, nothing is read through the link, and the rest
+/// migrates.
+#[test]
+fn files_deleted_or_replaced_after_the_scan_fail_alone() {
+    let mut f = Fixture::new();
+    for name in ["gone", "linked", "replaced", "fifo", "kept"] {
+        f.file(&format!("src/{name}.txt"), name);
+    }
+    f.file("outside/secret.txt", "secret");
+    f.plan(&posix(""));
+    // The key is written right after the scan checkpoint: the process aborts there.
+    f.env("FERRY_FAILPOINTS", "key-write=crash");
+    assert_ne!(f.ferry(&["run", "plan.yaml"]).code, 0);
+    f.env("FERRY_FAILPOINTS", "");
+    assert!(f.path("state/p/t/rounds/R1/scan.json").exists());
+    fs::remove_file(f.path("src/gone.txt")).unwrap();
+    fs::remove_file(f.path("src/linked.txt")).unwrap();
+    std::os::unix::fs::symlink(f.path("outside/secret.txt"), f.path("src/linked.txt")).unwrap();
+    fs::remove_file(f.path("src/replaced.txt")).unwrap();
+    f.file("src/replaced.txt", "replaced");
+    fs::remove_file(f.path("src/fifo.txt")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &f.path("src/fifo.txt"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("4 failed"), "{}", run.stderr);
+    let failures =
+        fs::read_to_string(f.path("state/p/t/reports/R1/ItemFailureReport_R1.csv")).unwrap();
+    for (name, code) in [
+        ("gone.txt", "vanished"),
+        ("linked.txt", "changed-type"),
+        ("replaced.txt", "changed-type"),
+        ("fifo.txt", "changed-type"),
+    ] {
+        let rows: Vec<_> = failures.lines().filter(|l| l.contains(name)).collect();
+        assert_eq!(rows.len(), 1, "{name}: {failures}");
+        assert!(rows[0].contains(code), "{name}: {}", rows[0]);
+    }
+    assert_eq!(fs::read(f.path("dest/kept.txt")).unwrap(), b"kept");
+    for name in ["gone", "linked", "replaced", "fifo"] {
+        assert!(!f.path(&format!("dest/{name}.txt")).exists(), "{name}");
+    }
+    // The next round takes what is there now: the new file, the link skipped.
+    f.ferry(&["run", "plan.yaml"]);
+    assert_eq!(fs::read(f.path("dest/replaced.txt")).unwrap(), b"replaced");
+    assert!(!f.path("dest/linked.txt").exists());
+}
+
+/// docs/RELIABILITY.md maps every case of the reliability catalogue (46) to the tests
+/// that show it: each case has a row, and each test a row names exists where it says.
+#[test]
+fn the_reliability_table_covers_every_case_and_names_real_tests() {
+    let repo = crate::harness::repo();
+    let text = fs::read_to_string(repo.join("docs/RELIABILITY.md")).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && l[2..].starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    let numbers: Vec<u32> = rows
+        .iter()
+        .map(|r| r[2..].split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=46).collect::<Vec<_>>());
+    let mut named = 0;
+    for row in &rows {
+        for cite in row.split('`').skip(1).step_by(2) {
+            let Some((file, test)) = cite.split_once("::") else {
+                continue;
+            };
+            if !(file.starts_with("src/") || file.starts_with("tests/")) {
+                continue;
+            }
+            let source = fs::read_to_string(repo.join(file))
+                .unwrap_or_else(|e| panic!("{file} (named in a row): {e}"));
+            assert!(
+                source.contains(&format!("fn {test}(")),
+                "docs/RELIABILITY.md names {file}::{test}, which is not there"
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 100, "{named}");
+}
