@@ -1039,7 +1039,7 @@ fn files_deleted_or_replaced_after_the_scan_fail_alone() {
     fs::remove_file(f.path("src/fifo.txt")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &f.path("src/fifo.txt"),
+        f.path("src/fifo.txt"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
