@@ -48,6 +48,19 @@ impl Fixture {
         self
     }
 
+    /// Makes a FIFO (named pipe) at `relative`, mode 0644.
+    pub fn fifo(&self, relative: &str) -> &Self {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            self.path(relative),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("make a FIFO");
+        self
+    }
+
     /// Writes `plan.yaml`.
     pub fn plan(&self, yaml: &str) -> &Self {
         self.file("plan.yaml", yaml)

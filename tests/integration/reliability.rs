@@ -881,14 +881,7 @@ fn a_full_destination_inside_a_file_in_parts_loses_nothing_in_an_import_only_run
 fn every_run_of_a_round_with_scan_errors_exits_1() {
     let f = Fixture::new();
     f.file("src/a.txt", "a");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        f.path("src/pipe"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    f.fifo("src/pipe");
     f.plan(&posix(""));
     f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
         .assert_code(1);
@@ -1037,14 +1030,7 @@ fn files_deleted_or_replaced_after_the_scan_fail_alone() {
     fs::remove_file(f.path("src/replaced.txt")).unwrap();
     f.file("src/replaced.txt", "replaced");
     fs::remove_file(f.path("src/fifo.txt")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        f.path("src/fifo.txt"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .unwrap();
+    f.fifo("src/fifo.txt");
     let run = f.ferry(&["run", "plan.yaml"]);
     run.assert_code(1);
     assert!(run.stderr.contains("4 failed"), "{}", run.stderr);

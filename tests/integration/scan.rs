@@ -126,9 +126,7 @@ fn every_rule(f: &Fixture) {
         SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800),
     );
     f.dir(&format!("{s}/special"));
-    let fifo = f.path(&format!("{s}/special/pipe"));
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    f.fifo(&format!("{s}/special/pipe"));
     std::os::unix::net::UnixListener::bind(f.path(&format!("{s}/special/socket"))).unwrap();
     std::os::unix::fs::symlink("../ok/report.docx", f.path(&format!("{s}/links/to-report")))
         .unwrap();
