@@ -131,6 +131,30 @@ pub enum Command {
         /// `max_delete` allows.
         #[arg(long)]
         force: bool,
+        /// Do shard K of N (0-based) of every task, with its own state: `2/4`, or
+        /// `env:SLURM_ARRAY_TASK_ID/4` (`env:JOB_COMPLETION_INDEX/4` on Kubernetes) to
+        /// read K from a variable. N is always given: `ferry finish PLAN --shards N`
+        /// merges the shards' reports once every one has completed its round.
+        #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+        shard: Option<crate::plan::shard::Shard>,
+    },
+    /// After a run split into shards (`run --shard K/N`): once every shard has
+    /// completed its round, set the top folders' modes and times and merge the shards'
+    /// reports and the plan's summaries.
+    ///
+    /// Exit 0: merged, nothing failed; 1: merged, some items failed or were kept back
+    /// (see the summary), or a shard is missing, unfinished or at another round (listed;
+    /// nothing was changed).
+    #[command(
+        after_help = "Examples:\n  ferry finish plans/demo.yaml --shards 4\n  sbatch --dependency=afterany:$ARRAY_JOB deploy/slurm/finish.sbatch"
+    )]
+    Finish {
+        /// The plan file.
+        #[arg(value_name = "PLAN")]
+        plan: PathBuf,
+        /// How many shards the runs were split into (the N of `--shard K/N`).
+        #[arg(long, value_name = "N")]
+        shards: u32,
     },
     /// Show each task's status, round, progress and last result (from the saved
     /// sessions; nothing is scanned).
@@ -304,6 +328,10 @@ impl From<StageSet> for crate::run::Stages {
 }
 
 /// A duration as plans write them (`90s`, `30m`, `2h`, `1d`).
+fn parse_shard(text: &str) -> Result<crate::plan::shard::Shard, String> {
+    crate::plan::shard::Shard::parse(text, &|name| std::env::var(name).ok())
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::plan::units::Duration::parse(text).map(|d| d.0)
 }

@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             metrics_file,
             restart,
             force,
+            shard,
         } => command::run::run(
             &plan,
             &command::run::Options {
@@ -74,8 +75,10 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 metrics: metrics_file.as_deref(),
                 restart,
                 force,
+                shard,
             },
         ),
+        Command::Finish { plan, shards } => command::finish::run(&plan, shards),
         Command::Status { plan, json } => command::status::run(&plan, json),
         Command::DryRun { plan, task } => command::dry_run::run(&plan, task.as_deref()),
         Command::PlanFrom {

@@ -68,7 +68,7 @@ pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, Error
     } else {
         HashSet::new()
     };
-    scan::scan(task, threads, now, &mut |entry| {
+    scan::scan(task, None, threads, now, &mut |entry| {
         if mirror {
             unseen.remove(entry.dest.as_os_str().as_bytes());
         }

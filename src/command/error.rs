@@ -40,7 +40,8 @@ impl Error {
             Error::Run(crate::run::RunError::Session(
                 crate::state::SessionError::PlanChanged { .. },
             ))
-            | Error::Run(crate::run::RunError::Ticket(_)) => Exit::Usage,
+            | Error::Run(crate::run::RunError::Ticket(_))
+            | Error::Run(crate::run::RunError::OtherAssignment { .. }) => Exit::Usage,
             Error::Output(_)
             | Error::Scan(_)
             | Error::Run(_)

@@ -5,6 +5,7 @@
 pub mod delete;
 pub mod dry_run;
 pub mod error;
+pub mod finish;
 pub mod gc;
 pub mod metrics;
 pub mod plan_from;

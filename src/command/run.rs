@@ -82,6 +82,8 @@ pub struct Options<'a> {
     pub metrics: Option<&'a Path>,
     pub restart: bool,
     pub force: bool,
+    /// `--shard K/N`.
+    pub shard: Option<plan::shard::Shard>,
 }
 
 /// Scans (`run` is `None`) or runs the chosen tasks of a plan in dependency order,
@@ -110,7 +112,8 @@ fn run_plan(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         force,
         ..
     } = *options;
-    let plan = Plan::load(path)?;
+    let mut plan = Plan::load(path)?;
+    plan.shard = options.shard;
     tracing::Span::current().record("plan", plan.name.as_str());
     tracing::info!(
         event = "run_start",
@@ -493,7 +496,25 @@ fn check_tasks(
         // The ticket says which tasks were staged: only they are imported.
         tasks.retain(|t| ticket.task(&t.name).is_some());
     }
+    if plan.shard.is_some() && (ticket.is_some() || options.ticket.is_some()) {
+        return Err(Error::Usage(
+            "--shard and --ticket do not go together: each shard keeps its own state where its working folder is; run the shards' stages with a shared working folder instead".to_string(),
+        ));
+    }
     for task in tasks.iter() {
+        let elsewhere = crate::state::shards::unfinished_elsewhere(plan, &task.name);
+        if !elsewhere.is_empty() {
+            return Err(Error::Usage(format!(
+                "task `{}` has a round under another split that is not finished: {}. Finish it with the same split (or `ferry delete PLAN --task {}`) before running {}",
+                task.name,
+                elsewhere.join("; "),
+                task.name,
+                plan.shard.map_or("unsharded".to_string(), |s| format!(
+                    "as shard {} of {}",
+                    s.index, s.count
+                )),
+            )));
+        }
         match run {
             Some(stages) if !stages.send => crate::run::check_import_access(plan, task)?,
             _ => crate::run::check_access(plan, task)?,

@@ -279,14 +279,23 @@ impl Destination {
     /// writing the same folder, one inside it or one around it is refused at once
     /// rather than interleaved with this one (finding 2). `flock` locks: on a network
     /// filesystem that does not pass them on, runs on other machines are not seen.
-    pub fn lock(&self) -> Result<DestinationLock, io::Error> {
+    ///
+    /// The shards of one run write the same destination at once: they hold the root
+    /// `shared`, which still keeps out a run that is not a shard (it takes the root, or
+    /// a folder around it, exclusively), though not another run's shards.
+    pub fn lock(&self, shared: bool) -> Result<DestinationLock, io::Error> {
         let mut held = Vec::new();
         // The folders above are those of the real path: a destination reached through
         // a symlink is still inside the folder the link leads into. (A bind mount is
         // another path to the same folders, and is not seen.)
         let real = fs::canonicalize(&self.root)?;
         let root = fs::File::open(&real)?;
-        match root.try_lock() {
+        let taken = if shared {
+            root.try_lock_shared()
+        } else {
+            root.try_lock()
+        };
+        match taken {
             Ok(()) => held.push(root),
             Err(fs::TryLockError::WouldBlock) => return Err(busy(&self.root)),
             Err(fs::TryLockError::Error(e)) => return Err(e),

@@ -15,6 +15,7 @@ pub mod schedule;
 mod schema;
 mod secrets;
 mod settings;
+pub mod shard;
 pub mod units;
 mod validate;
 mod yaml;
@@ -48,6 +49,9 @@ pub struct Plan {
     pub bandwidth: Option<Bandwidth>,
     /// In the order the plan lists them.
     pub tasks: Vec<Task>,
+    /// `--shard K/N`: this run does shard K's share of every task, with its own state.
+    /// Not in the plan file: the same plan runs as every shard.
+    pub shard: Option<shard::Shard>,
 }
 
 /// Where packages wait between upload and import.

@@ -191,6 +191,7 @@ pub(crate) fn validate(
                 .and_then(Value::as_u64)
                 .map_or(DEFAULT_KEEP_ROUNDS, |n| n as u32),
             tasks,
+            shard: None,
         }),
         _ => Err(c.problems),
     }

@@ -87,6 +87,15 @@ pub struct Stages {
 pub enum RunError {
     #[error(transparent)]
     Scan(#[from] ScanError),
+    #[error(
+        "task `{task}` is in the middle of round {round} as {was}; this run is {now}. A round is finished with the assignment it started with: run it as {was}, or `ferry delete PLAN --task {task}` to forget it"
+    )]
+    OtherAssignment {
+        task: String,
+        round: u32,
+        was: String,
+        now: String,
+    },
     #[error(transparent)]
     Key(#[from] KeyFileError),
     #[error(transparent)]
@@ -263,6 +272,20 @@ pub fn run_task(
     let folder = state::task_folder(plan, &task.name);
     let mut session =
         Session::load_checked(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
+    let shard = plan.shard.map(state::ShardRecord::of);
+    if session.unfinished() && session.shard != shard {
+        let describe = |s: &Option<state::ShardRecord>| match s {
+            None => "an unsharded run".to_string(),
+            Some(s) => format!("shard {} of {} ({})", s.index, s.count, s.scheme),
+        };
+        return Err(RunError::OtherAssignment {
+            task: task.name.clone(),
+            round: session.round,
+            was: describe(&session.shard),
+            now: describe(&shard),
+        });
+    }
+    session.shard = shard;
     let unusable = |source| RunError::StagingUnwritable {
         staging: plan.staging.kind.as_str().to_string(),
         source,

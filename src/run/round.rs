@@ -267,7 +267,7 @@ impl Round<'_> {
         )
         .map_err(io_error("open the destination", &task.destination))?;
         // Held until the round's run ends: no other run writes this destination meanwhile.
-        let lock = destination.lock().map_err(|e| {
+        let lock = destination.lock(self.plan.shard.is_some()).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 RunError::DestinationBusy {
                     task: task.name.clone(),

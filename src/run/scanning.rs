@@ -38,7 +38,7 @@ pub fn scan_task_with(
     let folder = crate::state::layout::TaskLayout::of(plan, &task.name).reports(round);
     let mut report = ScanReport::create(folder, round, task)?;
     let now = jiff::Timestamp::now().as_nanosecond();
-    let totals = scan::scan(task, threads, now, &mut |entry| {
+    let totals = scan::scan(task, plan.shard, threads, now, &mut |entry| {
         report.entry(entry).map_err(ScanError::from)?;
         also(entry)
     })?;

@@ -28,6 +28,7 @@ use self::judge::{Account, Chain, Context, FolderState, Follow, Walk, chars, jud
 use self::rules::{Code, Facts, Finding, Rules, Severity, Shape};
 use crate::plan::Task;
 use crate::plan::raw::Symlinks;
+use crate::plan::shard::Shard;
 
 /// Why a scan could not start or finish. Each is fatal for the task (exit 5): nothing
 /// has moved, and running again once it is fixed is safe.
@@ -274,8 +275,11 @@ impl ScanTotals {
 
 /// Scans one task's source (after `run::check_access`), calling `sink` with every item
 /// in walk order; returns the totals. `threads` is the size of the walk's own pool.
+/// With a `shard`, only the items of its units (and of its spine folders) are items:
+/// the walk does not enter other shards' units.
 pub fn scan(
     task: &Task,
+    shard: Option<Shard>,
     threads: usize,
     now_ns: i128,
     sink: &mut dyn FnMut(&ScanEntry) -> Result<(), ScanError>,
@@ -342,6 +346,9 @@ pub fn scan(
             .process_read_dir(move |depth, folder, state, children| {
                 if depth.is_some() {
                     judge_children(&shared, folder, state, children);
+                    if let Some(shard) = shard {
+                        keep_shard(shard, children);
+                    }
                 }
             });
         for result in walker {
@@ -355,6 +362,11 @@ pub fn scan(
                     // The folder itself was listed (and counted) by its parent; only its
                     // contents are unknown.
                     let entry = unlisted(&walk, error);
+                    if shard.is_some_and(|shard| !shard.owns(&entry.rel)) {
+                        // Another shard lists this folder, and says its contents are
+                        // unknown.
+                        continue;
+                    }
                     entry.log_errors();
                     totals.items_with_issues += 1;
                     totals.errors += 1;
@@ -378,6 +390,28 @@ pub fn scan(
         .filter(|(names, nlink)| names < nlink)
         .count() as u64;
     Ok(totals)
+}
+
+/// Keeps the children of one folder that are `shard`'s: those of its units, and the
+/// spine folders above the units (walked by every shard, listed by one).
+fn keep_shard(shard: Shard, children: &mut Vec<Result<DirEntry<Walk>, jwalk::Error>>) {
+    children.retain_mut(|child| {
+        let Ok(child) = child else {
+            return true;
+        };
+        let Some(entry) = &child.client_state.entry else {
+            return true;
+        };
+        let spine = entry.is_folder() && shard.enters(&entry.rel);
+        if !shard.owns(&entry.rel) {
+            if !spine {
+                return false;
+            }
+            // Walked for its children, listed by its own shard.
+            child.client_state.entry = None;
+        }
+        true
+    });
 }
 
 /// The judged entry of a listed item (`None` for the walk's own root), with a symlink

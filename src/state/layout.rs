@@ -9,7 +9,13 @@
 //!     rounds/R<n>/                         RoundLayout: items, scan.json, journal,
 //!                                          staged.json (a staged round's hand-over)
 //!     reports/R<n>/                        the round's reports
+//!     shard-<K>-of-<N>/                     a shard's own task state, laid out as a
+//!                                          task's (session, index, rounds, reports)
+//!   shard-<K>-of-<N>/                       a shard's lock and summaries
 //! ```
+//!
+//! A run with `--shard K/N` sees only its shard's folders; `ferry finish` reads them
+//! all and writes the merged reports where an unsharded run writes its own.
 
 use std::path::{Path, PathBuf};
 
@@ -18,13 +24,30 @@ use crate::plan::Plan;
 /// A plan's state folder.
 #[derive(Clone, Debug)]
 pub struct PlanLayout {
+    /// The shard's own folder when the plan runs as a shard, else the plan's.
     folder: PathBuf,
+    /// `shard-<K>-of-<N>`, for a shard.
+    shard: Option<String>,
 }
 
 impl PlanLayout {
     pub fn of(plan: &Plan) -> PlanLayout {
+        let root = plan.working_folder.join(&plan.name);
+        match plan.shard {
+            Some(shard) => PlanLayout::sharded(&root, shard),
+            None => PlanLayout {
+                folder: root,
+                shard: None,
+            },
+        }
+    }
+
+    /// The layout of shard `shard` of the plan whose state is in `root`.
+    pub fn sharded(root: &Path, shard: crate::plan::shard::Shard) -> PlanLayout {
+        let name = format!("shard-{}", shard.label());
         PlanLayout {
-            folder: plan.working_folder.join(&plan.name),
+            folder: root.join(&name),
+            shard: Some(name),
         }
     }
 
@@ -49,9 +72,17 @@ impl PlanLayout {
     }
 
     pub fn task(&self, task: &str) -> TaskLayout {
-        TaskLayout {
-            folder: self.folder.join(task),
-        }
+        let folder = match &self.shard {
+            // `<plan>/shard-K-of-N` → `<plan>/<task>/shard-K-of-N`.
+            Some(name) => self
+                .folder
+                .parent()
+                .unwrap_or(&self.folder)
+                .join(task)
+                .join(name),
+            None => self.folder.join(task),
+        };
+        TaskLayout { folder }
     }
 }
 
@@ -171,5 +202,23 @@ mod tests {
         assert_eq!(round.scan(), Path::new("/w/p/t/rounds/R3/scan.json"));
         assert_eq!(round.journal(), Path::new("/w/p/t/rounds/R3/journal"));
         assert_eq!(round.staged(), Path::new("/w/p/t/rounds/R3/staged.json"));
+    }
+
+    #[test]
+    fn a_shard_has_its_own_folders() {
+        let shard = crate::plan::shard::Shard { index: 1, count: 4 };
+        let plan = PlanLayout::sharded(Path::new("/w/p"), shard);
+        assert_eq!(plan.folder(), Path::new("/w/p/shard-1-of-4"));
+        let task = plan.task("t");
+        assert_eq!(task.folder(), Path::new("/w/p/t/shard-1-of-4"));
+        assert_eq!(task.index(), Path::new("/w/p/t/shard-1-of-4/index"));
+        assert_ne!(
+            plan.owner(),
+            PlanLayout::sharded(
+                Path::new("/w/p"),
+                crate::plan::shard::Shard { index: 2, count: 4 }
+            )
+            .owner()
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod index;
 pub mod journal;
 pub mod layout;
 pub mod lock;
+pub mod shards;
 
 use std::fs;
 use std::io;
@@ -106,6 +107,29 @@ pub struct Session {
     /// destination: a resumed run removes what they left, and nothing of anyone else's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub temp_salts: Vec<String>,
+    /// The shard this state is of (`--shard K/N`), with the assignment's rule: a run
+    /// with another assignment does not resume its round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+/// A shard as its checkpoints record it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    pub index: u32,
+    pub count: u32,
+    /// How units are cut and hashed ([`crate::plan::shard::SCHEME`]).
+    pub scheme: String,
+}
+
+impl ShardRecord {
+    pub fn of(shard: crate::plan::shard::Shard) -> ShardRecord {
+        ShardRecord {
+            index: shard.index,
+            count: shard.count,
+            scheme: crate::plan::shard::SCHEME.to_string(),
+        }
+    }
 }
 
 /// Why a session could not be read or written.
@@ -200,6 +224,7 @@ impl Session {
             last_result: None,
             dirty: false,
             temp_salts: Vec::new(),
+            shard: None,
         }
     }
 
