@@ -52,9 +52,66 @@ pub fn run(path: &Path, count: u32) -> Result<Exit, Error> {
             crate::plan::shard::MAX_SHARDS
         )));
     }
-    let layout = PlanLayout::of(&plan);
-    let _lock = crate::state::lock::PlanLock::take(layout.folder(), &plan.name)?;
-    let root = layout.folder().to_path_buf();
+    let root = PlanLayout::of(&plan).folder().to_path_buf();
+    // Checked before the plan's lock is taken (a refusal creates nothing), and again
+    // under it.
+    let (problems, _) = check(&plan, &root, count);
+    if !problems.is_empty() {
+        return Ok(refuse(count, &problems));
+    }
+    let _lock = crate::state::lock::PlanLock::take(&root, &plan.name)?;
+    let (mut problems, ready) = check(&plan, &root, count);
+    if !problems.is_empty() {
+        return Ok(refuse(count, &problems));
+    }
+    // Merged into `R<n>.merging` folders first: a duplicate found in any task leaves
+    // every earlier merge unpublished.
+    let mut merged = Vec::new();
+    for r in &ready {
+        match merge(&plan, count, r) {
+            Ok(m) => merged.push(m),
+            Err(Merge::Duplicates(found)) => problems.extend(found),
+            Err(Merge::Io(e)) => {
+                discard(&merged);
+                return Err(Error::Report(e));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        discard(&merged);
+        return Ok(refuse(count, &problems));
+    }
+    for r in &ready {
+        spine_folders(r);
+    }
+    let mut summaries = Vec::new();
+    for (summary, partial, folder) in merged {
+        let _ = fs::remove_dir_all(&folder);
+        fs::rename(&partial, &folder).map_err(Error::Report)?;
+        eprintln!("merged reports: {}", folder.display());
+        summaries.push(summary);
+    }
+    let summary = PlanSummary::of(&plan.name, summaries, Vec::new());
+    let templates = Templates::for_plan(plan.templates.as_deref())
+        .map_err(|e| Error::Report(io::Error::other(e.to_string())))?;
+    crate::report::summary::write(
+        &root,
+        &summary,
+        &templates,
+        &[Format::Markdown, Format::Html],
+        true,
+    )
+    .map_err(|e| Error::Report(io::Error::other(e.to_string())))?;
+    eprintln!("summary: {}", root.join("Summary.html").display());
+    Ok(if summary.status == "completed" {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
+}
+
+/// What keeps the shards from being finished, and each task's shards when nothing does.
+fn check<'a>(plan: &'a Plan, root: &Path, count: u32) -> (Vec<String>, Vec<Ready<'a>>) {
     let mut problems = Vec::new();
     let mut ready = Vec::new();
     for task in &plan.tasks {
@@ -108,53 +165,7 @@ pub fn run(path: &Path, count: u32) -> Result<Exit, Error> {
             });
         }
     }
-    if !problems.is_empty() {
-        return Ok(refuse(count, &problems));
-    }
-    // Merged into `R<n>.merging` folders first: a duplicate found in any task leaves
-    // every earlier merge unpublished.
-    let mut merged = Vec::new();
-    for r in &ready {
-        match merge(&plan, count, r) {
-            Ok(m) => merged.push(m),
-            Err(Merge::Duplicates(found)) => problems.extend(found),
-            Err(Merge::Io(e)) => {
-                discard(&merged);
-                return Err(Error::Report(e));
-            }
-        }
-    }
-    if !problems.is_empty() {
-        discard(&merged);
-        return Ok(refuse(count, &problems));
-    }
-    for r in &ready {
-        spine_folders(r);
-    }
-    let mut summaries = Vec::new();
-    for (summary, partial, folder) in merged {
-        let _ = fs::remove_dir_all(&folder);
-        fs::rename(&partial, &folder).map_err(Error::Report)?;
-        eprintln!("merged reports: {}", folder.display());
-        summaries.push(summary);
-    }
-    let summary = PlanSummary::of(&plan.name, summaries, Vec::new());
-    let templates = Templates::for_plan(plan.templates.as_deref())
-        .map_err(|e| Error::Report(io::Error::other(e.to_string())))?;
-    crate::report::summary::write(
-        &root,
-        &summary,
-        &templates,
-        &[Format::Markdown, Format::Html],
-        true,
-    )
-    .map_err(|e| Error::Report(io::Error::other(e.to_string())))?;
-    eprintln!("summary: {}", root.join("Summary.html").display());
-    Ok(if summary.status == "completed" {
-        Exit::Success
-    } else {
-        Exit::Partial
-    })
+    (problems, ready)
 }
 
 fn refuse(count: u32, problems: &[String]) -> Exit {

@@ -36,9 +36,13 @@ impl Round<'_> {
             .map_err(SessionError::from)?
             .entries;
         let interrupted = run.interrupted;
+        // A run that does not complete the round sets its folders now; one that does,
+        // after the round's mirrored deletions, which change their folders' times.
+        let completes = self.stages.import && !interrupted && ending.halted.is_none();
         if let Some(destination) = ending.destination
             && !interrupted
             && ending.halted.is_none()
+            && !completes
         {
             set_folders(destination, &entries, &state.items(), &mut tally)?;
         }
@@ -91,6 +95,10 @@ impl Round<'_> {
         }
         if self.stages.import {
             self.settle(&mut run, &ending, &entries)?;
+            if let Some(destination) = ending.destination {
+                set_folders(destination, &entries, &state.items(), &mut run.counters)?;
+                session.progress.failed = run.counters.failed();
+            }
             // The reports first, then the session: a run killed in between completes
             // the round again (every package is journalled) and writes them again. The
             // key and the hand-over note go last: until the session says completed, an

@@ -22,5 +22,6 @@ mod scan;
 mod schedule;
 mod schema;
 mod session;
+mod shards;
 mod validate;
 mod verify;
