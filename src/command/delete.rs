@@ -71,7 +71,15 @@ pub fn delete(plan: &Plan, task: &str) -> Result<Option<PathBuf>, DeleteError> {
             path: plan.staging.path.clone(),
             source,
         })?;
-    if let Ok(keys) = fs::read_dir(crate::state::layout::TaskLayout::at(&folder).keys()) {
+    // The task's own keys, and each shard's (`--shard K/N`), which live inside it.
+    let mut key_folders = vec![crate::state::layout::TaskLayout::at(&folder).keys()];
+    key_folders.extend(
+        crate::state::shards::states(plan, task)
+            .into_iter()
+            .filter(|s| s.shard.is_some())
+            .map(|s| s.layout.keys()),
+    );
+    for keys in key_folders.iter().filter_map(|f| fs::read_dir(f).ok()) {
         for key in keys.flatten() {
             crate::run::discard_staged(staging.as_ref(), &key.path()).map_err(|e| {
                 DeleteError::Io {

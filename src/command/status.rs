@@ -28,6 +28,9 @@ pub fn run(path: &Path, json: bool) -> Result<Exit, Error> {
 #[derive(Debug, Serialize)]
 pub struct TaskStatus {
     pub task: String,
+    /// `K/N` for the state of one shard (`run --shard K/N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub status: Status,
     pub round: u32,
     pub progress: state::Progress,
@@ -48,25 +51,19 @@ pub struct PlanStatus {
 pub fn status(plan: &Plan) -> Result<PlanStatus, SessionError> {
     let mut tasks = Vec::new();
     for task in &plan.tasks {
+        let shards: Vec<_> = state::shards::states(plan, &task.name)
+            .into_iter()
+            .filter(|s| s.shard.is_some())
+            .collect();
         let session = Session::load(&task_folder(plan, &task.name), &task.name)?;
-        tasks.push(match session {
-            Some(s) => TaskStatus {
-                task: task.name.clone(),
-                status: s.status,
-                round: s.round,
-                progress: s.progress,
-                updated_at: Some(s.updated_at),
-                last_result: s.last_result,
-            },
-            None => TaskStatus {
-                task: task.name.clone(),
-                status: Status::Queued,
-                round: 0,
-                progress: state::Progress::default(),
-                updated_at: None,
-                last_result: None,
-            },
-        });
+        if session.is_some() || shards.is_empty() {
+            tasks.push(task_status(&task.name, None, session));
+        }
+        for state in shards {
+            let session = Session::load(state.layout.folder(), &task.name)?;
+            let label = state.shard.map(|s| format!("{}/{}", s.index, s.count));
+            tasks.push(task_status(&task.name, label, session));
+        }
     }
     Ok(PlanStatus {
         version: 1,
@@ -75,14 +72,41 @@ pub fn status(plan: &Plan) -> Result<PlanStatus, SessionError> {
     })
 }
 
+fn task_status(task: &str, shard: Option<String>, session: Option<Session>) -> TaskStatus {
+    match session {
+        Some(s) => TaskStatus {
+            task: task.to_string(),
+            shard,
+            status: s.status,
+            round: s.round,
+            progress: s.progress,
+            updated_at: Some(s.updated_at),
+            last_result: s.last_result,
+        },
+        None => TaskStatus {
+            task: task.to_string(),
+            shard,
+            status: Status::Queued,
+            round: 0,
+            progress: state::Progress::default(),
+            updated_at: None,
+            last_result: None,
+        },
+    }
+}
+
 /// `ferry status` for a person.
 pub fn status_text(status: &PlanStatus) -> String {
     let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
     let mut out = format!("plan {}\n", status.plan);
+    let name = |t: &TaskStatus| match &t.shard {
+        Some(shard) => format!("{} [{shard}]", t.task),
+        None => t.task.clone(),
+    };
     let width = status
         .tasks
         .iter()
-        .map(|t| t.task.len())
+        .map(|t| name(t).len())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -119,7 +143,7 @@ pub fn status_text(status: &PlanStatus) -> String {
         let _ = writeln!(
             out,
             "  {:<width$}  {:<9}  {:>5}  {:<34}  {}",
-            t.task,
+            name(t),
             t.status.as_str(),
             t.round,
             progress,

@@ -155,6 +155,16 @@ fn four_shards_at_once_then_finish_merges_them() {
         .assert_code(0);
     assert_same_tree(&f.path("src"), &f.path("dest"));
     assert_each_item_once(&f, 4);
+    // `ferry status` shows every shard.
+    let status = f.ferry(&["status", "plan.yaml"]);
+    status.assert_code(0);
+    for k in 0..4 {
+        assert!(
+            status.stdout.contains(&format!("t [{k}/4]  completed")),
+            "{}",
+            status.stdout
+        );
+    }
     // Each item was one shard's: the shards' own counts add up to the whole.
     let scanned: u64 = (0..4)
         .map(|k| {
@@ -185,10 +195,24 @@ fn a_second_sharded_round_carries_changes_and_deletions() {
         .assert_code(0);
     std::fs::remove_file(f.path("src/dept-2/team-1/deep/file-3.bin")).unwrap();
     f.file("src/dept-4/team-4/new.txt", "new");
-    for k in 0..3 {
+    for k in 0..2 {
         f.ferry(&["run", "plan.yaml", "--shard", &format!("{k}/3")])
             .assert_code(0);
     }
+    // Shard 2 is still at round 1: finish says so and changes nothing.
+    let before = f.listing();
+    let behind = f.ferry(&["finish", "plan.yaml", "--shards", "3"]);
+    behind.assert_code(1);
+    assert!(
+        behind.stderr.contains(
+            "the shards are at different rounds (round 1: shards [2]; round 2: shards [0, 1])"
+        ),
+        "{}",
+        behind.stderr
+    );
+    assert_eq!(f.listing(), before);
+    f.ferry(&["run", "plan.yaml", "--shard", "2/3"])
+        .assert_code(0);
     f.ferry(&["finish", "plan.yaml", "--shards", "3"])
         .assert_code(0);
     assert_same_tree(&f.path("src"), &f.path("dest"));
