@@ -119,7 +119,7 @@ fn check<'a>(plan: &'a Plan, root: &Path, count: u32) -> (Vec<String>, Vec<Ready
         let mut shards = Vec::new();
         for index in 0..count {
             let shard = Shard { index, count };
-            let state = PlanLayout::sharded(&root, shard).task(&task.name);
+            let state = PlanLayout::sharded(root, shard).task(&task.name);
             let name = format!("task `{}`, shard {index} of {count}", task.name);
             match Session::load_checked(state.folder(), &task.name) {
                 Err(e) => problems.push(format!("{name}: {e}")),
