@@ -10,7 +10,12 @@
 //!
 //! Mirrored deletions are each shard's own: a shard's index holds only its own units
 //! (its state is per `K-of-N`, and the assignment depends on the path alone), so what
-//! it finds gone from its units is gone from the source.
+//! it finds gone from its units is gone from the source. Only the folders above the
+//! units, which hold other shards' items until those have run, are left to finish.
+//!
+//! Tasks with `mode: scan-only` keep no rounds and are passed over. A split that ran
+//! after the one named (another N, or unsharded) makes finish refuse: it would publish
+//! an older picture over a newer one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -19,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::Error;
 use crate::exit::Exit;
-use crate::plan::shard::{SCHEME, Shard, UNIT_DEPTH};
+use crate::plan::shard::{SCHEME, Shard};
 use crate::plan::{Plan, Task};
 use crate::report::round::{FAILURE_COLUMNS, ITEM_COLUMNS, RoundSummary};
 use crate::report::summary::{Format, PlanSummary, Templates};
@@ -81,11 +86,14 @@ pub fn run(path: &Path, count: u32) -> Result<Exit, Error> {
         discard(&merged);
         return Ok(refuse(count, &problems));
     }
-    for r in &ready {
-        spine_folders(r);
-    }
     let mut summaries = Vec::new();
-    for (summary, partial, folder) in merged {
+    for (r, (mut summary, partial, folder)) in ready.iter().zip(merged) {
+        let removed = top_folders(r);
+        if removed > 0 {
+            summary.stages.deleted += removed;
+            summary.save(&partial).map_err(report_error)?;
+            summary.write_item_summary(&partial).map_err(report_error)?;
+        }
         let _ = fs::remove_dir_all(&folder);
         fs::rename(&partial, &folder).map_err(Error::Report)?;
         eprintln!("merged reports: {}", folder.display());
@@ -114,7 +122,20 @@ pub fn run(path: &Path, count: u32) -> Result<Exit, Error> {
 fn check<'a>(plan: &'a Plan, root: &Path, count: u32) -> (Vec<String>, Vec<Ready<'a>>) {
     let mut problems = Vec::new();
     let mut ready = Vec::new();
-    for task in &plan.tasks {
+    // Tasks that only scan keep no rounds to finish.
+    for task in plan
+        .tasks
+        .iter()
+        .filter(|t| t.settings.mode == crate::plan::raw::Mode::Migrate)
+    {
+        let newer = crate::state::shards::newer_splits(plan, &task.name, count);
+        if !newer.is_empty() {
+            problems.push(format!(
+                "task `{}`: {} ran after these {count} shards; finishing them would publish an older picture over a newer one",
+                task.name,
+                newer.join(" and ")
+            ));
+        }
         let mut rounds: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let mut shards = Vec::new();
         for index in 0..count {
@@ -166,6 +187,10 @@ fn check<'a>(plan: &'a Plan, root: &Path, count: u32) -> (Vec<String>, Vec<Ready
         }
     }
     (problems, ready)
+}
+
+fn report_error(e: crate::report::ReportError) -> Error {
+    Error::Report(io::Error::other(e.to_string()))
 }
 
 fn refuse(count: u32, problems: &[String]) -> Exit {
@@ -395,28 +420,59 @@ fn sum(shards: Vec<RoundSummary>) -> RoundSummary {
     total
 }
 
-/// The folders above the units, which several shards wrote into, get the mode and time
-/// the round's scan saw at the source, now that no shard writes any more.
-fn spine_folders(r: &Ready<'_>) {
+/// The folders above the units, which several shards wrote into: with `deletions:
+/// mirror`, those gone from the source are removed (once empty, now that every shard
+/// has removed its items from them); the others get the mode and time the round's scan
+/// saw at the source, now that no shard writes any more. Returns how many were removed.
+fn top_folders(r: &Ready<'_>) -> u64 {
     let task = r.task;
     let mut folders = Vec::new();
+    let mut gone: Vec<(PathBuf, crate::state::index::Indexed)> = Vec::new();
     for (_, state) in &r.shards {
-        let items = state.round(r.round).items();
-        let Ok(reader) = ItemReader::open(&items) else {
+        let round = state.round(r.round);
+        if let Ok(reader) = ItemReader::open(&round.items()) {
+            for item in reader.flatten() {
+                if item.kind == crate::package::packer::ItemKind::Folder
+                    && Shard::is_spine(&item.rel)
+                    && fs::symlink_metadata(task.destination.join(&item.rel))
+                        .is_ok_and(|m| m.is_dir())
+                {
+                    folders.push((item.rel, item.meta.mode, item.meta.mtime_ns));
+                }
+            }
+        }
+        if task.settings.deletions == crate::plan::raw::Deletions::Mirror {
+            gone.extend(gone_top_folders(task, state, r.round));
+        }
+    }
+    // Top folders this round did not list, which shards may still have written into
+    // (a file changed in place): back to the time their shard's index recorded.
+    let listed: std::collections::HashSet<PathBuf> = folders.iter().map(|f| f.0.clone()).collect();
+    for (_, state) in &r.shards {
+        let Ok(index) = crate::state::index::Index::load(&state.index()) else {
             continue;
         };
-        for item in reader.flatten() {
-            if item.kind == crate::package::packer::ItemKind::Folder
-                && item.rel.components().count() < UNIT_DEPTH
-                && fs::symlink_metadata(task.destination.join(&item.rel)).is_ok_and(|m| m.is_dir())
+        for (key, known) in &index.items {
+            use std::os::unix::ffi::OsStrExt as _;
+            use std::os::unix::fs::MetadataExt as _;
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(key));
+            if known.kind != crate::package::KIND_FOLDER
+                || !Shard::is_spine(&path)
+                || listed.contains(&path)
             {
-                folders.push((item.rel, item.meta.mode, item.meta.mtime_ns));
+                continue;
+            }
+            if let Ok(meta) = fs::symlink_metadata(task.destination.join(&path))
+                && meta.is_dir()
+            {
+                folders.push((path, meta.mode(), known.mtime_ns));
             }
         }
     }
-    if folders.is_empty() {
-        return;
+    if folders.is_empty() && gone.is_empty() {
+        return 0;
     }
+    let warn = |what: &str| eprintln!("warning: task `{}`: {what}", task.name);
     let destination = match crate::import::Destination::open(
         &task.destination,
         task.settings.preserve,
@@ -425,30 +481,74 @@ fn spine_folders(r: &Ready<'_>) {
     ) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!(
-                "warning: task `{}`: cannot open {} to set its top folders' times: {e}",
-                task.name,
+            warn(&format!(
+                "cannot open {} to finish its top folders: {e}",
                 task.destination.display()
-            );
-            return;
+            ));
+            return 0;
         }
     };
     let Ok(_lock) = destination.lock(false) else {
-        eprintln!(
-            "warning: task `{}`: {} is being written by another run; its top folders' times were not set",
-            task.name,
+        warn(&format!(
+            "{} is being written by another run; its top folders were left as they are",
             task.destination.display()
-        );
-        return;
+        ));
+        return 0;
     };
+    let mut removed = 0;
+    for (path, known) in &gone {
+        match destination.remove(path, known) {
+            crate::import::Removal::Removed => removed += 1,
+            crate::import::Removal::Gone => {}
+            crate::import::Removal::Changed => warn(&format!(
+                "{}: gone from the source, but not empty at the destination (or changed since ferry made it); it was kept",
+                crate::shown::escape_path(path)
+            )),
+            crate::import::Removal::Failed(e) => warn(&format!(
+                "{}: cannot delete: {e}",
+                crate::shown::escape_path(path)
+            )),
+        }
+    }
     destination.set_folders(folders);
     for outcome in destination.finish() {
         if let crate::import::Outcome::Failed { path, message, .. } = outcome {
-            eprintln!(
-                "warning: task `{}`: {}: {message}",
-                task.name,
-                crate::shown::escape_path(&path)
-            );
+            warn(&format!("{}: {message}", crate::shown::escape_path(&path)));
         }
     }
+    removed
+}
+
+/// The folders above the units that a shard's round found gone from the source (its
+/// scan checkpoint lists them; the shard left them to finish), as its index knows them.
+fn gone_top_folders(
+    task: &Task,
+    state: &TaskLayout,
+    round: u32,
+) -> Vec<(PathBuf, crate::state::index::Indexed)> {
+    let Ok(bytes) = fs::read(state.round(round).scan()) else {
+        return Vec::new();
+    };
+    let Ok(scanned) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    let Ok(index) = crate::state::index::Index::load(&state.index()) else {
+        return Vec::new();
+    };
+    scanned["deletions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(PathBuf::from))
+        .filter(|p| Shard::is_spine(p))
+        .filter(|p| {
+            fs::symlink_metadata(task.source.join(p))
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        })
+        .filter_map(|p| {
+            use std::os::unix::ffi::OsStrExt as _;
+            let known = *index.items.get(p.as_os_str().as_bytes())?;
+            (known.kind == crate::package::KIND_FOLDER).then_some((p, known))
+        })
+        .collect()
 }

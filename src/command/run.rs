@@ -136,7 +136,8 @@ fn run_plan(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
     {
         crate::staging::throttle::install(bandwidth);
     }
-    check_tasks(&plan, &mut tasks, ticket.as_ref(), options)?;
+    // Held for the whole run: no run of the same tasks split another way starts meanwhile.
+    let _splits = check_tasks(&plan, &mut tasks, ticket.as_ref(), options)?;
     // One run of a plan at a time; the checks above only read.
     let _lock = crate::state::lock::PlanLock::take(
         crate::state::layout::PlanLayout::of(&plan).folder(),
@@ -481,8 +482,9 @@ fn check_tasks(
     tasks: &mut Vec<&plan::Task>,
     ticket: Option<&crate::run::Ticket>,
     options: &Options<'_>,
-) -> Result<(), Error> {
+) -> Result<Vec<crate::state::shards::SplitGuard>, Error> {
     let (only, run) = (options.only, options.run);
+    let mut splits = Vec::new();
     if let Some(ticket) = ticket {
         if let Some(only) = only
             && ticket.task(only).is_none()
@@ -502,8 +504,16 @@ fn check_tasks(
         ));
     }
     for task in tasks.iter() {
-        let elsewhere = crate::state::shards::unfinished_elsewhere(plan, &task.name);
-        if !elsewhere.is_empty() {
+        // Checked before the split's lock is taken (a refused run creates nothing),
+        // and again once it is held (a split that started meanwhile).
+        for locked in [false, true] {
+            if locked && run.is_some() {
+                splits.push(crate::state::shards::hold_split(plan, &task.name)?);
+            }
+            let elsewhere = crate::state::shards::unfinished_elsewhere(plan, &task.name);
+            if elsewhere.is_empty() {
+                continue;
+            }
             return Err(Error::Usage(format!(
                 "task `{}` has a round under another split that is not finished: {}. Finish it with the same split (or `ferry delete PLAN --task {}`) before running {}",
                 task.name,
@@ -529,7 +539,7 @@ fn check_tasks(
             crate::run::check_staging(plan, task)?;
         }
     }
-    Ok(())
+    Ok(splits)
 }
 
 /// What follows the tasks of a run: expired keys go with their data (the safe part of

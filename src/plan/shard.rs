@@ -38,7 +38,8 @@ impl Shard {
         let (k, n) = text.rsplit_once('/').ok_or_else(|| {
             format!("`{text}` is not a shard: expected `K/N` (0-based K, as `2/4`) or `env:VAR/N` (as `env:SLURM_ARRAY_TASK_ID/4`)")
         })?;
-        let count: u32 = n.trim().parse().map_err(|_| {
+        let whole = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let count: u32 = whole(n).then(|| n.parse().ok()).flatten().ok_or_else(|| {
             format!("`{n}` in `{text}` is not a shard count: expected a whole number from 1 to {MAX_SHARDS}")
         })?;
         if !(1..=MAX_SHARDS).contains(&count) {
@@ -54,9 +55,12 @@ impl Shard {
             })?,
             None => k.to_string(),
         };
-        let index: u32 = index_text.trim().parse().map_err(|_| {
-            format!("the shard index `{index_text}` (from `{text}`) is not a whole number")
-        })?;
+        let index: u32 = whole(&index_text)
+            .then(|| index_text.parse().ok())
+            .flatten()
+            .ok_or_else(|| {
+                format!("the shard index `{index_text}` (from `{text}`) is not a whole number")
+            })?;
         if index >= count {
             return Err(format!(
                 "shard {index} of {count} does not exist: the index counts from 0, so it must be below {count}"
@@ -89,6 +93,22 @@ impl Shard {
             .filter(|c| matches!(c, Component::Normal(_)))
             .count();
         depth > UNIT_DEPTH || Shard::of_unit(rel, self.count) == self.index
+    }
+
+    /// The shard of any item below the source root: that of its unit (its path cut
+    /// after [`UNIT_DEPTH`] components).
+    pub fn of_path(rel: &Path, count: u32) -> u32 {
+        let unit: std::path::PathBuf = rel
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .take(UNIT_DEPTH)
+            .collect();
+        Shard::of_unit(&unit, count)
+    }
+
+    /// Whether `rel` is a folder above the units (every shard walks it).
+    pub fn is_spine(rel: &Path) -> bool {
+        rel.components().count() < UNIT_DEPTH
     }
 
     /// Whether the walk goes into the folder at `rel`: spine folders always (every
@@ -143,6 +163,19 @@ mod tests {
                     assert_eq!(owners, 1, "{path} of {count}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_path_belongs_to_its_unit_s_shard() {
+        for count in 1..6 {
+            let unit = Shard::of_unit(Path::new("a/b"), count);
+            assert_eq!(Shard::of_path(Path::new("a/b/c/d"), count), unit);
+            assert_eq!(Shard::of_path(Path::new("a/b"), count), unit);
+            assert_eq!(
+                Shard::of_path(Path::new("a"), count),
+                Shard::of_unit(Path::new("a"), count)
+            );
         }
     }
 

@@ -44,7 +44,14 @@ impl Round<'_> {
             && ending.halted.is_none()
             && !completes
         {
-            set_folders(destination, &entries, &state.items(), &mut tally)?;
+            set_folders(
+                destination,
+                &entries,
+                &state.items(),
+                plan.shard,
+                None,
+                &mut tally,
+            )?;
         }
         if let Some(destination) = ending.destination {
             // Attributes and ACLs the destination would not keep: findings of the
@@ -94,11 +101,9 @@ impl Round<'_> {
             return Ok(run);
         }
         if self.stages.import {
-            self.settle(&mut run, &ending, &entries)?;
-            if let Some(destination) = ending.destination {
-                set_folders(destination, &entries, &state.items(), &mut run.counters)?;
-                session.progress.failed = run.counters.failed();
-            }
+            let settled = self.settle(&mut run, &ending, &entries);
+            session.progress.failed = run.counters.failed();
+            settled?;
             // The reports first, then the session: a run killed in between completes
             // the round again (every package is journalled) and writes them again. The
             // key and the hand-over note go last: until the session says completed, an
@@ -154,6 +159,7 @@ impl Round<'_> {
         if let Some(destination) = ending.destination {
             run.counters.deleted = mirror_deletions(
                 self.task,
+                self.plan.shard,
                 ending.scanned,
                 destination,
                 &mut index,
@@ -162,6 +168,17 @@ impl Round<'_> {
             );
         }
         index.save(&index_path).map_err(SessionError::from)?;
+        // The folders' modes and times, after the deletions that changed them.
+        if let Some(destination) = ending.destination {
+            set_folders(
+                destination,
+                entries,
+                &self.layout.round(run.round).items(),
+                self.plan.shard,
+                Some((&index, &ending.scanned.deletions)),
+                &mut run.counters,
+            )?;
+        }
         // A ticket's round: the result goes back to the staging side, which deletes
         // the container (this side holds no account key). Until it is back, the round
         // is not complete here: the next run with the ticket tries again.
@@ -225,10 +242,19 @@ impl Round<'_> {
 /// Every folder of the round that is in place gets its mode and time, also those an
 /// earlier, interrupted run of the round created; a folder whose package failed is not
 /// there to be given anything.
+///
+/// A shard leaves the folders above the units to `ferry finish`: other shards still
+/// write into them, and a read-only mode set now would keep them out.
+///
+/// A folder that did not change at the source but had items written into it or
+/// deleted from it (a file changed in place, a deletion held back by `max_delete` the
+/// round before) gets back the time the index recorded for it.
 fn set_folders(
     destination: &Destination,
     entries: &[Entry],
     items_path: &Path,
+    shard: Option<crate::plan::shard::Shard>,
+    touched: Option<(&Index, &[PathBuf])>,
     tally: &mut Counters,
 ) -> Result<(), RunError> {
     let in_place: HashSet<&[u8]> = entries
@@ -244,8 +270,41 @@ fn set_folders(
     let mut folders = Vec::new();
     for item in ItemReader::open(items_path).map_err(io_error("read the item list", items_path))? {
         let item = item.map_err(io_error("read the item list", items_path))?;
-        if item.kind == ItemKind::Folder && in_place.contains(item.rel.as_os_str().as_bytes()) {
+        let spine = shard.is_some() && crate::plan::shard::Shard::is_spine(&item.rel);
+        if item.kind == ItemKind::Folder
+            && !spine
+            && in_place.contains(item.rel.as_os_str().as_bytes())
+        {
             folders.push((item.rel, item.meta.mode, item.meta.mtime_ns));
+        }
+    }
+    if let Some((index, deleted)) = touched {
+        let listed: HashSet<PathBuf> = folders.iter().map(|f| f.0.clone()).collect();
+        let written = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Imported { items, .. } => Some(items),
+                _ => None,
+            })
+            .flatten()
+            .filter(|r| matches!(r.result, ItemResult::Done { .. }))
+            .map(|r| PathBuf::from(OsStr::from_bytes(&r.path)));
+        let parents: std::collections::BTreeSet<PathBuf> = written
+            .chain(deleted.iter().cloned())
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .filter(|p| !p.as_os_str().is_empty() && !listed.contains(p))
+            .filter(|p| shard.is_none() || !crate::plan::shard::Shard::is_spine(p))
+            .collect();
+        for parent in parents {
+            let Some(known) = index.items.get(parent.as_os_str().as_bytes()) else {
+                continue;
+            };
+            let Ok(meta) = fs::symlink_metadata(destination.root().join(&parent)) else {
+                continue;
+            };
+            if known.kind == package::KIND_FOLDER && meta.is_dir() {
+                folders.push((parent, meta.mode(), known.mtime_ns));
+            }
         }
     }
     destination.set_folders(folders);
@@ -341,19 +400,39 @@ pub fn discard_staged(staging: &dyn Staging, key_path: &Path) -> Result<(), RunE
 /// Mirrors the round's source deletions at the destination, within `max_delete` unless
 /// `force`; returns how many items were deleted. Whatever is deleted (or found changed
 /// by someone else, and so no longer ferry's) leaves the index.
+///
+/// A shard mirrors the deletions of its own units. The folders above the units hold
+/// other shards' items until those shards have run: `ferry finish` removes them.
+/// `max_delete.items` is shared out: each of N shards may delete its Nth part.
 fn mirror_deletions(
     task: &Task,
+    shard: Option<crate::plan::shard::Shard>,
     scanned: &Scanned,
     destination: &Destination,
     index: &mut Index,
     force: bool,
     counters: &mut Counters,
 ) -> u64 {
-    let n = scanned.deletions.len() as u64;
+    let deletions: Vec<&PathBuf> = scanned
+        .deletions
+        .iter()
+        .filter(|path| {
+            shard.is_none()
+                || !crate::plan::shard::Shard::is_spine(path)
+                || index
+                    .items
+                    .get(path.as_os_str().as_bytes())
+                    .is_none_or(|known| known.kind != package::KIND_FOLDER)
+        })
+        .collect();
+    let n = deletions.len() as u64;
     if n == 0 {
         return 0;
     }
-    let cap = task.settings.max_delete;
+    let mut cap = task.settings.max_delete;
+    if let Some(shard) = shard {
+        cap.items = cap.items.div_ceil(u64::from(shard.count));
+    }
     let over_items = n > cap.items;
     let over_percent = n * 100 > u64::from(cap.percent) * scanned.indexed.max(1);
     if (over_items || over_percent) && !force {
@@ -368,7 +447,7 @@ fn mirror_deletions(
         return 0;
     }
     let mut deleted = 0;
-    for path in &scanned.deletions {
+    for path in deletions {
         let key = path.as_os_str().as_bytes();
         let Some(known) = index.items.get(key).copied() else {
             continue;

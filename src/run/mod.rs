@@ -270,9 +270,27 @@ pub fn run_task(
 ) -> Result<TaskRun, RunError> {
     let ticket = control.ticket;
     let folder = state::task_folder(plan, &task.name);
-    let mut session =
-        Session::load_checked(&folder, &task.name)?.unwrap_or_else(|| Session::new(task));
+    let loaded = Session::load_checked(&folder, &task.name)?;
+    let fresh = loaded.is_none();
+    let mut session = loaded.unwrap_or_else(|| Session::new(task));
     let shard = plan.shard.map(state::ShardRecord::of);
+    if fresh && control.ticket.is_none() {
+        // A new split (another N, or unsharded after shards) starts from the index of
+        // the one before, so that its rounds stay incremental; the session goes with
+        // it, so that the index is never there without one.
+        let layout = TaskLayout::at(&folder);
+        let seeded =
+            state::shards::seed_index(plan, &task.name, &layout).map_err(|e| RunError::Io {
+                what: "take over the index of the split that ran before",
+                path: layout.index(),
+                source: io::Error::other(e),
+            })?;
+        if let Some(items) = seeded {
+            tracing::info!(event = "index_taken_over", task = %task.name, items);
+            session.shard.clone_from(&shard);
+            session.save(&folder)?;
+        }
+    }
     if session.unfinished() && session.shard != shard {
         let describe = |s: &Option<state::ShardRecord>| match s {
             None => "an unsharded run".to_string(),
