@@ -618,7 +618,14 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
                 .push(*i);
         }
     }
-    for members in groups.into_values().filter(|m| m.len() > 1) {
+    // The names of the folder, folded, once a rename needs them: a renamed item never
+    // takes a name that another item of the folder already has (`a.txt` does not become
+    // `a (2).txt` beside a real `a (2).txt`).
+    let mut taken: Option<std::collections::HashSet<Vec<u8>>> = None;
+    let mut groups: Vec<Vec<usize>> = groups.into_values().filter(|m| m.len() > 1).collect();
+    // In the order of the folder's listing, so that every walk numbers alike.
+    groups.sort_unstable();
+    for members in groups {
         let names: Vec<OsString> = members
             .iter()
             .map(|&i| {
@@ -639,16 +646,40 @@ fn judge_collisions(context: &Context, children: &mut [Result<DirEntry<Walk>, jw
             .into_iter()
             .enumerate()
         {
+            let error = finding.severity == Severity::Error;
+            let Some(current) = children[members[at]]
+                .as_ref()
+                .ok()
+                .and_then(|c| c.client_state.entry.as_ref())
+                .map(|e| e.dest.file_name().unwrap_or_default().to_owned())
+            else {
+                continue;
+            };
+            let numbered = rename.then(|| {
+                let taken = taken.get_or_insert_with(|| {
+                    children
+                        .iter()
+                        .flatten()
+                        .filter_map(|c| c.client_state.entry.as_ref())
+                        .map(|e| rules::fold(e.dest.file_name().unwrap_or_default()))
+                        .collect()
+                });
+                let mut n = number + 2;
+                loop {
+                    let candidate = rules::numbered(&current, n);
+                    if taken.insert(rules::fold(&candidate)) {
+                        break candidate;
+                    }
+                    n += 1;
+                }
+            });
             let Ok(child) = &mut children[members[at]] else {
                 continue;
             };
-            let error = finding.severity == Severity::Error;
             let Some(entry) = child.client_state.entry.as_mut() else {
                 continue;
             };
-            if rename {
-                let current = entry.dest.file_name().unwrap_or_default().to_owned();
-                let numbered = rules::numbered(&current, number + 2);
+            if let Some(numbered) = numbered {
                 entry.dest.set_file_name(&numbered);
                 if let Some(read) = child.read_children.as_mut()
                     && let Some(state) = read.client_read_state.as_mut()
