@@ -352,7 +352,7 @@ fn without_preserved_modes_items_get_the_usual_ones() {
 /// without a failure).
 #[test]
 fn a_renamed_collision_never_takes_an_existing_name() {
-    let f = crate::harness::Fixture::new();
+    let f = Fixture::new();
     f.file("src/A.txt", "upper");
     f.file("src/a.txt", "lower");
     f.file("src/a (2).txt", "the real a (2)");
@@ -360,13 +360,13 @@ fn a_renamed_collision_never_takes_an_existing_name() {
     f.file("src/sub/b.txt", "b");
     f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: windows, case_collisions: rename }\n");
     f.ferry(&["run", "plan.yaml"]).assert_code(0);
-    let read = |name: &str| std::fs::read_to_string(f.path(&format!("dest/{name}"))).unwrap();
+    let read = |name: &str| fs::read_to_string(f.path(&format!("dest/{name}"))).unwrap();
     assert_eq!(read("A.txt"), "upper");
     assert_eq!(read("a (2).txt"), "the real a (2)");
     assert_eq!(read("a (3).txt"), "lower");
     assert_eq!(read("sub/B.txt"), "B");
     assert_eq!(read("sub/b (2).txt"), "b");
-    let mut names: Vec<String> = std::fs::read_dir(f.path("dest"))
+    let mut names: Vec<String> = fs::read_dir(f.path("dest"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
