@@ -6,7 +6,8 @@ use std::time::Instant;
 use crate::harness::Fixture;
 
 /// Inside a window whose limit is 4 MiB/s (the plan's own limit is higher), staging
-/// 12 MiB of incompressible data achieves at most 4 MiB/s (15% for the burst) over the run, and not far less.
+/// 12 MiB of incompressible data achieves at most 4 MiB/s (15% for the burst) over
+/// the run, and not far less.
 #[test]
 fn the_window_s_limit_holds_within_fifteen_percent() {
     let mut f = Fixture::new();
@@ -37,7 +38,8 @@ fn the_window_s_limit_holds_within_fifteen_percent() {
 }
 
 /// Bytes read from staging pass the same bucket: an import-only run of 12 MiB staged
-/// without a limit achieves at most the plan's 4 MiB/s (15% for the burst), and not far less.
+/// without a limit achieves at most the plan's 4 MiB/s (15% for the burst), and not
+/// far less.
 #[test]
 fn reading_from_staging_holds_the_limit_too() {
     let f = Fixture::new();
