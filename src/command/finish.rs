@@ -332,6 +332,12 @@ fn concat(
         .collect())
 }
 
+/// Examples of a merged count: the first three of all the shards'.
+fn add_examples(into: &mut Vec<String>, more: Vec<String>) {
+    let room = 3usize.saturating_sub(into.len());
+    into.extend(more.into_iter().take(room));
+}
+
 /// The round of all the shards, as one.
 fn sum(shards: Vec<RoundSummary>) -> RoundSummary {
     let mut shards = shards.into_iter();
@@ -373,11 +379,7 @@ fn sum(shards: Vec<RoundSummary>) -> RoundSummary {
                     ..n.clone()
                 });
             entry.items += n.items;
-            for e in n.examples {
-                if entry.examples.len() < 3 {
-                    entry.examples.push(e);
-                }
-            }
+            add_examples(&mut entry.examples, n.examples);
         }
         let (a, b) = (&mut total.stages, &s.stages);
         a.read += b.read;
@@ -402,11 +404,7 @@ fn sum(shards: Vec<RoundSummary>) -> RoundSummary {
                 }
             });
             entry.count += f.count;
-            for e in f.examples {
-                if entry.examples.len() < 3 {
-                    entry.examples.push(e);
-                }
-            }
+            add_examples(&mut entry.examples, f.examples);
         }
     }
     total.failures = failures.into_values().collect();

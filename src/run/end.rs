@@ -280,6 +280,7 @@ fn set_folders(
     }
     if let Some((index, deleted)) = touched {
         let listed: HashSet<PathBuf> = folders.iter().map(|f| f.0.clone()).collect();
+        // Borrowed from the records: no allocation per item, one per folder.
         let written = entries
             .iter()
             .filter_map(|e| match e {
@@ -288,22 +289,22 @@ fn set_folders(
             })
             .flatten()
             .filter(|r| matches!(r.result, ItemResult::Done { .. }))
-            .map(|r| PathBuf::from(OsStr::from_bytes(&r.path)));
-        let parents: std::collections::BTreeSet<PathBuf> = written
-            .chain(deleted.iter().cloned())
-            .filter_map(|p| p.parent().map(Path::to_path_buf))
-            .filter(|p| !p.as_os_str().is_empty() && !listed.contains(p))
+            .map(|r| Path::new(OsStr::from_bytes(&r.path)));
+        let parents: std::collections::BTreeSet<&Path> = written
+            .chain(deleted.iter().map(PathBuf::as_path))
+            .filter_map(Path::parent)
+            .filter(|p| !p.as_os_str().is_empty() && !listed.contains(*p))
             .filter(|p| shard.is_none() || !crate::plan::shard::Shard::is_spine(p))
             .collect();
         for parent in parents {
             let Some(known) = index.items.get(parent.as_os_str().as_bytes()) else {
                 continue;
             };
-            let Ok(meta) = fs::symlink_metadata(destination.root().join(&parent)) else {
+            let Ok(meta) = fs::symlink_metadata(destination.root().join(parent)) else {
                 continue;
             };
             if known.kind == package::KIND_FOLDER && meta.is_dir() {
-                folders.push((parent, meta.mode(), known.mtime_ns));
+                folders.push((parent.to_path_buf(), meta.mode(), known.mtime_ns));
             }
         }
     }

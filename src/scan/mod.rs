@@ -395,6 +395,16 @@ pub fn scan(
 /// Keeps the children of one folder that are `shard`'s: those of its units, and the
 /// spine folders above the units (walked by every shard, listed by one).
 fn keep_shard(shard: Shard, children: &mut Vec<Result<DirEntry<Walk>, jwalk::Error>>) {
+    // Below the units' depth the walk is inside one of this shard's units already:
+    // one look per folder, not per item.
+    let inside_unit = children
+        .iter()
+        .flatten()
+        .find_map(|c| c.client_state.entry.as_ref())
+        .is_some_and(|e| e.rel.components().count() > crate::plan::shard::UNIT_DEPTH);
+    if inside_unit {
+        return;
+    }
     children.retain_mut(|child| {
         let Ok(child) = child else {
             return true;
