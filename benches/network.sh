@@ -26,69 +26,23 @@ ferry=$PWD/target/release/ferry
 port=${BENCH_SSH_PORT:-2222}
 src=$(corpus small)
 work="$dir/network-bench"
-keys=$(mktemp -d /tmp/ferry-network-bench.XXXXXX)
+keys=$(mktemp -u /tmp/ferry-network-bench.XXXXXX)
 mnt="$work/mnt"
+share=tests/sshfs-share
 
 cleanup() {
-    mountpoint -q "$mnt" 2>/dev/null && { fusermount3 -u "$mnt" || umount -l "$mnt"; } || true
-    if [ -s "$keys/sshd.pid" ]; then
-        local pid
-        pid=$(cat "$keys/sshd.pid")
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    [ -e "$keys/made-run-sshd" ] && rmdir /run/sshd 2>/dev/null || true
-    rm -rf "$keys" "$work"
+    "$share" stop "$keys" "$mnt" || true
+    rm -rf "$work"
 }
 trap cleanup EXIT
 rm -rf "$work"
 mkdir -p "$work" "$mnt"
 
 # A throwaway sshd on loopback, its keys and configuration in $keys.
-chmod 700 "$keys"
-ssh-keygen -q -t ed25519 -N '' -C ferry-bench-host -f "$keys/host_key"
-ssh-keygen -q -t ed25519 -N '' -C ferry-bench-user -f "$keys/user_key"
-cp "$keys/user_key.pub" "$keys/authorized_keys"
-chmod 600 "$keys/authorized_keys"
-cat > "$keys/sshd_config" <<CONF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $keys/host_key
-PidFile $keys/sshd.pid
-AuthorizedKeysFile $keys/authorized_keys
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-AllowUsers $(id -un)
-X11Forwarding no
-AllowTcpForwarding no
-PrintMotd no
-Subsystem sftp internal-sftp
-LogLevel ERROR
-CONF
-# sshd wants its privilege separation folder, which systemd makes on a usual system.
-[ -d /run/sshd ] || { mkdir -m 0755 /run/sshd && touch "$keys/made-run-sshd"; }
-/usr/sbin/sshd -t -f "$keys/sshd_config"
-/usr/sbin/sshd -f "$keys/sshd_config" -E "$keys/sshd.log"
-for _ in $(seq 50); do [ -s "$keys/sshd.pid" ] && break; sleep 0.1; done
-ssh_options="IdentityFile=$keys/user_key,StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null,BatchMode=yes,LogLevel=ERROR,port=$port"
-ssh -i "$keys/user_key" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o BatchMode=yes -o LogLevel=ERROR "$(id -un)@127.0.0.1" true
+"$share" start "$keys" "$port"
 
-# mount MODE: a fresh mount of the corpus. `uncached`: sshfs's own caches off
-# (`cache=no`) and the kernel's too (the timeouts): every lookup, stat and listing goes
-# over the wire. `cached`: sshfs's defaults.
-mount_corpus() {
-    mountpoint -q "$mnt" && fusermount3 -u "$mnt"
-    case $1 in
-        uncached) sshfs "$(id -un)@127.0.0.1:$src" "$mnt" \
-            -o "$ssh_options,cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0" ;;
-        cached) sshfs "$(id -un)@127.0.0.1:$src" "$mnt" -o "$ssh_options" ;;
-    esac
-}
+# mount MODE: a fresh mount of the corpus (see tests/sshfs-share for the modes).
+mount_corpus() { "$share" mount "$keys" "$port" "$src" "$mnt" "$1"; }
 
 # timed LABEL COMMAND...: one run; appends "label wall rss" to $work/results.
 timed() {

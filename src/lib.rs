@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod failure;
 pub mod fuzzing;
 pub mod import;
+pub mod latency;
 pub mod log;
 pub mod package;
 pub mod plan;

@@ -22,10 +22,9 @@ use crate::state::task_folder;
 pub fn run(path: &Path, task: Option<&str>) -> Result<Exit, Error> {
     let plan = Plan::load(path)?;
     let tasks = chosen_tasks(&plan, path, task)?;
-    let threads = scan::default_walk_threads();
     let mut out = String::new();
     for task in tasks {
-        out.push_str(&dry_run(&plan, task, threads)?);
+        out.push_str(&dry_run(&plan, task)?);
     }
     print(&out)
 }
@@ -54,7 +53,7 @@ impl Action {
 }
 
 /// The dry run of one task: each item's action (skips only counted), and totals.
-pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, Error> {
+pub fn dry_run(plan: &Plan, task: &Task) -> Result<String, Error> {
     let folder = task_folder(plan, &task.name);
     let index = Index::load(&crate::state::layout::TaskLayout::at(&folder).index())
         .map_err(|e| crate::run::RunError::from(crate::state::SessionError::from(e)))?;
@@ -68,7 +67,7 @@ pub fn dry_run(plan: &Plan, task: &Task, threads: usize) -> Result<String, Error
     } else {
         HashSet::new()
     };
-    scan::scan(task, None, threads, now, &mut |entry| {
+    scan::scan(task, None, None, now, &mut |entry| {
         if mirror {
             unseen.remove(entry.dest.as_os_str().as_bytes());
         }

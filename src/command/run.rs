@@ -150,6 +150,7 @@ fn run_plan(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
         let names = tasks.iter().map(|t| t.name.clone()).collect();
         super::metrics::Metrics::start(&plan, names, path)
     });
+    let memory = crate::package::reads::Memory::new(plan.resources.memory);
     let one = OneTask {
         plan: &plan,
         run,
@@ -159,12 +160,10 @@ fn run_plan(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
             force,
             ticket: None,
             hand_over: run.is_some_and(|s| s.send && !s.import) && options.ticket.is_some(),
+            memory: &memory,
         },
-        walk_threads: workers.map_or_else(crate::scan::default_walk_threads, usize::from),
-        workers: workers.map_or_else(
-            || std::thread::available_parallelism().map_or(2, usize::from),
-            usize::from,
-        ),
+        walk_threads: workers.map(usize::from),
+        workers: workers.map(usize::from),
         reporter: crate::run::progress::Reporter::start(plan.name.clone()),
         interrupted: AtomicBool::new(false),
         ticket: ticket.as_ref(),
@@ -244,8 +243,8 @@ struct OneTask<'a> {
     handed: std::sync::Mutex<Vec<crate::run::HandOver>>,
     run: Option<crate::run::Stages>,
     control: crate::run::Control<'a>,
-    walk_threads: usize,
-    workers: usize,
+    walk_threads: Option<usize>,
+    workers: Option<usize>,
     reporter: crate::run::progress::Reporter,
     interrupted: AtomicBool,
 }

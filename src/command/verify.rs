@@ -136,8 +136,7 @@ fn verify_task(
     match options.against {
         Against::Source => {
             let now = jiff::Timestamp::now().as_nanosecond();
-            let threads = crate::scan::default_walk_threads();
-            crate::scan::scan(task, None, threads, now, &mut |entry| {
+            crate::scan::scan(task, None, None, now, &mut |entry| {
                 if entry.status == crate::scan::Status::Migrate
                     && matches!(entry.kind, crate::scan::EntryKind::File)
                     && sampled(&entry.dest)

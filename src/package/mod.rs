@@ -12,6 +12,7 @@
 mod compress;
 mod format;
 pub mod packer;
+pub mod reads;
 pub mod sparse;
 pub mod xattr;
 
@@ -169,84 +170,125 @@ fn extents_of(
 /// Appends the records of `items`. A file that changes while it is read is read again,
 /// up to `attempts` reads in all, waiting `backoff` before the first retry and twice as
 /// long before each next one (`retries`), so that a file being written can settle.
+/// With `reads`, the items' first reads are made ahead by its pool, many at once; what
+/// they wrote is appended here in the items' order, the same bytes as a read made here.
 pub fn add_items<W: Sink>(
     out: &mut W,
     items: &[std::sync::Arc<Item>],
     carry: xattr::Carry,
-    attempts: u32,
-    backoff: std::time::Duration,
+    (attempts, backoff): (u32, std::time::Duration),
+    reads: Option<&reads::ReadAhead>,
     records: &mut u32,
 ) -> io::Result<Vec<Packed>> {
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = Vec::new();
     let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let (mtime_sec, mtime_nsec) = mtime_parts(item.meta.mtime_ns);
-        let mut record = Record {
-            kind: KIND_FOLDER,
-            path: item.rel.as_os_str().as_bytes().to_vec(),
-            mode: item.meta.mode & 0o7777,
-            uid: item.meta.uid,
-            gid: item.meta.gid,
-            mtime_sec,
-            mtime_nsec,
-            size: 0,
-            part: 0,
-            parts: 1,
-            offset: 0,
-            len: 0,
-            ..Record::default()
-        };
-        let zero = Trailer {
-            ok: true,
-            part_hash: [0; 32],
-            file_hash: [0; 32],
-        };
-        if !matches!(item.kind, ItemKind::File) {
-            match xattr::read(xattr::On::Link(&item.source), carry) {
-                Ok(xattrs) => record.xattrs = xattrs,
-                Err(e) => {
-                    outcomes.push(unreadable_xattrs(&e));
-                    continue;
+    let ahead = reads.map(|pool| pool.submit(items));
+    for (i, item) in items.iter().enumerate() {
+        let first = match ahead.as_ref().and_then(|batch| batch.take(i)) {
+            Some(fetched) => fetched.replay(out, records)?,
+            None => {
+                if buf.is_empty() {
+                    buf = vec![0u8; 256 * 1024];
                 }
+                first_read(out, item, carry, records, &mut buf)?
             }
-        }
-        match &item.kind {
-            ItemKind::Folder => {
-                record.write_to(out)?;
-                zero.write_to(out)?;
-                *records += 1;
-                outcomes.push(Packed::Ok);
-            }
-            ItemKind::Symlink { target } => {
-                record.kind = KIND_SYMLINK;
-                record.target = target.as_bytes().to_vec();
-                record.write_to(out)?;
-                zero.write_to(out)?;
-                *records += 1;
-                outcomes.push(Packed::Ok);
-            }
-            ItemKind::File => {
-                record.kind = KIND_FILE;
+        };
+        let outcome = match first {
+            Attempt::Settled(outcome) => outcome,
+            Attempt::Again { mut record } => {
+                if buf.is_empty() {
+                    buf = vec![0u8; 256 * 1024];
+                }
                 let retry = (attempts, backoff);
-                outcomes.push(add_file(
-                    out,
-                    item,
-                    &mut record,
-                    carry,
-                    retry,
-                    records,
-                    &mut buf,
-                )?);
+                retry_file(out, item, &mut record, carry, retry, records, &mut buf)?
             }
-        }
+        };
+        outcomes.push(outcome);
     }
     Ok(outcomes)
 }
 
-/// Appends a file's record: its metadata alone when only that changed, else its data,
-/// read again while it changes (up to `attempts` reads, `backoff` before the first
-/// retry and twice as long before each next one).
-fn add_file<W: Sink>(
+/// What one read of an item came to.
+#[derive(Debug)]
+pub enum Attempt {
+    /// In the package, or failed for good.
+    Settled(Packed),
+    /// A file that changed while it was read (its record is in the package, void): it
+    /// is read again.
+    Again { record: Record },
+}
+
+/// An item's record as the scan saw it, before its file is opened.
+fn base_record(item: &Item) -> Record {
+    let (mtime_sec, mtime_nsec) = mtime_parts(item.meta.mtime_ns);
+    Record {
+        kind: KIND_FOLDER,
+        path: item.rel.as_os_str().as_bytes().to_vec(),
+        mode: item.meta.mode & 0o7777,
+        uid: item.meta.uid,
+        gid: item.meta.gid,
+        mtime_sec,
+        mtime_nsec,
+        size: 0,
+        part: 0,
+        parts: 1,
+        offset: 0,
+        len: 0,
+        ..Record::default()
+    }
+}
+
+/// The first read of an item: a folder's or symlink's record, a file's metadata alone
+/// when only that changed, else the file's data.
+pub fn first_read<W: Sink>(
+    out: &mut W,
+    item: &Item,
+    carry: xattr::Carry,
+    records: &mut u32,
+    buf: &mut [u8],
+) -> io::Result<Attempt> {
+    let mut record = base_record(item);
+    let zero = Trailer {
+        ok: true,
+        part_hash: [0; 32],
+        file_hash: [0; 32],
+    };
+    if !matches!(item.kind, ItemKind::File) {
+        match xattr::read(xattr::On::Link(&item.source), carry) {
+            Ok(xattrs) => record.xattrs = xattrs,
+            Err(e) => return Ok(Attempt::Settled(unreadable_xattrs(&e))),
+        }
+    }
+    match &item.kind {
+        ItemKind::Folder => {
+            record.write_to(out)?;
+            zero.write_to(out)?;
+            *records += 1;
+            Ok(Attempt::Settled(Packed::Ok))
+        }
+        ItemKind::Symlink { target } => {
+            record.kind = KIND_SYMLINK;
+            record.target = target.as_bytes().to_vec();
+            record.write_to(out)?;
+            zero.write_to(out)?;
+            *records += 1;
+            Ok(Attempt::Settled(Packed::Ok))
+        }
+        ItemKind::File => {
+            record.kind = KIND_FILE;
+            if item.metadata_only
+                && let Some(outcome) = add_metadata(out, item, &mut record, carry, records)?
+            {
+                return Ok(Attempt::Settled(outcome));
+            }
+            read_file(out, item, record, carry, records, buf)
+        }
+    }
+}
+
+/// Reads a file that changed while it was read again: attempts 2 to `attempts`, waiting
+/// `backoff` before the first retry and twice as long before each next one.
+fn retry_file<W: Sink>(
     out: &mut W,
     item: &Item,
     record: &mut Record,
@@ -255,80 +297,82 @@ fn add_file<W: Sink>(
     records: &mut u32,
     buf: &mut [u8],
 ) -> io::Result<Packed> {
-    let mut outcome = Packed::Failed {
+    for attempt in 1..attempts.max(1) {
+        let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
+        tracing::warn!(
+            event = "retry",
+            item = %crate::shown::escape_path(&item.rel),
+            code = FailureCode::ChangedDuringRead.as_str(),
+            attempt,
+            of = attempts,
+            wait = wait.as_secs_f64(),
+            message = "the file changed while it was read"
+        );
+        std::thread::sleep(wait);
+        match read_file(out, item, std::mem::take(record), carry, records, buf)? {
+            Attempt::Settled(outcome) => return Ok(outcome),
+            Attempt::Again { record: again } => *record = again,
+        }
+    }
+    Ok(Packed::Failed {
         code: FailureCode::ChangedDuringRead.as_str(),
         message: format!(
             "the file changed while it was read, {attempts} times; it was not migrated and the next round will try again"
         ),
+    })
+}
+
+/// One read of a file: its record and data, and a trailer that says whether the file
+/// held still while it was read (void if not: `Again`).
+fn read_file<W: Sink>(
+    out: &mut W,
+    item: &Item,
+    mut record: Record,
+    carry: xattr::Carry,
+    records: &mut u32,
+    buf: &mut [u8],
+) -> io::Result<Attempt> {
+    let (file, at_open) = match open_checked(item) {
+        Ok(opened) => opened,
+        Err(failed) => return Ok(Attempt::Settled(failed)),
     };
-    if item.metadata_only
-        && let Some(outcome) = add_metadata(out, item, record, carry, records)?
-    {
-        return Ok(outcome);
+    let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
+    record.size = at_open.len();
+    record.len = at_open.len();
+    record.mtime_sec = sec;
+    record.mtime_nsec = nsec;
+    record.mode = at_open.mode() & 0o7777;
+    record.uid = at_open.uid();
+    record.gid = at_open.gid();
+    let holes = carry.sparse && sparse::has_holes(&file, record.size);
+    let facts = xattr::of_file(&file, carry)
+        .and_then(|xattrs| Ok((xattrs, extents_of(&file, holes, 0, record.len)?)));
+    match facts {
+        Ok((xattrs, extents)) => {
+            record.xattrs = xattrs;
+            record.extents = extents;
+        }
+        Err(e) => return Ok(Attempt::Settled(unreadable_xattrs(&e))),
     }
-    for attempt in 0..attempts.max(1) {
-        if attempt > 0 {
-            let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
-            tracing::warn!(
-                event = "retry",
-                item = %crate::shown::escape_path(&item.rel),
-                code = FailureCode::ChangedDuringRead.as_str(),
-                attempt,
-                of = attempts,
-                wait = wait.as_secs_f64(),
-                message = "the file changed while it was read"
-            );
-            std::thread::sleep(wait);
-        }
-        let (file, at_open) = match open_checked(item) {
-            Ok(opened) => opened,
-            Err(failed) => {
-                outcome = failed;
-                break;
-            }
-        };
-        let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
-        record.size = at_open.len();
-        record.len = at_open.len();
-        record.mtime_sec = sec;
-        record.mtime_nsec = nsec;
-        record.mode = at_open.mode() & 0o7777;
-        record.uid = at_open.uid();
-        record.gid = at_open.gid();
-        let holes = carry.sparse && sparse::has_holes(&file, record.size);
-        let facts = xattr::of_file(&file, carry)
-            .and_then(|xattrs| Ok((xattrs, extents_of(&file, holes, 0, record.len)?)));
-        match facts {
-            Ok((xattrs, extents)) => {
-                record.xattrs = xattrs;
-                record.extents = extents;
-            }
-            Err(e) => {
-                outcome = unreadable_xattrs(&e);
-                break;
-            }
-        }
-        record.write_to(out)?;
-        out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
-        let mut hasher = sparse::Whole::new(holes);
-        let whole = copy_record(&file, record, out, &mut hasher, buf).map_err(|e| {
-            io::Error::new(e.kind(), format!("reading {}: {e}", item.source.display()))
-        })?;
-        let ok = whole && still(&file, &at_open);
-        let hash = hasher.finalize(record.size);
-        Trailer {
-            ok,
-            part_hash: hash,
-            file_hash: if ok { hash } else { [0; 32] },
-        }
-        .write_to(out)?;
-        *records += 1;
-        if ok {
-            outcome = Packed::Ok;
-            break;
-        }
+    record.write_to(out)?;
+    out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
+    let mut hasher = sparse::Whole::new(holes);
+    let whole = copy_record(&file, &record, out, &mut hasher, buf)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", item.source.display())))?;
+    let ok = whole && still(&file, &at_open);
+    let hash = hasher.finalize(record.size);
+    Trailer {
+        ok,
+        part_hash: hash,
+        file_hash: if ok { hash } else { [0; 32] },
     }
-    Ok(outcome)
+    .write_to(out)?;
+    *records += 1;
+    Ok(if ok {
+        Attempt::Settled(Packed::Ok)
+    } else {
+        Attempt::Again { record }
+    })
 }
 
 /// The record of a file whose metadata alone changed: its mode, owner, time and

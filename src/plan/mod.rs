@@ -47,11 +47,36 @@ pub struct Plan {
     pub schedule: Option<schedule::Schedule>,
     /// `bandwidth`: the most bytes a second put into or read from staging.
     pub bandwidth: Option<Bandwidth>,
+    /// `resources`: memory and reads at once.
+    pub resources: Resources,
     /// In the order the plan lists them.
     pub tasks: Vec<Task>,
     /// `--shard K/N`: this run does shard K's share of every task, with its own state.
     /// Not in the plan file: the same plan runs as every shard.
     pub shard: Option<shard::Shard>,
+}
+
+/// How much memory and how many reads at once a run may use (`resources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resources {
+    /// Bytes of data on their way, of every task together.
+    pub memory: u64,
+    /// Files each task reads at once; `None`: chosen for each source.
+    pub reads: Option<usize>,
+}
+
+/// The memory a run holds for data on its way unless the plan says.
+pub const DEFAULT_MEMORY: Size = Size(160 << 20);
+pub(crate) const MIN_MEMORY: Size = Size(32 << 20);
+pub(crate) const MAX_MEMORY: Size = Size(64 << 30);
+
+impl Default for Resources {
+    fn default() -> Resources {
+        Resources {
+            memory: DEFAULT_MEMORY.0,
+            reads: None,
+        }
+    }
 }
 
 /// Where packages wait between upload and import.

@@ -52,9 +52,31 @@ pub struct RawPlan {
     #[serde(default)]
     #[schemars(with = "RawBandwidth")]
     pub bandwidth: Option<RawBandwidth>,
+    /// How much memory and how many reads at once a run may use.
+    #[serde(default)]
+    #[schemars(with = "RawResources")]
+    pub resources: Option<RawResources>,
     /// The tasks: one source folder into one destination folder each.
     #[schemars(length(min = 1))]
     pub tasks: Vec<RawTask>,
+}
+
+/// How much memory and how many reads at once a run may use.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawResources {
+    /// The most memory a run holds for data on its way, 32MiB to 64GiB: package
+    /// buffers and files read ahead, of every task together, whatever the number of
+    /// workers and reads. Default: 160MiB.
+    #[serde(default)]
+    #[schemars(with = "Size")]
+    pub memory: Option<Size>,
+    /// Files each task reads at once, 1 to 256. Default: chosen for each source by
+    /// timing it: one per CPU on a local disk, 32 on a share that answers slowly (a
+    /// network file system).
+    #[serde(default)]
+    #[schemars(with = "u16", range(min = 1, max = 256))]
+    pub reads: Option<u16>,
 }
 
 /// How reports are rendered.

@@ -165,6 +165,7 @@ pub(crate) fn validate(
         .unwrap_or(StagingKind::Local);
     let schedule = schedule(&mut c);
     let bandwidth = bandwidth(&mut c, schedule.as_ref());
+    let resources = resources(&mut c);
     foreign_keys(&mut c, kind);
     let azure = (kind == StagingKind::Azure)
         .then(|| azure(&mut c))
@@ -186,6 +187,7 @@ pub(crate) fn validate(
             templates,
             bandwidth,
             schedule,
+            resources,
             keep_rounds: value
                 .pointer("/state/keep_rounds")
                 .and_then(Value::as_u64)
@@ -333,6 +335,28 @@ fn check_unit<T>(
             None
         }
     }
+}
+
+/// The plan's `resources`, each within its range.
+fn resources(c: &mut Checker<'_>) -> super::Resources {
+    let mut resources = super::Resources::default();
+    if let Some(memory) = check_unit(c, "/resources/memory", Size::parse) {
+        if (super::MIN_MEMORY..=super::MAX_MEMORY).contains(&memory) {
+            resources.memory = memory.0;
+        } else {
+            c.at_value(
+                "/resources/memory",
+                format!("the memory for data on its way must be from 32MiB to 64GiB; {memory} is out of range"),
+            );
+        }
+    }
+    resources.reads = c
+        .doc
+        .value
+        .pointer("/resources/reads")
+        .and_then(Value::as_u64)
+        .map(|n| n as usize);
+    resources
 }
 
 /// `$FERRY_HOME`, else `$XDG_STATE_HOME/ferry`, else `$HOME/.local/state/ferry`.

@@ -202,6 +202,8 @@ pub struct Control<'a> {
     /// A staging run hands its round over for a ticket (puts the round's state into
     /// the container).
     pub hand_over: bool,
+    /// The memory the run holds for data on its way, shared by its tasks.
+    pub memory: &'a package::reads::Memory,
 }
 
 fn io_error<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RunError + 'a {
@@ -263,8 +265,8 @@ pub fn run_task(
     plan: &Plan,
     task: &Task,
     stages: Stages,
-    workers: usize,
-    walk_threads: usize,
+    workers: Option<usize>,
+    walk_threads: Option<usize>,
     reporter: &Reporter,
     control: Control<'_>,
 ) -> Result<TaskRun, RunError> {
@@ -455,6 +457,12 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
         links::Links::default()
     };
     let job = ids.job;
+    let reads = stages.send.then(|| {
+        package::reads::ReadAhead::new(
+            Arc::clone(&r.control.memory.reads),
+            package::xattr::Carry::of(&task.settings.preserve),
+        )
+    });
     let shared = Shared {
         in_parts: &replayed.in_parts,
         uploads: &replayed.uploads,
@@ -475,6 +483,8 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
         stop: r.control.stop,
         events: r.reporter.sender(),
         job,
+        reads: reads.as_ref(),
+        packages: &r.control.memory.packages,
     };
     let results = Mutex::new(replayed.tally);
     let produced = r.dispatch(&shared, &results, session, &state.items())?;

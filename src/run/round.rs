@@ -13,8 +13,9 @@ pub(super) struct Round<'a> {
     pub(super) plan: &'a Plan,
     pub(super) task: &'a Task,
     pub(super) stages: Stages,
-    pub(super) workers: usize,
-    pub(super) walk_threads: usize,
+    /// `--workers`: package workers (`None`: chosen for the source and destination).
+    pub(super) workers: Option<usize>,
+    pub(super) walk_threads: Option<usize>,
     pub(super) reporter: &'a Reporter,
     pub(super) control: Control<'a>,
     pub(super) staging: &'a dyn Staging,
@@ -310,16 +311,28 @@ impl Round<'_> {
         session: &mut Session,
         items_path: &Path,
     ) -> Result<u64, RunError> {
-        let workers = self.workers.max(1);
+        let sizing = crate::latency::Sizing::of(
+            self.task,
+            self.plan.resources.reads,
+            self.workers,
+            shared.reads.is_some(),
+        );
+        let workers = sizing.workers;
         // The workers' log events belong to the task's span.
         let span = tracing::Span::current();
         std::thread::scope(|scope| -> Result<u64, RunError> {
+            if let Some(pool) = shared.reads {
+                for _ in 0..sizing.reads {
+                    scope.spawn(|| pool.serve());
+                }
+            }
             let (send, receive): (SyncSender<Work>, Receiver<Work>) = sync_channel(workers);
             let receive = Arc::new(Mutex::new(receive));
+            let mut handles = Vec::with_capacity(workers);
             for _ in 0..workers {
                 let receive = Arc::clone(&receive);
                 let span = span.clone();
-                scope.spawn(move || {
+                handles.push(scope.spawn(move || {
                     let _entered = span.enter();
                     loop {
                         let work = receive.lock().unwrap_or_else(|e| e.into_inner()).recv();
@@ -330,48 +343,73 @@ impl Round<'_> {
                             .unwrap_or_else(|e| e.into_inner())
                             .merge(tally);
                     }
-                });
+                    worker::give_back_buffer(shared.packages);
+                }));
             }
-            let settings = &self.task.settings.package;
-            let mut packer = Packer::new(settings.max_size.0, settings.max_files);
-            let reader =
-                ItemReader::open(items_path).map_err(io_error("read the item list", items_path))?;
-            let mut last_save = std::time::Instant::now();
-            let mut send_all = |works: Vec<Work>| -> bool {
-                for work in works {
-                    if shared.stopping() {
-                        return false;
-                    }
-                    if last_save.elapsed() > std::time::Duration::from_secs(5) {
-                        last_save = std::time::Instant::now();
-                        let t = results.lock().unwrap_or_else(|e| e.into_inner());
-                        session.progress.items_done = t.imported + t.unchanged;
-                        session.progress.bytes_done = t.bytes;
-                        session.progress.failed = t.failed();
-                        drop(t);
-                        let _ = session.save(self.folder);
-                    }
-                    if send.send(work).is_err() {
-                        return false;
-                    }
-                }
-                true
-            };
-            for item in reader {
-                let item = item.map_err(io_error("read the item list", items_path))?;
-                // A file's other names come with it (see `links`).
-                if shared.links.is_other_name(&item) {
-                    continue;
-                }
-                if !send_all(packer.push(item)) {
-                    return Ok(packer.packages());
+            let fed = self.feed(shared, results, session, items_path, send);
+            // The workers end once the channel is empty; the pool's threads once no
+            // worker can queue a read.
+            for handle in handles {
+                if let Err(panic) = handle.join() {
+                    std::panic::resume_unwind(panic);
                 }
             }
-            if let Some(work) = packer.flush() {
-                send_all(vec![work]);
+            if let Some(pool) = shared.reads {
+                pool.close();
             }
-            Ok(packer.packages())
+            fed
         })
+    }
+
+    /// Cuts the item list into packages and sends them to the workers, saving the
+    /// session's progress every few seconds; returns how many packages the round has.
+    fn feed(
+        &self,
+        shared: &Shared<'_>,
+        results: &Mutex<Counters>,
+        session: &mut Session,
+        items_path: &Path,
+        send: SyncSender<Work>,
+    ) -> Result<u64, RunError> {
+        let settings = &self.task.settings.package;
+        let mut packer = Packer::new(settings.max_size.0, settings.max_files);
+        let reader =
+            ItemReader::open(items_path).map_err(io_error("read the item list", items_path))?;
+        let mut last_save = std::time::Instant::now();
+        let mut send_all = |works: Vec<Work>| -> bool {
+            for work in works {
+                if shared.stopping() {
+                    return false;
+                }
+                if last_save.elapsed() > std::time::Duration::from_secs(5) {
+                    last_save = std::time::Instant::now();
+                    let t = results.lock().unwrap_or_else(|e| e.into_inner());
+                    session.progress.items_done = t.imported + t.unchanged;
+                    session.progress.bytes_done = t.bytes;
+                    session.progress.failed = t.failed();
+                    drop(t);
+                    let _ = session.save(self.folder);
+                }
+                if send.send(work).is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        for item in reader {
+            let item = item.map_err(io_error("read the item list", items_path))?;
+            // A file's other names come with it (see `links`).
+            if shared.links.is_other_name(&item) {
+                continue;
+            }
+            if !send_all(packer.push(item)) {
+                return Ok(packer.packages());
+            }
+        }
+        if let Some(work) = packer.flush() {
+            send_all(vec![work]);
+        }
+        Ok(packer.packages())
     }
 }
 

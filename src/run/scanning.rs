@@ -22,7 +22,7 @@ pub fn scan_task(
     plan: &Plan,
     task: &Task,
     round: u32,
-    threads: usize,
+    threads: Option<usize>,
 ) -> Result<TaskScan, ScanError> {
     scan_task_with(plan, task, round, threads, &mut |_| Ok(()))
 }
@@ -32,7 +32,7 @@ pub fn scan_task_with(
     plan: &Plan,
     task: &Task,
     round: u32,
-    threads: usize,
+    threads: Option<usize>,
     also: &mut dyn FnMut(&scan::ScanEntry) -> Result<(), ScanError>,
 ) -> Result<TaskScan, ScanError> {
     let folder = crate::state::layout::TaskLayout::of(plan, &task.name).reports(round);

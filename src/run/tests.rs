@@ -38,13 +38,14 @@ fn run(setup: &Setup, staging: &MemoryStaging, stages: Stages) -> Result<TaskRun
         .unwrap()
         .unwrap_or_else(|| Session::new(task));
     let stop = AtomicBool::new(false);
+    let memory = crate::package::reads::Memory::new(crate::plan::DEFAULT_MEMORY.0);
     let reporter = Reporter::start("p".into());
     let round = Round {
         plan: &setup.plan,
         task,
         stages,
-        workers: 2,
-        walk_threads: 2,
+        workers: Some(2),
+        walk_threads: Some(2),
         reporter: &reporter,
         control: Control {
             restart: false,
@@ -52,6 +53,7 @@ fn run(setup: &Setup, staging: &MemoryStaging, stages: Stages) -> Result<TaskRun
             force: false,
             ticket: None,
             hand_over: false,
+            memory: &memory,
         },
         staging,
         folder: &folder,

@@ -6,6 +6,7 @@ use super::links::Links;
 use super::round::Upload;
 use super::*;
 use crate::import::OtherName;
+use crate::package::reads::{Budget, ReadAhead};
 use crate::staging::{BLOCK_SIZE, Blocks};
 
 /// The first reason a run stops for (a full disk, a journal that cannot be written):
@@ -147,8 +148,16 @@ pub(super) fn outcome_records<I: std::borrow::Borrow<Item>>(
 }
 
 thread_local! {
-    /// Each worker's package buffer, kept from one package to the next.
-    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each worker's package buffer, kept from one package to the next, and the bytes
+    /// of the package budget it holds.
+    static PAYLOAD: std::cell::RefCell<(Vec<u8>, u64)> = const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// Gives back what this thread's package buffer holds of `budget`: its worker ends.
+pub(super) fn give_back_buffer(budget: &Budget) {
+    let (buffer, held) = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    drop(buffer);
+    budget.give(held);
 }
 
 /// Writes a package's records into its compressed stream, counting them.
@@ -190,6 +199,10 @@ pub(super) struct Shared<'a> {
     pub(super) links: &'a Links,
     /// This run's job ID, in its journal records and report rows.
     pub(super) job: u64,
+    /// The pool that reads files ahead for the packages this run builds.
+    pub(super) reads: Option<&'a ReadAhead>,
+    /// The budget of package buffers, shared by the workers of every task of the run.
+    pub(super) packages: &'a Budget,
 }
 
 /// A file in parts under way: its assembly, the next part, and (once every part is in)
@@ -321,8 +334,11 @@ impl Shared<'_> {
                                 out,
                                 &items,
                                 package::xattr::Carry::of(&self.task.settings.preserve),
-                                self.task.settings.retries.attempts,
-                                self.task.settings.retries.backoff.as_std(),
+                                (
+                                    self.task.settings.retries.attempts,
+                                    self.task.settings.retries.backoff.as_std(),
+                                ),
+                                self.reads,
                                 records,
                             )
                         });
@@ -433,7 +449,7 @@ impl Shared<'_> {
         expected: u64,
         fill: &mut Fill<'_>,
     ) -> io::Result<Vec<Packed>> {
-        let buffer = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let buffer = self.buffer(expected);
         let mut encoder = package::Compressor::reusing(
             self.task.settings.package.compression_level,
             expected,
@@ -462,8 +478,28 @@ impl Shared<'_> {
                 })?;
             }
         }
-        PAYLOAD.with(|b| *b.borrow_mut() = payload);
+        PAYLOAD.with(|b| b.borrow_mut().0 = payload);
         Ok(packed)
+    }
+
+    /// This thread's package buffer, holding enough of the package budget for a
+    /// package of `expected` bytes (and, when it goes up in blocks, its sealed copy).
+    /// A thread whose buffer is too small gives it back and waits for room.
+    fn buffer(&self, expected: u64) -> Vec<u8> {
+        let mut need = expected.saturating_add(256 * 1024);
+        if self.container.blocks().is_some() && expected > BLOCKS_FROM as u64 {
+            need = need.saturating_mul(2);
+        }
+        let (buffer, held) = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if held >= need.min(self.packages.total()) {
+            PAYLOAD.with(|b| b.borrow_mut().1 = held);
+            return buffer;
+        }
+        drop(buffer);
+        self.packages.give(held);
+        let held = self.packages.take(need);
+        PAYLOAD.with(|b| b.borrow_mut().1 = held);
+        Vec::new()
     }
 
     /// Puts a large package in blocks, each journalled once it is durable: a run killed

@@ -274,13 +274,14 @@ impl ScanTotals {
 }
 
 /// Scans one task's source (after `run::check_access`), calling `sink` with every item
-/// in walk order; returns the totals. `threads` is the size of the walk's own pool.
-/// With a `shard`, only the items of its units (and of its spine folders) are items:
-/// the walk does not enter other shards' units.
+/// in walk order; returns the totals. `threads` is the size of the walk's own pool
+/// (`None`: chosen for the source, see [`crate::latency`]). With a `shard`, only the
+/// items of its units (and of its spine folders) are items: the walk does not enter
+/// other shards' units.
 pub fn scan(
     task: &Task,
     shard: Option<Shard>,
-    threads: usize,
+    threads: Option<usize>,
     now_ns: i128,
     sink: &mut dyn FnMut(&ScanEntry) -> Result<(), ScanError>,
 ) -> Result<ScanTotals, ScanError> {
@@ -293,6 +294,8 @@ pub fn scan(
         path: task.source.clone(),
         source: e,
     })?;
+    let slow = crate::latency::slow(&root);
+    let threads = crate::latency::walk_threads(threads, slow);
     let context = Arc::new(Context {
         rules: Rules {
             set: settings.rules,
@@ -316,80 +319,147 @@ pub fn scan(
             .build()
             .map_err(|e| ScanError::Threads(e.to_string()))?,
     );
-    let mut totals = ScanTotals::default();
-    // Hard-linked files' names found, and link counts, by device and inode.
-    let mut linked = HashMap::new();
-    let mut queue = vec![Follow {
-        target: task.source.clone(),
-        state: FolderState {
-            rel: None,
-            dest: None,
-            chars: 0,
-            blocked: false,
-            chain: Some(Arc::new(Chain {
-                id: (root_meta.dev(), root_meta.ino()),
-                parent: None,
-            })),
-        },
-    }];
-    while let Some(walk) = queue.pop() {
-        let shared = Arc::clone(&context);
-        let walker = WalkDirGeneric::<Walk>::new(&walk.target)
-            .skip_hidden(false)
-            .follow_links(false)
-            .sort(true)
-            .parallelism(Parallelism::RayonExistingPool {
-                pool: Arc::clone(&pool),
-                busy_timeout: None,
+    let walk = Walker {
+        task,
+        shard,
+        context,
+        pool,
+        root: (root_meta.dev(), root_meta.ino()),
+    };
+    if !slow {
+        return walk.walk(&mut |entry| sink(&entry));
+    }
+    // On a slow source the walk waits for the network most of the time, and the thread
+    // that takes its results in order spins while it waits: that thread runs at the
+    // lowest priority, so that it never takes a CPU from the network's client.
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<ScanEntry>(4096);
+        let walking = std::thread::Builder::new()
+            .name("ferry-scan-order".into())
+            .spawn_scoped(scope, move || {
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                walk.walk(&mut |entry| {
+                    // The sink failed and stopped taking entries: its error is returned.
+                    send.send(entry)
+                        .map_err(|_| ScanError::Threads("the scan's sink stopped".into()))
+                })
             })
-            .root_read_dir_state(walk.state.clone())
-            .process_read_dir(move |depth, folder, state, children| {
-                if depth.is_some() {
-                    judge_children(&shared, folder, state, children);
-                    if let Some(shard) = shard {
-                        keep_shard(shard, children);
+            .map_err(|e| ScanError::Threads(e.to_string()))?;
+        let mut failed = None;
+        for entry in receive {
+            if let Err(e) = sink(&entry) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let walked = walking
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match failed {
+            Some(e) => Err(e),
+            None => walked,
+        }
+    })
+}
+
+/// One task's walk, with what it needs.
+struct Walker<'a> {
+    task: &'a Task,
+    shard: Option<Shard>,
+    context: Arc<Context>,
+    pool: Arc<rayon::ThreadPool>,
+    /// The source root's device and inode.
+    root: (u64, u64),
+}
+
+impl Walker<'_> {
+    /// Walks the source, handing `emit` every item in walk order; returns the totals.
+    fn walk(
+        self,
+        emit: &mut dyn FnMut(ScanEntry) -> Result<(), ScanError>,
+    ) -> Result<ScanTotals, ScanError> {
+        let Walker {
+            task,
+            shard,
+            context,
+            pool,
+            root,
+        } = self;
+        let mut totals = ScanTotals::default();
+        // Hard-linked files' names found, and link counts, by device and inode.
+        let mut linked = HashMap::new();
+        let mut queue = vec![Follow {
+            target: task.source.clone(),
+            state: FolderState {
+                rel: None,
+                dest: None,
+                chars: 0,
+                blocked: false,
+                chain: Some(Arc::new(Chain {
+                    id: root,
+                    parent: None,
+                })),
+            },
+        }];
+        while let Some(walk) = queue.pop() {
+            let shared = Arc::clone(&context);
+            let walker = WalkDirGeneric::<Walk>::new(&walk.target)
+                .skip_hidden(false)
+                .follow_links(false)
+                .sort(true)
+                .parallelism(Parallelism::RayonExistingPool {
+                    pool: Arc::clone(&pool),
+                    busy_timeout: None,
+                })
+                .root_read_dir_state(walk.state.clone())
+                .process_read_dir(move |depth, folder, state, children| {
+                    if depth.is_some() {
+                        judge_children(&shared, folder, state, children);
+                        if let Some(shard) = shard {
+                            keep_shard(shard, children);
+                        }
                     }
-                }
-            });
-        for result in walker {
-            let entry = match result {
-                Ok(mut item) if item.depth > 0 => match listed(&mut item, &mut queue) {
-                    Some(entry) => entry,
-                    None => continue,
-                },
-                Ok(_) => continue,
-                Err(error) => {
-                    // The folder itself was listed (and counted) by its parent; only its
-                    // contents are unknown.
-                    let entry = unlisted(&walk, error);
-                    if shard.is_some_and(|shard| !shard.owns(&entry.rel)) {
-                        // Another shard lists this folder, and says its contents are
-                        // unknown.
+                });
+            for result in walker {
+                let entry = match result {
+                    Ok(mut item) if item.depth > 0 => match listed(&mut item, &mut queue) {
+                        Some(entry) => entry,
+                        None => continue,
+                    },
+                    Ok(_) => continue,
+                    Err(error) => {
+                        // The folder itself was listed (and counted) by its parent; only its
+                        // contents are unknown.
+                        let entry = unlisted(&walk, error);
+                        if shard.is_some_and(|shard| !shard.owns(&entry.rel)) {
+                            // Another shard lists this folder, and says its contents are
+                            // unknown.
+                            continue;
+                        }
+                        entry.log_errors();
+                        totals.items_with_issues += 1;
+                        totals.errors += 1;
+                        emit(entry)?;
                         continue;
                     }
-                    entry.log_errors();
-                    totals.items_with_issues += 1;
-                    totals.errors += 1;
-                    sink(&entry)?;
-                    continue;
+                };
+                if entry.meta.birth_ns.is_none()
+                    && entry.kind == EntryKind::File
+                    && context.filter.needs_birth_time()
+                    && entry.status == Status::Migrate
+                {
+                    totals.birth_unknown += 1;
                 }
-            };
-            if entry.meta.birth_ns.is_none()
-                && entry.kind == EntryKind::File
-                && context.filter.needs_birth_time()
-                && entry.status == Status::Migrate
-            {
-                totals.birth_unknown += 1;
+                totals.add(&entry, &mut linked);
+                emit(entry)?;
             }
-            totals.add(&entry, &mut linked);
-            sink(&entry)?;
         }
+        totals.links_outside = linked
+            .values()
+            .filter(|(names, nlink)| names < nlink)
+            .count() as u64;
+        Ok(totals)
     }
-    totals.links_outside = linked
-        .values()
-        .filter(|(names, nlink)| names < nlink)
-        .count() as u64;
-    Ok(totals)
 }
 
 /// Keeps the children of one folder that are `shard`'s: those of its units, and the
@@ -494,11 +564,4 @@ fn unlisted(walk: &Follow, error: jwalk::Error) -> ScanEntry {
             ),
         )],
     }
-}
-
-/// Threads that walk a source unless `--workers` says otherwise: one per CPU, and one
-/// more, because the thread that takes the walk's results in order spins while it waits
-/// (measured in BENCHMARKS.md). Shares with slow metadata (NFS, SMB) gain from more.
-pub fn default_walk_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from) + 1
 }
