@@ -5,8 +5,10 @@
 # `find -printf '%s %T@\n'` against `ferry scan`, and `rsync -a` against `ferry run`
 # (destination, state and staging on tmpfs). Prints wall times, ratios and peak RSS.
 #
-#   benches/network.sh [WORKERS...]     (ferry with default workers, then each given
-#                                        --workers, e.g. `benches/network.sh 8 16`)
+#   benches/network.sh [WORKERS...]     (ferry with default settings, then with each
+#                                        given --workers, e.g. `benches/network.sh 8 16`;
+#                                        `max` is the highest concurrency ferry allows:
+#                                        --workers 256 and resources.reads 256)
 #
 # It starts its own sshd on 127.0.0.1:${BENCH_SSH_PORT:-2222} with a throwaway host
 # key and user key and its own configuration (the system's sshd and /etc/ssh are not
@@ -52,10 +54,18 @@ timed() {
     echo "$label $(tail -n 1 "$work/t")" >> "$work/results"
 }
 
+# fresh WORKERS: an empty destination and state, and the plan; sets `flag`.
 fresh() {
     rm -rf "$work/dst" "$work/state"
     mkdir -p "$work/dst"
     one_task_plan "$work/plan.yaml" bench "$work/state" "$mnt" "$work/dst"
+    flag=()
+    case $1 in
+        default) ;;
+        max) flag=(--workers 256)
+             sed -i 's/^tasks:/resources: { reads: 256 }\ntasks:/' "$work/plan.yaml" ;;
+        *) flag=(--workers "$1") ;;
+    esac
 }
 
 : > "$work/results"
@@ -63,15 +73,13 @@ for mode in uncached cached; do
     mount_corpus "$mode"
     timed "$mode find" find "$mnt" -printf '%s %T@\n'
     for workers in default "$@"; do
-        flag=(); [ "$workers" = default ] || flag=(--workers "$workers")
-        mount_corpus "$mode"; fresh
+        mount_corpus "$mode"; fresh "$workers"
         timed "$mode scan-$workers" "$ferry" scan "$work/plan.yaml" "${flag[@]}"
     done
-    mount_corpus "$mode"; fresh
+    mount_corpus "$mode"; fresh default
     timed "$mode rsync" rsync -a "$mnt/" "$work/dst/"
     for workers in default "$@"; do
-        flag=(); [ "$workers" = default ] || flag=(--workers "$workers")
-        mount_corpus "$mode"; fresh
+        mount_corpus "$mode"; fresh "$workers"
         timed "$mode run-$workers" "$ferry" run "$work/plan.yaml" "${flag[@]}"
         diff -rq "$src" "$work/dst" > /dev/null \
             || { echo "ferry run ($mode, $workers workers) left a destination unlike the source" >&2; exit 1; }

@@ -32,15 +32,12 @@ pub fn probe(path: &Path) -> Option<Duration> {
 
 /// Whether `path` is on a file system that answers slowly (a network share).
 pub fn slow(path: &Path) -> bool {
-    let latency = probe(path);
-    let slow = latency.is_some_and(|l| l >= SLOW);
-    tracing::debug!(
-        event = "latency",
-        path = %crate::shown::escape_path(path),
-        micros = latency.map_or(0.0, |l| l.as_secs_f64() * 1e6),
-        slow
-    );
-    slow
+    probe(path).is_some_and(|l| l >= SLOW)
+}
+
+/// Microseconds, for the log.
+fn micros(latency: Option<Duration>) -> f64 {
+    latency.map_or(0.0, |l| (l.as_secs_f64() * 1e7).round() / 10.0)
 }
 
 /// CPUs this process may use.
@@ -71,8 +68,9 @@ impl Sizing {
         workers: Option<usize>,
         reading: bool,
     ) -> Sizing {
-        let source = (reading && (reads.is_none() || workers.is_none())) && slow(&task.source);
-        let destination = workers.is_none() && !source && slow(&task.destination);
+        let (from, to) = (probe(&task.source), probe(&task.destination));
+        let source = reading && from.is_some_and(|l| l >= SLOW);
+        let destination = to.is_some_and(|l| l >= SLOW);
         let sizing = Sizing {
             reads: reads.unwrap_or(if source { SLOW_READS } else { cpus() }),
             workers: workers
@@ -83,7 +81,13 @@ impl Sizing {
                 })
                 .max(1),
         };
-        tracing::debug!(event = "sizing", task = %task.name, reads = sizing.reads, workers = sizing.workers);
+        tracing::info!(
+            event = "sizing",
+            reads = sizing.reads,
+            workers = sizing.workers,
+            source_micros = micros(from),
+            destination_micros = micros(to)
+        );
         sizing
     }
 }

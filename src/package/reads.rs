@@ -157,13 +157,17 @@ impl ReadAhead {
                 switch: None,
             };
             let mut records = 0;
-            let result = super::first_read(
-                &mut spool,
-                &job.item,
-                self.inner.carry,
-                &mut records,
-                &mut buf,
-            );
+            // A read that panicked must still fill its slot: its builder waits for it.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                super::first_read(
+                    &mut spool,
+                    &job.item,
+                    self.inner.carry,
+                    &mut records,
+                    &mut buf,
+                )
+            }))
+            .unwrap_or_else(|_| Err(io::Error::other("reading the file ahead failed")));
             let fetched = Fetched {
                 spool,
                 records,
@@ -380,17 +384,6 @@ impl Budget {
 
     fn free(&self) -> MutexGuard<'_, u64> {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Takes `bytes` if they are free.
-    pub fn try_take(&self, bytes: u64) -> bool {
-        let mut free = self.free();
-        if *free >= bytes {
-            *free -= bytes;
-            true
-        } else {
-            false
-        }
     }
 
     /// Takes `bytes` (at most all of it), waiting until they are free; returns what

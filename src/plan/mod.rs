@@ -66,7 +66,7 @@ pub struct Resources {
 }
 
 /// The memory a run holds for data on its way unless the plan says.
-pub const DEFAULT_MEMORY: Size = Size(160 << 20);
+pub const DEFAULT_MEMORY: Size = Size(128 << 20);
 pub(crate) const MIN_MEMORY: Size = Size(32 << 20);
 pub(crate) const MAX_MEMORY: Size = Size(64 << 30);
 

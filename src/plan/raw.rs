@@ -67,7 +67,7 @@ pub struct RawPlan {
 pub struct RawResources {
     /// The most memory a run holds for data on its way, 32MiB to 64GiB: package
     /// buffers and files read ahead, of every task together, whatever the number of
-    /// workers and reads. Default: 160MiB.
+    /// workers and reads. Default: 128MiB.
     #[serde(default)]
     #[schemars(with = "Size")]
     pub memory: Option<Size>,

@@ -38,7 +38,7 @@ fn run(setup: &Setup, staging: &MemoryStaging, stages: Stages) -> Result<TaskRun
         .unwrap()
         .unwrap_or_else(|| Session::new(task));
     let stop = AtomicBool::new(false);
-    let memory = crate::package::reads::Memory::new(crate::plan::DEFAULT_MEMORY.0);
+    let memory = package::reads::Memory::new(crate::plan::DEFAULT_MEMORY.0);
     let reporter = Reporter::start("p".into());
     let round = Round {
         plan: &setup.plan,

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("clock", 0),
     ("log", 0),
     ("failpoint", 0),
+    ("latency", 0),
 ];
 
 fn layer(module: &str) -> u32 {

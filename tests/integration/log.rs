@@ -60,7 +60,14 @@ fn the_json_log_has_each_event_with_its_stable_fields() {
     let names: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["run_start", "task_start", "failure", "task_end", "run_end"],
+        [
+            "run_start",
+            "task_start",
+            "failure",
+            "sizing",
+            "task_end",
+            "run_end"
+        ],
         "{text}"
     );
     for line in &lines {

@@ -12,6 +12,7 @@ mod harness;
 mod layers;
 mod log;
 mod metrics;
+mod network;
 mod plan_from;
 mod plans;
 mod reliability;

@@ -325,3 +325,12 @@ fn settings_merge_key_by_key_over_defaults() {
     assert_eq!(archive["extensions_skip"], serde_json::json!(["exe"]));
     assert_eq!(json["tasks"][1]["settings"]["verify"], "all");
 }
+
+#[test]
+fn resources_out_of_range() {
+    let yaml = GOOD.replace(
+        "tasks:\n",
+        "resources:\n  memory: 16MiB\n  reads: 64\ntasks:\n",
+    );
+    assert_snapshot!(broken(&yaml));
+}
