@@ -81,7 +81,7 @@ pub enum Command {
         /// Scan only this task (by default: every task, in dependency order).
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
-        /// Threads that walk each source (default: one per CPU, plus one; 24 on a
+        /// Threads that walk each source (default: one per CPU, plus one; 8 on a
         /// network share, where each stat waits on the server).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,
@@ -104,7 +104,7 @@ pub enum Command {
         task: Option<String>,
         /// Threads that package and import (default: one per CPU; 8 when the source or
         /// the destination is a network share), and that walk each source (one per
-        /// CPU plus one; 24 on a network share). Files are read ahead for them by
+        /// CPU plus one; 8 on a network share). Files are read ahead for them by
         /// `resources.reads` readers, within `resources.memory`.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: Option<u16>,

@@ -16,7 +16,7 @@ pub const SLOW: Duration = Duration::from_micros(50);
 pub const SLOW_READS: usize = 32;
 
 /// Threads that walk a slow source unless `--workers` says.
-pub const SLOW_WALK_THREADS: usize = 24;
+pub const SLOW_WALK_THREADS: usize = 8;
 
 /// The median time of a few `statfs` calls on `path`; `None` when it cannot be asked.
 pub fn probe(path: &Path) -> Option<Duration> {
