@@ -360,47 +360,66 @@ fn new_chunk() -> Box<[u8]> {
     vec![0u8; CHUNK].into_boxed_slice()
 }
 
-/// Bytes that may be held at once, taken and given back.
+/// Bytes held by package buffers, taken and given back. A worker may take room while
+/// any is free: the budget is exceeded by at most one package, so that two packages of
+/// `package.max_size` are built at once even when the budget holds one and a half.
 #[derive(Debug)]
 pub struct Budget {
-    total: u64,
-    free: Mutex<u64>,
+    /// What is not held; below zero while the last package taken is over the budget.
+    free: Mutex<i64>,
     changed: Condvar,
 }
 
 impl Budget {
     pub fn new(total: u64) -> Budget {
         Budget {
-            total,
-            free: Mutex::new(total),
+            free: Mutex::new(i64::try_from(total).unwrap_or(i64::MAX)),
             changed: Condvar::new(),
         }
     }
 
-    /// All of it.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    fn free(&self) -> MutexGuard<'_, u64> {
+    fn free(&self) -> MutexGuard<'_, i64> {
         self.free.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes `bytes` (at most all of it), waiting until they are free; returns what
-    /// it took.
-    pub fn take(&self, bytes: u64) -> u64 {
-        let bytes = bytes.min(self.total);
+    /// Takes `bytes`, once some of the budget is free.
+    pub fn take(&self, bytes: u64) {
         let mut free = self.free();
-        while *free < bytes {
+        while *free <= 0 {
             free = self.changed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
-        *free -= bytes;
-        bytes
+        *free = free.saturating_sub(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn give(&self, bytes: u64) {
-        *self.free() += bytes;
+        let mut free = self.free();
+        *free = free.saturating_add(i64::try_from(bytes).unwrap_or(i64::MAX));
+        drop(free);
         self.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::Budget;
+
+    #[test]
+    fn a_package_is_taken_while_any_room_is_free() {
+        let budget = Budget::new(96);
+        budget.take(64);
+        // 32 are free: the next package of 64 is taken, 32 over.
+        budget.take(64);
+        assert_eq!(*budget.free(), -32);
+        let waiting = std::thread::scope(|scope| {
+            let taker = scope.spawn(|| budget.take(10));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let waited = !taker.is_finished();
+            budget.give(64);
+            taker.join().unwrap();
+            waited
+        });
+        assert!(waiting, "nothing was free: the third had to wait");
+        assert_eq!(*budget.free(), 22);
     }
 }
 

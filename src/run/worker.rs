@@ -484,21 +484,22 @@ impl Shared<'_> {
 
     /// This thread's package buffer, holding enough of the package budget for a
     /// package of `expected` bytes (and, when it goes up in blocks, its sealed copy).
-    /// A thread whose buffer is too small gives it back and waits for room.
+    /// A thread whose buffer is too small gives it back and waits for room: it holds
+    /// nothing while it waits, so workers never wait for each other in a circle.
     fn buffer(&self, expected: u64) -> Vec<u8> {
         let mut need = expected.saturating_add(256 * 1024);
         if self.container.blocks().is_some() && expected > BLOCKS_FROM as u64 {
             need = need.saturating_mul(2);
         }
         let (buffer, held) = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        if held >= need.min(self.packages.total()) {
+        if held >= need {
             PAYLOAD.with(|b| b.borrow_mut().1 = held);
             return buffer;
         }
         drop(buffer);
         self.packages.give(held);
-        let held = self.packages.take(need);
-        PAYLOAD.with(|b| b.borrow_mut().1 = held);
+        self.packages.take(need);
+        PAYLOAD.with(|b| b.borrow_mut().1 = need);
         Vec::new()
     }
 
