@@ -182,16 +182,22 @@ pub fn add_items<W: Sink>(
 ) -> io::Result<Vec<Packed>> {
     let mut buf = Vec::new();
     let mut outcomes = Vec::with_capacity(items.len());
-    let ahead = reads.map(|pool| pool.submit(items));
+    // Whatever happens to this package (a read that fails it, a panic), its reads
+    // still queued or made are given back when this returns.
+    let ahead = reads.map(|pool| reads::Ahead::submit(pool, items));
     for (i, item) in items.iter().enumerate() {
-        let first = match ahead.as_ref().and_then(|batch| batch.take(i)) {
+        let fetched = match ahead.as_ref().and_then(|batch| batch.take(i)) {
             Some(fetched) => fetched.replay(out, records)?,
-            None => {
+            None => Attempt::Builder,
+        };
+        let first = match fetched {
+            Attempt::Builder => {
                 if buf.is_empty() {
                     buf = vec![0u8; 256 * 1024];
                 }
-                first_read(out, item, carry, records, &mut buf)?
+                first_read(out, item, carry, records, &mut buf, None)?
             }
+            made => made,
         };
         let outcome = match first {
             Attempt::Settled(outcome) => outcome,
@@ -202,6 +208,7 @@ pub fn add_items<W: Sink>(
                 let retry = (attempts, backoff);
                 retry_file(out, item, &mut record, carry, retry, records, &mut buf)?
             }
+            Attempt::Builder => unreachable!("a read without a limit is made"),
         };
         outcomes.push(outcome);
     }
@@ -216,6 +223,9 @@ pub enum Attempt {
     /// A file that changed while it was read (its record is in the package, void): it
     /// is read again.
     Again { record: Record },
+    /// Not read: a read ahead found the file larger than its limit (it grew since the
+    /// scan); its builder reads it. Nothing was written.
+    Builder,
 }
 
 /// An item's record as the scan saw it, before its file is opened.
@@ -239,13 +249,15 @@ fn base_record(item: &Item) -> Record {
 }
 
 /// The first read of an item: a folder's or symlink's record, a file's metadata alone
-/// when only that changed, else the file's data.
+/// when only that changed, else the file's data; a file larger than `limit` is not
+/// read (`Attempt::Builder`).
 pub fn first_read<W: Sink>(
     out: &mut W,
     item: &Item,
     carry: xattr::Carry,
     records: &mut u32,
     buf: &mut [u8],
+    limit: Option<u64>,
 ) -> io::Result<Attempt> {
     let mut record = base_record(item);
     let zero = Trailer {
@@ -281,7 +293,7 @@ pub fn first_read<W: Sink>(
             {
                 return Ok(Attempt::Settled(outcome));
             }
-            read_file(out, item, record, carry, records, buf)
+            read_file(out, item, record, carry, records, buf, limit)
         }
     }
 }
@@ -309,9 +321,10 @@ fn retry_file<W: Sink>(
             message = "the file changed while it was read"
         );
         std::thread::sleep(wait);
-        match read_file(out, item, std::mem::take(record), carry, records, buf)? {
+        match read_file(out, item, std::mem::take(record), carry, records, buf, None)? {
             Attempt::Settled(outcome) => return Ok(outcome),
             Attempt::Again { record: again } => *record = again,
+            Attempt::Builder => unreachable!("a read without a limit is made"),
         }
     }
     Ok(Packed::Failed {
@@ -331,11 +344,15 @@ fn read_file<W: Sink>(
     carry: xattr::Carry,
     records: &mut u32,
     buf: &mut [u8],
+    limit: Option<u64>,
 ) -> io::Result<Attempt> {
     let (file, at_open) = match open_checked(item) {
         Ok(opened) => opened,
         Err(failed) => return Ok(Attempt::Settled(failed)),
     };
+    if limit.is_some_and(|limit| at_open.len() > limit) {
+        return Ok(Attempt::Builder);
+    }
     let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
     record.size = at_open.len();
     record.len = at_open.len();

@@ -61,6 +61,9 @@ struct Job {
 pub struct Batch {
     slots: Mutex<Vec<Slot>>,
     ready: Condvar,
+    /// Its builder stopped taking reads (the package failed): reads still made are
+    /// dropped at once, their chunks given back.
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -110,7 +113,7 @@ impl ReadAhead {
     }
 
     /// Queues the first reads of `items`.
-    pub fn submit(&self, items: &[Arc<Item>]) -> Arc<Batch> {
+    fn submit(&self, items: &[Arc<Item>]) -> Arc<Batch> {
         let mut slots = Vec::with_capacity(items.len());
         let mut jobs = Vec::new();
         let batch_slots: Vec<(usize, usize)> = items
@@ -128,6 +131,7 @@ impl ReadAhead {
         let batch = Arc::new(Batch {
             slots: Mutex::new(slots),
             ready: Condvar::new(),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
         });
         for (slot, cost) in batch_slots {
             jobs.push(Job {
@@ -165,6 +169,7 @@ impl ReadAhead {
                     self.inner.carry,
                     &mut records,
                     &mut buf,
+                    Some(self.inner.per_item),
                 )
             }))
             .unwrap_or_else(|_| Err(io::Error::other("reading the file ahead failed")));
@@ -199,13 +204,36 @@ impl ReadAhead {
                 return state.queue.pop_front().map(|job| (job, chunks));
             }
             drop(state);
-            self.inner.budget.wait_for(cost);
+            // A bounded wait: the read at the front may have changed meanwhile, or the
+            // pool closed.
+            self.inner
+                .budget
+                .wait_for(cost, std::time::Duration::from_millis(50));
         }
     }
 
-    /// No more packages come: the threads end once the queue is empty.
+    /// The builder of `batch` takes no more of its reads: those still queued are
+    /// dropped, and those made are given back.
+    pub fn cancel(&self, batch: &Arc<Batch>) {
+        batch
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.state()
+            .queue
+            .retain(|job| !Arc::ptr_eq(&job.batch, batch));
+        let mut slots = batch.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in slots.iter_mut() {
+            *slot = Slot::Taken;
+        }
+    }
+
+    /// No more packages come, and no worker waits for a read: the threads end, and
+    /// reads still queued (of a worker that panicked) are dropped.
     pub fn close(&self) {
-        self.state().closed = true;
+        let mut state = self.state();
+        state.closed = true;
+        state.queue.clear();
+        drop(state);
         self.inner.changed.notify_all();
     }
 }
@@ -218,16 +246,50 @@ fn data_len(item: &Item) -> u64 {
     }
 }
 
+/// A package's reads ahead, as its builder holds them: dropped, it gives back what it
+/// did not take (the package failed, or its builder panicked).
+#[derive(Debug)]
+pub struct Ahead<'a> {
+    pool: &'a ReadAhead,
+    batch: Arc<Batch>,
+}
+
+impl<'a> Ahead<'a> {
+    /// Queues the first reads of `items` in `pool`.
+    pub fn submit(pool: &'a ReadAhead, items: &[Arc<Item>]) -> Ahead<'a> {
+        Ahead {
+            batch: pool.submit(items),
+            pool,
+        }
+    }
+
+    /// Item `slot`'s read, once it is made; `None` when its builder reads it.
+    pub fn take(&self, slot: usize) -> Option<Fetched> {
+        self.batch.take(slot)
+    }
+}
+
+impl Drop for Ahead<'_> {
+    fn drop(&mut self) {
+        self.pool.cancel(&self.batch);
+    }
+}
+
 impl Batch {
     fn fill(&self, slot: usize, fetched: Fetched) {
+        if self.cancelled.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if self.cancelled.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         slots[slot] = Slot::Read(Box::new(fetched));
         drop(slots);
         self.ready.notify_all();
     }
 
-    /// Item `slot`'s read, once it is made; `None` when its builder reads it.
-    pub fn take(&self, slot: usize) -> Option<Fetched> {
+    fn take(&self, slot: usize) -> Option<Fetched> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             match std::mem::replace(&mut slots[slot], Slot::Taken) {
@@ -329,11 +391,15 @@ impl Chunks {
         Some(chunks)
     }
 
-    /// Waits until `count` chunks are free (without taking them).
-    fn wait_for(&self, count: usize) {
-        let mut state = self.state();
-        while state.free < count {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+    /// Waits until `count` chunks are free (without taking them), or `at_most`.
+    fn wait_for(&self, count: usize, at_most: std::time::Duration) {
+        let state = self.state();
+        if state.free < count {
+            drop(
+                self.changed
+                    .wait_timeout_while(state, at_most, |state| state.free < count)
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
         }
     }
 
@@ -575,6 +641,36 @@ mod tests {
         let state = budget.state();
         assert_eq!(state.free, 16);
         assert!(state.spare.len() <= 16 && state.over == 0);
+    }
+
+    /// A package whose builder stops after its first item (its next read failed it):
+    /// the reads it did not take, queued or made, give their chunks back, and the pool
+    /// serves the next package instead of waiting for room forever.
+    #[test]
+    fn a_package_given_up_gives_its_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let items: Vec<Arc<Item>> = (0..40)
+            .map(|i| file(dir.path(), &format!("f{i}"), &[i as u8; 100]))
+            .collect();
+        let budget = Arc::new(Chunks::new(4));
+        let pool = ReadAhead::new(Arc::clone(&budget), xattr::Carry::default());
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| pool.serve());
+            }
+            let given_up = Ahead::submit(&pool, &items);
+            assert!(given_up.take(0).is_some());
+            drop(given_up);
+            // The next package is read in full.
+            let next = Ahead::submit(&pool, &items);
+            for i in 0..items.len() {
+                assert!(next.take(i).is_some(), "read {i}");
+            }
+            drop(next);
+            pool.close();
+        });
+        assert!(pool.state().queue.is_empty());
+        assert_eq!(budget.state().free, 4);
     }
 
     struct Plain<'a>(&'a mut Vec<u8>);

@@ -326,6 +326,9 @@ impl Round<'_> {
                     scope.spawn(|| pool.serve());
                 }
             }
+            // The pool's threads end when it closes: after the workers, and also when
+            // a worker or the feeding panics (the scope would wait for them forever).
+            let _closing = shared.reads.map(Closing);
             let (send, receive): (SyncSender<Work>, Receiver<Work>) = sync_channel(workers);
             let receive = Arc::new(Mutex::new(receive));
             let mut handles = Vec::with_capacity(workers);
@@ -353,9 +356,6 @@ impl Round<'_> {
                 if let Err(panic) = handle.join() {
                     std::panic::resume_unwind(panic);
                 }
-            }
-            if let Some(pool) = shared.reads {
-                pool.close();
             }
             fed
         })
@@ -410,6 +410,15 @@ impl Round<'_> {
             send_all(vec![work]);
         }
         Ok(packer.packages())
+    }
+}
+
+/// Closes a read pool when dropped.
+struct Closing<'a>(&'a package::reads::ReadAhead);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }
 

@@ -491,8 +491,16 @@ impl Shared<'_> {
         if self.container.blocks().is_some() && expected > BLOCKS_FROM as u64 {
             need = need.saturating_mul(2);
         }
-        let (buffer, held) = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        let (mut buffer, mut held) = PAYLOAD.with(|b| std::mem::take(&mut *b.borrow_mut()));
         if held >= need {
+            // Room held for a much larger package before goes back, so that one large
+            // package does not keep the other workers waiting for good.
+            if held / 2 > need {
+                buffer.clear();
+                buffer.shrink_to(usize::try_from(need).unwrap_or(usize::MAX));
+                self.packages.give(held - need);
+                held = need;
+            }
             PAYLOAD.with(|b| b.borrow_mut().1 = held);
             return buffer;
         }
