@@ -142,8 +142,19 @@ impl ReadAhead {
             });
         }
         if !jobs.is_empty() {
-            self.state().queue.extend(jobs);
-            self.inner.changed.notify_all();
+            let mut state = self.state();
+            if state.closed {
+                // No thread may be left to make them.
+                drop(state);
+                let mut slots = batch.slots.lock().unwrap_or_else(|e| e.into_inner());
+                for slot in slots.iter_mut() {
+                    *slot = Slot::Builder;
+                }
+            } else {
+                state.queue.extend(jobs);
+                drop(state);
+                self.inner.changed.notify_all();
+            }
         }
         batch
     }
@@ -227,13 +238,11 @@ impl ReadAhead {
         }
     }
 
-    /// No more packages come, and no worker waits for a read: the threads end, and
-    /// reads still queued (of a worker that panicked) are dropped.
+    /// No more packages come: the threads end once the queue is empty, and a package
+    /// submitted after (by a worker still running when another panicked) is read by
+    /// its builder.
     pub fn close(&self) {
-        let mut state = self.state();
-        state.closed = true;
-        state.queue.clear();
-        drop(state);
+        self.state().closed = true;
         self.inner.changed.notify_all();
     }
 }
@@ -645,7 +654,8 @@ mod tests {
 
     /// A package whose builder stops after its first item (its next read failed it):
     /// the reads it did not take, queued or made, give their chunks back, and the pool
-    /// serves the next package instead of waiting for room forever.
+    /// serves the next package instead of waiting for room forever. Once the pool is
+    /// closed, a package is read by its builder.
     #[test]
     fn a_package_given_up_gives_its_reads_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -669,6 +679,10 @@ mod tests {
             drop(next);
             pool.close();
         });
+        // After the pool closed, a package's items are read by its builder.
+        let late = Ahead::submit(&pool, &items);
+        assert!((0..items.len()).all(|i| late.take(i).is_none()));
+        drop(late);
         assert!(pool.state().queue.is_empty());
         assert_eq!(budget.state().free, 4);
     }

@@ -327,7 +327,8 @@ impl Round<'_> {
                 }
             }
             // The pool's threads end when it closes: after the workers, and also when
-            // a worker or the feeding panics (the scope would wait for them forever).
+            // a worker or the feeding panics (the scope would wait for them forever);
+            // a worker's reads still queued go back with its package (`reads::Ahead`).
             let _closing = shared.reads.map(Closing);
             let (send, receive): (SyncSender<Work>, Receiver<Work>) = sync_channel(workers);
             let receive = Arc::new(Mutex::new(receive));
