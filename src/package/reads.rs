@@ -1,10 +1,11 @@
 //! Reads ahead: the first read of every item of a package, made by a pool of threads
 //! sized for the source's latency rather than for the CPUs, many files at once, within
-//! a byte budget. A network share answers each `open`, `stat` and `read` after a round
-//! trip; a package builder that read its files one after the other would wait for each.
+//! a budget of memory. A network share answers each `open`, `stat` and `read` after a
+//! round trip; a package builder that read its files one after the other would wait
+//! for each.
 //!
-//! A builder hands its package's items to [`ReadAhead::submit`] and takes each item's
-//! read back in order ([`Batch::take`]): the very bytes its own read would have written
+//! A builder hands its package's items to the pool ([`Ahead::submit`]) and takes each
+//! item's read back in order ([`Ahead::take`]): the very bytes its own read would have written
 //! (record, data, trailer), which it appends to the package. The pool takes the queued
 //! reads strictly in order, each only when its bytes fit in the budget, and the bytes
 //! are given back when the builder has appended them: the reads of the builder that
