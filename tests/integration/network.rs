@@ -155,12 +155,25 @@ fn a_migration_from_an_uncached_sshfs_share() {
     ]);
     changed.assert_code(0);
     let log = fs::read_to_string(f.path("run.log")).unwrap();
-    let end = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["event"] == "task_end")
-        .expect("a task_end event");
+    let event = |name: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["event"] == name)
+            .unwrap_or_else(|| panic!("no {name} event: {log}"))
+    };
+    let end = event("task_end");
     assert_eq!(end["items"], 1, "the changed file alone: {end}");
+    // The share answers slowly: many reads at once, and more workers.
+    let sizing = event("sizing");
+    let workers = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .max(8);
+    assert_eq!(sizing["reads"], 32, "{sizing}");
+    assert_eq!(sizing["workers"], workers, "{sizing}");
+    assert!(
+        sizing["source_micros"].as_f64().unwrap() >= 50.0,
+        "{sizing}"
+    );
     assert_eq!(inventory(&share.mount), inventory(&dst));
     drop(share);
     assert!(!f.path("share-keys").exists());
