@@ -29,9 +29,11 @@ use crate::plan::Preserve;
 use crate::plan::raw::{Conflicts, Verify};
 
 pub mod decide;
+pub mod direct;
 mod links;
 mod metadata;
 mod parts;
+mod records;
 pub(crate) mod stream;
 mod temp;
 

@@ -2,6 +2,7 @@
 //! ferry's own beside the final name; the whole file checked from disk and committed
 //! once every part is in and journalled. A run that stops inside a file resumes it.
 
+use super::records::Records;
 use super::*;
 
 /// Where a file in parts stands.
@@ -220,9 +221,9 @@ fn assembly_for(
 /// One part of a file in parts, into the file's assembly; with the last part, the whole
 /// file is read back from disk, checked against the source's hash, and committed.
 #[expect(clippy::too_many_arguments, reason = "one part's every fact")]
-pub(super) fn write_part<R: Read>(
+pub(super) fn write_part<S: Records>(
     dest: &Destination,
-    stream: &mut R,
+    stream: &mut S,
     dir: Option<Arc<OwnedFd>>,
     record: &Record,
     name: &[u8],
@@ -230,10 +231,10 @@ pub(super) fn write_part<R: Read>(
     buf: &mut [u8],
     parts_touched: &mut Vec<PathBuf>,
 ) -> Result<Vec<Outcome>, Refused> {
-    let skip = |stream: &mut R, buf: &mut [u8]| -> Result<package::Trailer, Refused> {
+    let skip = |stream: &mut S, buf: &mut [u8]| -> Result<package::Trailer, Refused> {
         let mut sink = None;
-        copy_data(stream, record, None, buf, &mut sink, false)?;
-        Ok(package::read_trailer(stream)?)
+        stream.data(record, None, buf, &mut sink, false)?;
+        stream.trailer()
     };
     let Some(dir) = dir else {
         skip(stream, buf)?;
@@ -302,8 +303,9 @@ pub(super) fn write_part<R: Read>(
     parts_touched.push(path.to_path_buf());
     dest.put_assembly(path, Assembly::Failed);
     let mut write_error = None;
-    let read = copy_data(stream, record, Some(&file), buf, &mut write_error, false)
-        .and_then(|_| Ok(package::read_trailer(stream)?));
+    let read = stream
+        .data(record, Some(&file), buf, &mut write_error, false)
+        .and_then(|_| stream.trailer());
     let trailer = match read {
         Ok(trailer) => trailer,
         Err(refused) => {

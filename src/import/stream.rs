@@ -3,6 +3,7 @@
 //! into place; or, the package refused, nothing of it left.
 
 use super::parts::write_part;
+use super::records::{Records, Stream};
 use super::*;
 
 /// A file of this package written to its temporary name, waiting for the package's end.
@@ -20,9 +21,18 @@ struct Pending {
 
 /// Imports one package stream (already authenticated segment by segment and
 /// decompressed). Returns an outcome per record, or refuses the package whole.
-pub fn import_stream<R: Read>(dest: &Destination, mut stream: R) -> Result<Vec<Outcome>, Refused> {
+pub fn import_stream<R: Read>(dest: &Destination, stream: R) -> Result<Vec<Outcome>, Refused> {
+    let mut stream = Stream::begin(stream)?;
+    import_records(dest, &mut stream)
+}
+
+/// Imports one package's records, from a stream or (direct mode) from the source.
+pub(crate) fn import_records<S: Records>(
+    dest: &Destination,
+    stream: &mut S,
+) -> Result<Vec<Outcome>, Refused> {
     let mut underway = Underway::default();
-    match read_all(dest, &mut stream, &mut underway) {
+    match read_all(dest, stream, &mut underway) {
         Ok(mut outcomes) => {
             outcomes.extend(commit(dest, underway.pending));
             Ok(outcomes)
@@ -135,17 +145,16 @@ struct Underway {
     last_parent: LastParent,
 }
 
-fn read_all<R: Read>(
+fn read_all<S: Records>(
     dest: &Destination,
-    stream: &mut R,
+    stream: &mut S,
     underway: &mut Underway,
 ) -> Result<Vec<Outcome>, Refused> {
-    let version = package::read_begin(stream)?;
     let mut outcomes = Vec::new();
     let mut seen = 0u32;
     let mut buf = vec![0u8; 256 * 1024];
     let mut data = 0u64;
-    while let Some(record) = package::read_record(stream, seen, version)? {
+    while let Some(record) = stream.record(seen)? {
         seen += 1;
         data = data.saturating_add(record.data_len());
         if data > dest.max_package_data {
@@ -163,8 +172,8 @@ fn read_all<R: Read>(
                 // else is said of it.
                 outcomes.push(*failed);
                 let mut sink = None;
-                copy_data(stream, &record, None, &mut buf, &mut sink, false)?;
-                package::read_trailer(stream)?;
+                stream.data(&record, None, &mut buf, &mut sink, false)?;
+                stream.trailer()?;
                 if record.parts > 1 {
                     dest.assembly_failed(&path);
                 }
@@ -173,18 +182,18 @@ fn read_all<R: Read>(
         };
         match record.kind {
             KIND_FOLDER => {
-                package::read_trailer(stream)?;
+                stream.trailer()?;
                 outcomes.push(folder(dest, &dir, &record, &name, path, underway));
             }
             KIND_SYMLINK => {
-                package::read_trailer(stream)?;
+                stream.trailer()?;
                 match symlink(dest, dir, &record, name, path) {
                     Written::Pending(p) => underway.pending.push(p),
                     Written::Done(o) => outcomes.push(o),
                 }
             }
             KIND_FILE if record.metadata_only => {
-                package::read_trailer(stream)?;
+                stream.trailer()?;
                 outcomes.push(metadata_update(dest, &dir, &record, &name, path));
             }
             KIND_FILE if record.parts > 1 => {
@@ -215,16 +224,7 @@ fn read_all<R: Read>(
         }
     }
     // Nothing may follow the end of the stream.
-    let mut extra = [0u8; 1];
-    if stream
-        .read(&mut extra)
-        .map_err(|e| Refused::Stream(StreamError::Io(e)))?
-        != 0
-    {
-        return Err(Refused::Stream(StreamError::Malformed(
-            "data after the end",
-        )));
-    }
+    stream.end()?;
     Ok(outcomes)
 }
 
@@ -552,9 +552,9 @@ struct Target {
 
 /// A whole file: written to a temporary name beside its final one and checked, or
 /// found to be there already, or kept as the destination has it.
-fn write_file<R: Read>(
+fn write_file<S: Records>(
     dest: &Destination,
-    stream: &mut R,
+    stream: &mut S,
     at: Target,
     record: &Record,
     buf: &mut [u8],
@@ -582,8 +582,8 @@ fn write_file<R: Read>(
             Ok(target) => Some(target),
             Err(e) => {
                 let mut sink = None;
-                copy_data(stream, record, None, buf, &mut sink, false)?;
-                package::read_trailer(stream)?;
+                stream.data(record, None, buf, &mut sink, false)?;
+                stream.trailer()?;
                 return Ok(Written::Done(Outcome::Failed {
                     path,
                     code: write_code(&e),
@@ -594,15 +594,14 @@ fn write_file<R: Read>(
         _ => None,
     };
     let mut write_error = None;
-    let hash = copy_data(
-        stream,
+    let hash = stream.data(
         record,
         target.as_ref().map(|(f, _)| f),
         buf,
         &mut write_error,
         dest.verify != Verify::None,
     )?;
-    let trailer = package::read_trailer(stream)?;
+    let trailer = stream.trailer()?;
     let discard = |target: &Option<(fs::File, String)>| {
         if let (Some(dir), Some((_, temp))) = (&dir, target) {
             let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
@@ -689,7 +688,7 @@ fn temp_file(dir: &OwnedFd) -> io::Result<(fs::File, String)> {
     let fd = rustix::fs::openat(
         dir,
         temp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
     .map_err(errno)?;

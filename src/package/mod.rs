@@ -84,7 +84,7 @@ pub fn open_checked(item: &Item) -> Result<(fs::File, fs::Metadata), Packed> {
 }
 
 /// Whether the file still has the size and time it had when it was opened.
-fn still(file: &fs::File, at_open: &fs::Metadata) -> bool {
+pub fn still(file: &fs::File, at_open: &fs::Metadata) -> bool {
     file.metadata().is_ok_and(|now| {
         now.len() == at_open.len()
             && now.mtime() == at_open.mtime()
@@ -229,7 +229,7 @@ pub enum Attempt {
 }
 
 /// An item's record as the scan saw it, before its file is opened.
-fn base_record(item: &Item) -> Record {
+pub fn base_record(item: &Item) -> Record {
     let (mtime_sec, mtime_nsec) = mtime_parts(item.meta.mtime_ns);
     Record {
         kind: KIND_FOLDER,
@@ -266,9 +266,9 @@ pub fn first_read<W: Sink>(
         file_hash: [0; 32],
     };
     if !matches!(item.kind, ItemKind::File) {
-        match xattr::read(xattr::On::Link(&item.source), carry) {
+        match link_xattrs(item, carry) {
             Ok(xattrs) => record.xattrs = xattrs,
-            Err(e) => return Ok(Attempt::Settled(unreadable_xattrs(&e))),
+            Err(failed) => return Ok(Attempt::Settled(failed)),
         }
     }
     match &item.kind {
@@ -310,29 +310,70 @@ fn retry_file<W: Sink>(
     buf: &mut [u8],
 ) -> io::Result<Packed> {
     for attempt in 1..attempts.max(1) {
-        let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
-        tracing::warn!(
-            event = "retry",
-            item = %crate::shown::escape_path(&item.rel),
-            code = FailureCode::ChangedDuringRead.as_str(),
-            attempt,
-            of = attempts,
-            wait = wait.as_secs_f64(),
-            message = "the file changed while it was read"
-        );
-        std::thread::sleep(wait);
+        wait_to_retry(item, attempt, (attempts, backoff));
         match read_file(out, item, std::mem::take(record), carry, records, buf, None)? {
             Attempt::Settled(outcome) => return Ok(outcome),
             Attempt::Again { record: again } => *record = again,
             Attempt::Builder => unreachable!("a read without a limit is made"),
         }
     }
-    Ok(Packed::Failed {
+    Ok(changed_every_time(attempts))
+}
+
+/// Waits before retry `attempt` (from 1) of reading a file that changed while it was
+/// read: `backoff`, doubled for each further retry.
+pub fn wait_to_retry(item: &Item, attempt: u32, (attempts, backoff): (u32, std::time::Duration)) {
+    let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
+    tracing::warn!(
+        event = "retry",
+        item = %crate::shown::escape_path(&item.rel),
+        code = FailureCode::ChangedDuringRead.as_str(),
+        attempt,
+        of = attempts,
+        wait = wait.as_secs_f64(),
+        message = "the file changed while it was read"
+    );
+    std::thread::sleep(wait);
+}
+
+/// A file that changed each of the `attempts` times it was read.
+pub fn changed_every_time(attempts: u32) -> Packed {
+    Packed::Failed {
         code: FailureCode::ChangedDuringRead.as_str(),
         message: format!(
             "the file changed while it was read, {attempts} times; it was not migrated and the next round will try again"
         ),
-    })
+    }
+}
+
+/// A file's record from the file opened (`at_open` its metadata then): its size, time,
+/// mode and owner, its attributes and ACLs as `carry` says, and its data extents when
+/// holes travel and it has any.
+pub fn file_record(
+    mut record: Record,
+    file: &fs::File,
+    at_open: &fs::Metadata,
+    carry: xattr::Carry,
+) -> Result<Record, Packed> {
+    record.kind = KIND_FILE;
+    record.size = at_open.len();
+    record.len = at_open.len();
+    record.mtime_sec = at_open.mtime();
+    record.mtime_nsec = at_open.mtime_nsec() as u32;
+    record.mode = at_open.mode() & 0o7777;
+    record.uid = at_open.uid();
+    record.gid = at_open.gid();
+    let holes = carry.sparse && sparse::has_holes(file, record.size);
+    let facts = xattr::of_file(file, carry)
+        .and_then(|xattrs| Ok((xattrs, extents_of(file, holes, 0, record.len)?)));
+    match facts {
+        Ok((xattrs, extents)) => {
+            record.xattrs = xattrs;
+            record.extents = extents;
+            Ok(record)
+        }
+        Err(e) => Err(unreadable_xattrs(&e)),
+    }
 }
 
 /// One read of a file: its record and data, and a trailer that says whether the file
@@ -340,7 +381,7 @@ fn retry_file<W: Sink>(
 fn read_file<W: Sink>(
     out: &mut W,
     item: &Item,
-    mut record: Record,
+    record: Record,
     carry: xattr::Carry,
     records: &mut u32,
     buf: &mut [u8],
@@ -353,24 +394,11 @@ fn read_file<W: Sink>(
     if limit.is_some_and(|limit| at_open.len() > limit) {
         return Ok(Attempt::Builder);
     }
-    let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
-    record.size = at_open.len();
-    record.len = at_open.len();
-    record.mtime_sec = sec;
-    record.mtime_nsec = nsec;
-    record.mode = at_open.mode() & 0o7777;
-    record.uid = at_open.uid();
-    record.gid = at_open.gid();
-    let holes = carry.sparse && sparse::has_holes(&file, record.size);
-    let facts = xattr::of_file(&file, carry)
-        .and_then(|xattrs| Ok((xattrs, extents_of(&file, holes, 0, record.len)?)));
-    match facts {
-        Ok((xattrs, extents)) => {
-            record.xattrs = xattrs;
-            record.extents = extents;
-        }
-        Err(e) => return Ok(Attempt::Settled(unreadable_xattrs(&e))),
-    }
+    let record = match file_record(record, &file, &at_open, carry) {
+        Ok(record) => record,
+        Err(failed) => return Ok(Attempt::Settled(failed)),
+    };
+    let holes = record.extents.is_some();
     record.write_to(out)?;
     out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
     let mut hasher = sparse::Whole::new(holes);
@@ -402,19 +430,40 @@ fn add_metadata<W: Sink>(
     carry: xattr::Carry,
     records: &mut u32,
 ) -> io::Result<Option<Packed>> {
-    let (file, at_open) = match open_checked(item) {
-        Ok(opened) => opened,
+    match metadata_record(item, std::mem::take(record), carry) {
+        Ok(Ok(metadata)) => *record = metadata,
+        Ok(Err(whole)) => {
+            *record = whole;
+            return Ok(None);
+        }
         Err(failed) => return Ok(Some(failed)),
-    };
+    }
+    record.write_to(out)?;
+    Trailer {
+        ok: true,
+        part_hash: [0; 32],
+        file_hash: [0; 32],
+    }
+    .write_to(out)?;
+    *records += 1;
+    Ok(Some(Packed::Ok))
+}
+
+/// The record of a file whose metadata alone changed (`Ok(Ok)`): its mode, owner, time
+/// and attributes, no data. `Ok(Err(record))`, the record given back, when the file's
+/// content changed since the scan too: then it travels whole.
+pub fn metadata_record(
+    item: &Item,
+    record: Record,
+    carry: xattr::Carry,
+) -> Result<Result<Record, Record>, Packed> {
+    let (file, at_open) = open_checked(item)?;
     let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
     if at_open.len() != item.meta.size || mtime_parts(item.meta.mtime_ns) != (sec, nsec) {
-        return Ok(None);
+        return Ok(Err(record));
     }
-    let xattrs = match xattr::of_file(&file, carry) {
-        Ok(xattrs) => xattrs,
-        Err(e) => return Ok(Some(unreadable_xattrs(&e))),
-    };
-    *record = Record {
+    let xattrs = xattr::of_file(&file, carry).map_err(|e| unreadable_xattrs(&e))?;
+    Ok(Ok(Record {
         kind: KIND_FILE,
         size: at_open.len(),
         len: at_open.len(),
@@ -425,17 +474,13 @@ fn add_metadata<W: Sink>(
         gid: at_open.gid(),
         xattrs,
         metadata_only: true,
-        ..std::mem::take(record)
-    };
-    record.write_to(out)?;
-    Trailer {
-        ok: true,
-        part_hash: [0; 32],
-        file_hash: [0; 32],
-    }
-    .write_to(out)?;
-    *records += 1;
-    Ok(Some(Packed::Ok))
+        ..record
+    }))
+}
+
+/// The attributes and ACLs of a folder or symlink, read without following it.
+pub fn link_xattrs(item: &Item, carry: xattr::Carry) -> Result<Vec<Xattr>, Packed> {
+    xattr::read(xattr::On::Link(&item.source), carry).map_err(|e| unreadable_xattrs(&e))
 }
 
 /// An item whose extended attributes (or extents) could not be read: not packed. An

@@ -420,7 +420,10 @@ pub struct RawStaging {
     /// `local`: a folder on this machine. `azure`: an Azure Blob container per task
     /// round, created with the account key and used by the workers through a SAS that
     /// can read, create and write but not list or delete. `s3`: a prefix per task round
-    /// in an S3 bucket. Default: local.
+    /// in an S3 bucket. `none`: direct mode, nothing staged; each file is copied from the
+    /// source straight to a temporary name at the destination (`copy_file_range` where
+    /// the kernel offers it), hashed, synced and renamed, for a destination this machine
+    /// reaches as a folder. Default: local.
     #[serde(default)]
     #[schemars(with = "StagingKind")]
     pub kind: Option<StagingKind>,
@@ -548,5 +551,5 @@ choice!(
 );
 choice!(
     /// The kind of staging.
-    StagingKind { Local = "local", Azure = "azure", S3 = "s3" }
+    StagingKind { Local = "local", Azure = "azure", S3 = "s3", None = "none" }
 );

@@ -46,6 +46,7 @@ use crate::state::layout::TaskLayout;
 use crate::state::{self, Session, SessionError, Status as SessionStatus};
 
 mod checkpoint;
+mod direct;
 mod end;
 pub mod gc;
 pub mod items;
@@ -457,7 +458,8 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
         links::Links::default()
     };
     let job = ids.job;
-    let reads = stages.send.then(|| {
+    let direct = r.plan.staging.kind == crate::plan::StagingKind::None;
+    let reads = (stages.send && !direct).then(|| {
         package::reads::ReadAhead::new(
             Arc::clone(&r.control.memory.reads),
             package::xattr::Carry::of(&task.settings.preserve),
@@ -485,6 +487,7 @@ fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> 
         job,
         reads: reads.as_ref(),
         packages: &r.control.memory.packages,
+        direct,
     };
     let results = Mutex::new(replayed.tally);
     let produced = r.dispatch(&shared, &results, session, &state.items())?;

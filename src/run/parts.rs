@@ -142,6 +142,25 @@ impl Shared<'_> {
                 return false;
             }
             let id = f.first_id + u64::from(part);
+            if self.direct {
+                let held = self.direct_part(
+                    id,
+                    f.first_id,
+                    item,
+                    (&file, &at_open),
+                    (part, f.parts, f.part_size),
+                    &mut whole,
+                    &mut at.outcomes,
+                    &mut at.whole_file,
+                    tally,
+                );
+                match held {
+                    Some(true) => continue,
+                    // The importer has discarded the file; the rest is not read.
+                    Some(false) => break,
+                    None => return false,
+                }
+            }
             let mut ok = true;
             let built = self.build_and_put(id, f.part_size, &mut |out, records| {
                 *records += 1;
@@ -338,40 +357,11 @@ impl Shared<'_> {
     ) -> bool {
         match self.import(id) {
             Ok(o) => {
-                if self.destination_full(&o) {
-                    return false;
+                let took = self.took_part(first_id, o, outcomes, whole_file, tally);
+                if took {
+                    self.consumed(id);
                 }
-                let mut bytes = 0;
-                for outcome in &o {
-                    if let Outcome::PartWritten {
-                        bytes: b,
-                        part,
-                        work,
-                        whole,
-                        ..
-                    } = outcome
-                    {
-                        bytes += b;
-                        let entry = Entry::Part {
-                            first: first_id,
-                            part: *part,
-                            work: work.clone(),
-                            whole: *whole,
-                        };
-                        *whole_file = *whole;
-                        if !self.journal(&entry, tally) {
-                            return false;
-                        }
-                    }
-                }
-                self.consumed(id);
-                let _ = self.events.send(Event::Progress {
-                    items: 0,
-                    bytes,
-                    failed: 0,
-                });
-                outcomes.extend(o);
-                true
+                took
             }
             Err((code, message)) => {
                 // The parts already in cannot make the file: they go.
@@ -382,6 +372,52 @@ impl Shared<'_> {
                 false
             }
         }
+    }
+
+    /// A part's outcomes: each part written journalled (it is durable), the bytes told
+    /// to the reporter, the outcomes collected; false when the file cannot go on (a
+    /// full destination, a journal that cannot be written).
+    pub(super) fn took_part(
+        &self,
+        first_id: u64,
+        o: Vec<Outcome>,
+        outcomes: &mut Vec<Outcome>,
+        whole_file: &mut Option<journal::WholeFile>,
+        tally: &mut Counters,
+    ) -> bool {
+        if self.destination_full(&o) {
+            return false;
+        }
+        let mut bytes = 0;
+        for outcome in &o {
+            if let Outcome::PartWritten {
+                bytes: b,
+                part,
+                work,
+                whole,
+                ..
+            } = outcome
+            {
+                bytes += b;
+                let entry = Entry::Part {
+                    first: first_id,
+                    part: *part,
+                    work: work.clone(),
+                    whole: *whole,
+                };
+                *whole_file = *whole;
+                if !self.journal(&entry, tally) {
+                    return false;
+                }
+            }
+        }
+        let _ = self.events.send(Event::Progress {
+            items: 0,
+            bytes,
+            failed: 0,
+        });
+        outcomes.extend(o);
+        true
     }
 
     /// Where an earlier run of the round left a file in parts: the next part and, when

@@ -203,6 +203,9 @@ pub(super) struct Shared<'a> {
     pub(super) reads: Option<&'a ReadAhead>,
     /// The budget of package buffers, shared by the workers of every task of the run.
     pub(super) packages: &'a Budget,
+    /// Direct mode (`staging: {kind: none}`): items are copied straight from the source
+    /// into the destination, nothing staged.
+    pub(super) direct: bool,
 }
 
 /// A file in parts under way: its assembly, the next part, and (once every part is in)
@@ -323,6 +326,10 @@ impl Shared<'_> {
         match work {
             Work::Package { id, items } => {
                 if self.done.contains(&id) {
+                    return;
+                }
+                if self.direct {
+                    self.direct_package(id, &items, tally);
                     return;
                 }
                 let mut records = match self.staged.get(&id) {

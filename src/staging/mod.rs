@@ -13,6 +13,7 @@
 
 pub mod azure;
 pub mod local;
+mod none;
 #[cfg(test)]
 pub mod memory;
 mod object;
@@ -126,6 +127,7 @@ pub fn open(staging: &crate::plan::Staging, retries: Retries) -> io::Result<Box<
             let s3 = staging.s3.as_ref().ok_or_else(unset)?;
             Box::new(s3::S3Staging::new(s3, retries)?)
         }
+        StagingKind::None => Box::new(none::NoStaging),
     };
     Ok(throttle::staging(backend))
 }

@@ -1,0 +1,473 @@
+//! Direct mode (`staging: {kind: none}`): the records of a package made from the source's
+//! files as they are imported, with nothing staged. The importer is the same: every
+//! path checked, each file written to a temporary name beside its final one, synced
+//! with the rest of its package, then renamed. A file's data goes from the source to its
+//! temporary name by `copy_file_range` (the kernel copies, or clones, without the bytes
+//! passing through ferry; plain reads and writes where it cannot), and the hash recorded
+//! for the index is read back from what was written.
+
+use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+
+use super::records::Records;
+use super::stream::import_records;
+use super::*;
+use crate::package::packer::{Item, ItemKind};
+use crate::package::sparse::Whole;
+use crate::package::xattr::Carry;
+use crate::package::{Extent, Packed, Trailer};
+
+/// Imports `items` straight from the source: their outcomes, and the items that could
+/// not be read at all (by their index in `items`), with why.
+pub fn import_files(
+    dest: &Destination,
+    items: &[Arc<Item>],
+    carry: Carry,
+) -> (Result<Vec<Outcome>, Refused>, Vec<(usize, Packed)>) {
+    let mut source = Direct {
+        work: Work::Files { items, next: 0 },
+        carry,
+        failed: Vec::new(),
+        open: None,
+        plain: false,
+        unreadable: Vec::new(),
+    };
+    let mut outcomes = import_records(dest, &mut source);
+    if let Ok(outcomes) = outcomes.as_mut() {
+        unreadable_failed(outcomes, &source.unreadable);
+    }
+    (outcomes, source.failed)
+}
+
+/// One part of a file in parts, straight from the source into the file's assembly.
+#[derive(Debug)]
+pub struct Part<'a> {
+    pub item: &'a Item,
+    pub file: &'a fs::File,
+    pub at_open: &'a fs::Metadata,
+    pub part: u32,
+    pub parts: u32,
+    pub part_size: u64,
+    /// The whole file's hash, over its parts so far.
+    pub whole: &'a mut Whole,
+}
+
+/// Imports one part of a file straight from the source; `false` with the outcomes when
+/// the file changed while the part was read (the importer has discarded it).
+pub fn import_part(
+    dest: &Destination,
+    part: Part<'_>,
+    carry: Carry,
+) -> (Result<Vec<Outcome>, Refused>, bool) {
+    let mut source = Direct {
+        work: Work::Part {
+            part,
+            given: false,
+            ok: true,
+        },
+        carry,
+        failed: Vec::new(),
+        open: None,
+        plain: false,
+        unreadable: Vec::new(),
+    };
+    let mut outcomes = import_records(dest, &mut source);
+    if let Ok(outcomes) = outcomes.as_mut() {
+        unreadable_failed(outcomes, &source.unreadable);
+    }
+    let ok = match source.work {
+        Work::Part { ok, .. } => ok,
+        Work::Files { .. } => true,
+    };
+    (outcomes, ok)
+}
+
+enum Work<'a> {
+    Files {
+        items: &'a [Arc<Item>],
+        next: usize,
+    },
+    Part {
+        part: Part<'a>,
+        /// Its record was given.
+        given: bool,
+        /// It held still and was read whole.
+        ok: bool,
+    },
+}
+
+/// The file whose record was given last, and what its data came to.
+struct Open {
+    file: fs::File,
+    at_open: fs::Metadata,
+    /// Its data ended before its size.
+    short: bool,
+    hash: [u8; 32],
+}
+
+struct Direct<'a> {
+    work: Work<'a>,
+    carry: Carry,
+    /// Items that made no record, by index, and why.
+    failed: Vec<(usize, Packed)>,
+    open: Option<Open>,
+    /// The kernel cannot `copy_file_range` between these file systems: reads and writes.
+    plain: bool,
+    /// Records whose source could not be read while their data was copied: path, error.
+    unreadable: Vec<(Vec<u8>, String)>,
+}
+
+impl Direct<'_> {
+    /// The record of the next item of a batch that can be read.
+    fn next_file(&mut self) -> Option<Record> {
+        let Work::Files { items, next } = &mut self.work else {
+            return None;
+        };
+        while let Some(item) = items.get(*next) {
+            let index = *next;
+            *next += 1;
+            match record_of(item, self.carry) {
+                Ok((record, open)) => {
+                    self.open = open;
+                    return Some(record);
+                }
+                Err(failed) => self.failed.push((index, failed)),
+            }
+        }
+        None
+    }
+}
+
+/// An item's record, with its file opened when its data travels.
+fn record_of(item: &Item, carry: Carry) -> Result<(Record, Option<Open>), Packed> {
+    let mut record = package::base_record(item);
+    match &item.kind {
+        ItemKind::Folder => {
+            record.xattrs = package::link_xattrs(item, carry)?;
+            Ok((record, None))
+        }
+        ItemKind::Symlink { target } => {
+            record.kind = KIND_SYMLINK;
+            record.target = target.as_bytes().to_vec();
+            record.xattrs = package::link_xattrs(item, carry)?;
+            Ok((record, None))
+        }
+        ItemKind::File => {
+            if item.metadata_only {
+                match package::metadata_record(item, record, carry)? {
+                    Ok(metadata) => return Ok((metadata, None)),
+                    Err(whole) => record = whole,
+                }
+            }
+            let (file, at_open) = package::open_checked(item)?;
+            let record = package::file_record(record, &file, &at_open, carry)?;
+            Ok((
+                record,
+                Some(Open {
+                    file,
+                    at_open,
+                    short: false,
+                    hash: [0; 32],
+                }),
+            ))
+        }
+    }
+}
+
+/// A part's record, as [`package::add_part`] makes it.
+fn part_record(p: &Part<'_>, carry: Carry) -> io::Result<Record> {
+    let size = p.at_open.len();
+    let offset = u64::from(p.part) * p.part_size;
+    let len = size.saturating_sub(offset).min(p.part_size);
+    let last = p.part + 1 == p.parts;
+    let xattrs = if last {
+        package::xattr::of_file(p.file, carry)?
+    } else {
+        Vec::new()
+    };
+    let extents = if matches!(p.whole, Whole::Sparse(_)) {
+        Some(package::sparse::extents(p.file, offset, offset + len)?)
+    } else {
+        None
+    };
+    Ok(Record {
+        kind: KIND_FILE,
+        path: p.item.rel.as_os_str().as_bytes().to_vec(),
+        mode: p.at_open.mode() & 0o7777,
+        uid: p.at_open.uid(),
+        gid: p.at_open.gid(),
+        mtime_sec: p.at_open.mtime(),
+        mtime_nsec: p.at_open.mtime_nsec() as u32,
+        size,
+        part: p.part,
+        parts: p.parts,
+        offset,
+        len,
+        xattrs,
+        extents,
+        ..Record::default()
+    })
+}
+
+
+/// The ranges of a record's data: the whole range, or a sparse file's extents.
+fn ranges(record: &Record) -> Vec<Extent> {
+    match &record.extents {
+        Some(extents) => extents.clone(),
+        None => vec![Extent {
+            offset: record.offset,
+            len: record.len,
+        }],
+    }
+}
+
+/// What went wrong in a copy: reading the source, or writing the destination (where
+/// `copy_file_range` cannot tell, the destination: a full disk is the likely cause).
+enum Fault {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Copies `len` bytes at `offset` from `from` to the same offset of `to`: by
+/// `copy_file_range` unless `plain`, which is set when the kernel refuses it for these
+/// file systems. False when the source ended early.
+fn copy(
+    from: &fs::File,
+    to: &fs::File,
+    range: &Extent,
+    buf: &mut [u8],
+    plain: &mut bool,
+) -> Result<bool, Fault> {
+    use rustix::io::Errno;
+    let mut done = 0u64;
+    while done < range.len {
+        let at = range.offset + done;
+        let want = (range.len - done).min(1 << 30) as usize;
+        if !*plain {
+            let (mut off_in, mut off_out) = (at, at);
+            match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), want)
+            {
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    done += n as u64;
+                    continue;
+                }
+                Err(Errno::INTR) => continue,
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => *plain = true,
+                Err(e) => return Err(Fault::Write(errno(e))),
+            }
+        }
+        let want = want.min(buf.len());
+        let n = match from.read_at(&mut buf[..want], at) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Fault::Read(e)),
+        };
+        to.write_all_at(&buf[..n], at).map_err(Fault::Write)?;
+        done += n as u64;
+    }
+    Ok(true)
+}
+
+/// Hashes `range` of `file` into `hash`; false when the file ends before the range does
+/// (what is missing is hashed as zeros).
+fn hash_range(file: &fs::File, range: &Extent, hash: &mut Whole, buf: &mut [u8]) -> io::Result<bool> {
+    let mut done = 0u64;
+    let mut whole = true;
+    while done < range.len {
+        let at = range.offset + done;
+        let want = ((range.len - done) as usize).min(buf.len());
+        let n = if whole {
+            match file.read_at(&mut buf[..want], at) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        } else {
+            0
+        };
+        let n = if n == 0 {
+            whole = false;
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        hash.update_at(at, &buf[..n]);
+        done += n as u64;
+    }
+    Ok(whole)
+}
+
+/// Copies a record's data from `from` into `out` (unless nothing is to be written, or a
+/// write failed already: a failed write is kept in `write_error`), then hashes it into
+/// `hash`: read back from `out` when it was written there, else from the source. False
+/// when the source ended early; an error when the source could not be read.
+fn copy_and_hash(
+    from: &fs::File,
+    record: &Record,
+    out: Option<&fs::File>,
+    write_error: &mut Option<io::Error>,
+    hash: &mut Whole,
+    buf: &mut [u8],
+    plain: &mut bool,
+) -> io::Result<bool> {
+    let ranges = ranges(record);
+    let mut whole = true;
+    let mut written = None;
+    if let Some(out) = out
+        && write_error.is_none()
+    {
+        for range in &ranges {
+            match copy(from, out, range, buf, plain) {
+                Ok(full) => whole &= full,
+                Err(Fault::Read(e)) => return Err(e),
+                Err(Fault::Write(e)) => {
+                    *write_error = Some(e);
+                    return Ok(whole);
+                }
+            }
+        }
+        written = Some(out);
+    }
+    for range in &ranges {
+        match (written, hash_range(written.unwrap_or(from), range, hash, buf)) {
+            (_, Ok(full)) => whole &= full,
+            (Some(_), Err(e)) => {
+                *write_error = Some(e);
+                return Ok(whole);
+            }
+            (None, Err(e)) => return Err(e),
+        }
+    }
+    Ok(whole)
+}
+
+/// The outcomes of the records whose source could not be read while their data was
+/// copied (the importer has discarded them as changed): failed as unreadable.
+fn unreadable_failed(outcomes: &mut [Outcome], unreadable: &[(Vec<u8>, String)]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    for outcome in outcomes {
+        if let Outcome::Failed { path, code, message } = outcome
+            && let Some((_, e)) = unreadable
+                .iter()
+                .find(|(p, _)| p.as_slice() == path.as_os_str().as_bytes())
+        {
+            *code = FailureCode::ReadFailed.as_str();
+            *message = format!("cannot read the file: {e}");
+        }
+    }
+}
+
+impl Records for Direct<'_> {
+    fn record(&mut self, _seen: u32) -> Result<Option<Record>, Refused> {
+        self.open = None;
+        if let Work::Part { part, given, .. } = &mut self.work {
+            if *given {
+                return Ok(None);
+            }
+            *given = true;
+            return part_record(part, self.carry)
+                .map(Some)
+                .map_err(|e| Refused::Stream(StreamError::Io(e)));
+        }
+        Ok(self.next_file())
+    }
+
+    fn data(
+        &mut self,
+        record: &Record,
+        out: Option<&fs::File>,
+        buf: &mut [u8],
+        write_error: &mut Option<io::Error>,
+        hash: bool,
+    ) -> Result<Option<[u8; 32]>, Refused> {
+        match &mut self.work {
+            Work::Part { part, ok, .. } => {
+                let copied = copy_and_hash(
+                    part.file,
+                    record,
+                    out,
+                    write_error,
+                    part.whole,
+                    buf,
+                    &mut self.plain,
+                );
+                *ok = match copied {
+                    Ok(whole) => whole,
+                    Err(e) => {
+                        self.unreadable.push((record.path.clone(), e.to_string()));
+                        false
+                    }
+                };
+                Ok(None)
+            }
+            Work::Files { .. } => {
+                let Some(open) = self.open.as_mut() else {
+                    return Ok(hash.then(|| Whole::new(false).finalize(0)));
+                };
+                let mut hasher = Whole::new(record.extents.is_some());
+                let copied = copy_and_hash(
+                    &open.file,
+                    record,
+                    out,
+                    write_error,
+                    &mut hasher,
+                    buf,
+                    &mut self.plain,
+                );
+                open.short = match copied {
+                    Ok(whole) => !whole,
+                    Err(e) => {
+                        self.unreadable.push((record.path.clone(), e.to_string()));
+                        true
+                    }
+                };
+                open.hash = hasher.finalize(record.size);
+                Ok(hash.then_some(open.hash))
+            }
+        }
+    }
+
+    fn trailer(&mut self) -> Result<Trailer, Refused> {
+        if let Work::Part { part, ok, .. } = &mut self.work {
+            let size = part.at_open.len();
+            let offset = u64::from(part.part) * part.part_size;
+            let len = size.saturating_sub(offset).min(part.part_size);
+            let last = part.part + 1 == part.parts;
+            *ok = *ok
+                && package::still(part.file, part.at_open)
+                && (!last || size == offset + len);
+            return Ok(Trailer {
+                ok: *ok,
+                part_hash: [0; 32],
+                file_hash: if *ok && last {
+                    part.whole.finalize(size)
+                } else {
+                    [0; 32]
+                },
+            });
+        }
+        Ok(match &self.open {
+            Some(open) => {
+                let ok = !open.short && package::still(&open.file, &open.at_open);
+                Trailer {
+                    ok,
+                    part_hash: open.hash,
+                    file_hash: if ok { open.hash } else { [0; 32] },
+                }
+            }
+            None => Trailer {
+                ok: true,
+                part_hash: [0; 32],
+                file_hash: [0; 32],
+            },
+        })
+    }
+
+    fn end(&mut self) -> Result<(), Refused> {
+        Ok(())
+    }
+}

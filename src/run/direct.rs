@@ -1,0 +1,155 @@
+//! Direct mode in a worker (`staging: {kind: none}`): a package's items copied straight
+//! from the source into the destination, then journalled as imported; a file in parts
+//! copied part by part into its assembly, each part journalled once durable. Nothing is
+//! sealed or staged; the scan, the rules, the journal, resume and the reports are the
+//! staged mode's.
+
+use super::worker::{Shared, failed_record, one_per_item, outcome_records};
+use super::*;
+use crate::import::direct::{self, Part};
+use crate::package::sparse::Whole;
+
+impl Shared<'_> {
+    /// Copies package `id`'s items into the destination and journals them. A file that
+    /// changed while it was copied is copied again after the task's backoff, up to its
+    /// `retries.attempts` in all, as a staged run reads it again.
+    pub(super) fn direct_package(&self, id: u64, items: &[Arc<Item>], tally: &mut Counters) {
+        let Some(destination) = self.destination else {
+            return;
+        };
+        let carry = package::xattr::Carry::of(&self.task.settings.preserve);
+        let retry = (
+            self.task.settings.retries.attempts,
+            self.task.settings.retries.backoff.as_std(),
+        );
+        let mut records = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut todo: Vec<Arc<Item>> = items.to_vec();
+        for attempt in 0..retry.0.max(1) {
+            if attempt > 0 {
+                for item in &todo {
+                    package::wait_to_retry(item, attempt, retry);
+                }
+            }
+            let (imported, unread) = direct::import_files(destination, &todo, carry);
+            for (index, failed) in unread {
+                if let Packed::Failed { code, message } = failed {
+                    records.push(failed_record(&todo[index], code, message));
+                }
+            }
+            let imported = match imported {
+                Ok(imported) => imported,
+                Err(refused) => {
+                    // A path no folder can take, or a source that failed mid-copy:
+                    // nothing of the batch was committed.
+                    for item in &todo {
+                        self.fail(
+                            tally,
+                            Some(id),
+                            item,
+                            FailureCode::WriteFailed.as_str(),
+                            &format!("package {id} could not be copied: {refused}"),
+                        );
+                    }
+                    return;
+                }
+            };
+            let last = attempt + 1 >= retry.0.max(1);
+            let (changed, settled): (Vec<Outcome>, Vec<Outcome>) =
+                imported.into_iter().partition(|o| changed(o) && !last);
+            outcomes.extend(settled);
+            todo.retain(|item| changed.iter().any(|o| is_of(o, item)));
+            if todo.is_empty() {
+                break;
+            }
+        }
+        for outcome in &mut outcomes {
+            if changed(outcome)
+                && let Outcome::Failed { message, .. } = outcome
+                && let Packed::Failed { message: every, .. } =
+                    package::changed_every_time(retry.0)
+            {
+                *message = every;
+            }
+        }
+        if self.destination_full(&outcomes) {
+            return;
+        }
+        let mut records = self.with_links(records);
+        records.extend(outcome_records(outcomes, items));
+        let records = self.with_links(one_per_item(records));
+        let entry = Entry::Imported {
+            first: id,
+            last: id,
+            items: records,
+            job: self.job,
+        };
+        if self.journal(&entry, tally) {
+            if let Entry::Imported { items, .. } = &entry {
+                tally.records(items);
+            }
+            tally.packages += 1;
+        }
+    }
+
+    /// Copies part `part` of a file in parts into its assembly and journals it; `Some`
+    /// with whether the file held still when the part is in (the file fails when it did
+    /// not), `None` when the file cannot go on (its failure recorded, or the run
+    /// stopping).
+    #[expect(clippy::too_many_arguments, reason = "one part's every fact")]
+    pub(super) fn direct_part(
+        &self,
+        id: u64,
+        first_id: u64,
+        item: &Item,
+        (file, at_open): (&fs::File, &fs::Metadata),
+        (part, parts, part_size): (u32, u32, u64),
+        whole: &mut Whole,
+        outcomes: &mut Vec<Outcome>,
+        whole_file: &mut Option<journal::WholeFile>,
+        tally: &mut Counters,
+    ) -> Option<bool> {
+        let destination = self.destination?;
+        let carry = package::xattr::Carry::of(&self.task.settings.preserve);
+        let (imported, ok) = direct::import_part(
+            destination,
+            Part {
+                item,
+                file,
+                at_open,
+                part,
+                parts,
+                part_size,
+                whole,
+            },
+            carry,
+        );
+        match imported {
+            Ok(o) => self.took_part(first_id, o, outcomes, whole_file, tally).then_some(ok),
+            Err(refused) => {
+                destination.assembly_failed(&item.rel);
+                self.fail(
+                    tally,
+                    Some(id),
+                    item,
+                    FailureCode::WriteFailed.as_str(),
+                    &format!("part {part} could not be copied: {refused}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A file discarded because it changed while it was copied.
+fn changed(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Failed { code, .. } if *code == FailureCode::ChangedDuringRead.as_str())
+}
+
+/// Whether `outcome` is `item`'s.
+fn is_of(outcome: &Outcome, item: &Item) -> bool {
+    match outcome {
+        Outcome::Failed { path, .. } => *path == item.rel,
+        _ => false,
+    }
+}

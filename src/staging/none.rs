@@ -1,0 +1,67 @@
+//! No staging (`kind: none`, direct mode): files go from the source straight to the
+//! destination, so there is nothing to put, keep or delete. A container here holds
+//! nothing and takes nothing: a run that tried to stage into it would fail loudly rather
+//! than lose data.
+
+use std::io::{self, Read, Write};
+
+use super::{Container, Listed, Staging};
+
+/// The staging of a plan that stages nothing.
+#[derive(Debug, Default)]
+pub struct NoStaging;
+
+/// The container of a round that stages nothing.
+#[derive(Debug, Default)]
+struct Nothing;
+
+fn stages_nothing() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this plan stages nothing (`staging: {kind: none}`)",
+    )
+}
+
+impl Staging for NoStaging {
+    fn open(&self, _name: &str) -> io::Result<Box<dyn Container>> {
+        Ok(Box::new(Nothing))
+    }
+
+    fn discard(&self, _name: &str) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn probe(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "none (files are copied straight to the destination)".into()
+    }
+
+    fn containers(&self, _prefix: &str) -> io::Result<Vec<Listed>> {
+        Ok(Vec::new())
+    }
+}
+
+impl Container for Nothing {
+    fn put(
+        &self,
+        _name: &str,
+        _write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<u64> {
+        Err(stages_nothing())
+    }
+
+    fn get(&self, _name: &str) -> io::Result<Box<dyn Read + Send>> {
+        Err(stages_nothing())
+    }
+
+    fn exists(&self, _name: &str) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    fn delete(&self, _name: &str) -> io::Result<()> {
+        Ok(())
+    }
+}
