@@ -130,6 +130,7 @@ fn run_plan(path: &Path, options: &Options<'_>) -> Result<Exit, Error> {
             return Ok(Exit::Success);
         }
     };
+    check_direct(&plan, options)?;
     let ticket = read_ticket(&plan, options)?;
     if run.is_some()
         && let Some(bandwidth) = &plan.bandwidth
@@ -384,6 +385,21 @@ fn stages_named(stages: crate::run::Stages) -> &'static str {
         (true, false) => "scan,package,upload",
         _ => "import",
     }
+}
+
+/// Direct mode copies each file from the source to the destination in one step: it has
+/// no stages to split, and nothing staged for a ticket to carry.
+fn check_direct(plan: &Plan, options: &Options<'_>) -> Result<(), Error> {
+    if plan.staging.kind != plan::StagingKind::None {
+        return Ok(());
+    }
+    let split = options.run.is_some_and(|s| !(s.send && s.import));
+    if split || options.ticket.is_some() {
+        return Err(Error::Usage(
+            "this plan stages nothing (`staging: {kind: none}`): each file goes from the source straight to the destination, so `--stages` and `--ticket` do not apply; run every stage at once, or stage with `kind: local`, `azure` or `s3`".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The ticket an importing run was given, checked; `--ticket` elsewhere is only where

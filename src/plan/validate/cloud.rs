@@ -36,6 +36,18 @@ fn text_at(c: &Checker<'_>, pointer: &str) -> Option<String> {
 /// A staging key of another kind is refused: a plan that names a bucket but says
 /// `kind: local` is a mistake, not a setting.
 pub(super) fn foreign_keys(c: &mut Checker<'_>, kind: StagingKind) {
+    if kind == StagingKind::None {
+        for key in ["path", "key_ttl", "retention"] {
+            if present(c, key) {
+                c.at_value(
+                    &format!("/staging/{key}"),
+                    format!(
+                        "`{key}` is a setting of staged data; `kind: none` stages nothing (files go straight to the destination)"
+                    ),
+                );
+            }
+        }
+    }
     for (key, kinds) in CLOUD_KEYS {
         if !kinds.contains(&kind) && present(c, key) {
             let owners: Vec<String> = kinds
