@@ -43,10 +43,10 @@ fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-fn scenario(point: &str, action: &str) {
+fn scenario(point: &str, action: &str, staging: &str) {
     let mut f = Fixture::new();
     tree(&f);
-    f.plan("version: 1\nname: p\nworking_folder: state\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix, package: { max_size: 1MiB, max_files: 2 }, retries: { attempts: 1, backoff: 1ms } }\n");
+    f.plan(&format!("version: 1\nname: p\nworking_folder: state\n{staging}tasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: {{ rules: posix, package: {{ max_size: 1MiB, max_files: 2 }}, retries: {{ attempts: 1, backoff: 1ms }} }}\n"));
     f.env("FERRY_FAILPOINTS", &format!("{point}={action}"));
     let faulted = f.ferry(&["run", "plan.yaml"]);
     assert_ne!(
@@ -94,9 +94,40 @@ fn scenario(point: &str, action: &str) {
 
 fn point(name: &str) {
     for action in ACTIONS {
-        scenario(name, action);
+        scenario(name, action, "");
     }
 }
+
+/// The same in direct mode (`staging: {kind: none}`), for the points it reaches.
+fn direct_point(name: &str) {
+    for action in ACTIONS {
+        scenario(name, action, "staging: { kind: none }\n");
+    }
+}
+
+macro_rules! direct_points {
+    ($($test:ident = $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                direct_point($name);
+            }
+        )*
+    };
+}
+
+// Direct mode stages nothing: `staging-put` and `container-delete` are never reached.
+direct_points!(
+    direct_key_write = "key-write",
+    direct_journal_append = "journal-append",
+    direct_temp_file = "temp-file",
+    direct_sync = "sync",
+    direct_rename = "rename",
+    direct_folder_sync = "folder-sync",
+    direct_link = "link",
+    direct_index_save = "index-save",
+    direct_session_save = "session-save",
+);
 
 macro_rules! points {
     ($($test:ident = $name:literal),* $(,)?) => {

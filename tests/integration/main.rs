@@ -4,6 +4,7 @@ mod bandwidth;
 mod cli;
 mod cloud;
 mod crash;
+mod direct;
 mod fidelity;
 mod fuzz;
 mod gc;

@@ -1,0 +1,150 @@
+//! Direct mode (`staging: {kind: none}`): files copied from the source straight to the
+//! destination, with the staged mode's scan, rounds, journal, reports and verification,
+//! and nothing staged.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+
+use crate::harness::{Fixture, incompressible};
+use crate::run::inventory;
+
+fn direct_plan(f: &Fixture, extra: &str) {
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\nstaging: {{ kind: none }}\ndefaults: {{ rules: posix, symlinks: copy-link, package: {{ max_size: 1MiB, max_files: 50 }} }}\ntasks:\n  - name: t\n    source: src\n    destination: dst\n{extra}"
+    ));
+}
+
+/// The files a share has, odd ones included: names with spaces, `#%`, Unicode and a
+/// newline; an empty file; a sparse file; a file larger than a package (in parts); a
+/// symlink; two names of one file; extended attributes.
+fn share(f: &Fixture) {
+    for d in 0..4 {
+        for i in 0..30 {
+            let len = (i * 7919 + d * 131) % 9_000;
+            let content: Vec<u8> = (0..len).map(|b| (b * 31 + i + d) as u8).collect();
+            f.file(&format!("src/dept {d}/file {i} #%.txt"), content);
+        }
+    }
+    f.file("src/empty", "");
+    f.file("src/naïve café ☕.md", "unicode names");
+    f.file("src/line\nbreak.txt", "a newline in the name");
+    f.file("src/in parts.bin", incompressible(2_600_000, 0xD1EC7));
+    let sparse = fs::File::create(f.path("src/sparse.img")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&sparse, b"middle", 4 << 20).unwrap();
+    std::os::unix::fs::symlink("dept 1/file 3 #%.txt", f.path("src/link")).unwrap();
+    f.file("src/linked.txt", "one file, two names");
+    fs::hard_link(f.path("src/linked.txt"), f.path("src/dept 0/linked too.txt")).unwrap();
+    let _ = rustix::fs::setxattr(
+        f.path("src/dept 2/file 5 #%.txt"),
+        "user.origin",
+        b"finance",
+        rustix::fs::XattrFlags::empty(),
+    );
+}
+
+/// Everything under the working folder that looks staged: a staging folder, or a
+/// sealed package anywhere.
+fn staged_anything(f: &Fixture) -> Vec<String> {
+    let mut found: Vec<String> = crate::harness::staged_objects(f)
+        .into_iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if f.path("state/staging").exists() {
+        found.push("state/staging".into());
+    }
+    found
+}
+
+#[test]
+fn a_direct_migration_copies_straight_to_the_destination() {
+    let f = Fixture::new();
+    share(&f);
+    direct_plan(&f, "");
+    let run = f.ferry(&["run", "plan.yaml"]);
+    run.assert_code(0);
+    assert_eq!(inventory(&f.path("src")), inventory(&f.path("dst")));
+    assert!(staged_anything(&f).is_empty(), "{:?}", staged_anything(&f));
+    // The sparse file keeps its holes; the two names stay one file; attributes travel.
+    let sparse = fs::metadata(f.path("dst/sparse.img")).unwrap();
+    assert!(sparse.blocks() * 512 < 1 << 20, "{} blocks", sparse.blocks());
+    assert_eq!(
+        fs::metadata(f.path("dst/linked.txt")).unwrap().ino(),
+        fs::metadata(f.path("dst/dept 0/linked too.txt")).unwrap().ino()
+    );
+    if let Ok(value) = xattr_of(&f.path("src/dept 2/file 5 #%.txt")) {
+        assert_eq!(xattr_of(&f.path("dst/dept 2/file 5 #%.txt")).unwrap(), value);
+    }
+    // The item report has every file, with the hash the index keeps.
+    let report = fs::read_to_string(f.path("state/p/t/reports/R1/ItemReport_R1.csv")).unwrap();
+    assert!(report.contains("in parts.bin"), "{report}");
+
+    // Content, both sides: the same.
+    f.ferry(&["verify", "plan.yaml"]).assert_code(0);
+    f.ferry(&["verify", "plan.yaml", "--against", "index"])
+        .assert_code(0);
+
+    // A round with nothing new copies nothing; one changed file is copied alone.
+    let again = f.ferry(&["run", "plan.yaml"]);
+    again.assert_code(0);
+    assert!(again.stderr.contains("imported 0 items"), "{}", again.stderr);
+    fs::write(f.path("src/dept 3/file 4 #%.txt"), "changed at the source").unwrap();
+    fs::write(f.path("src/in parts.bin"), incompressible(2_700_000, 7)).unwrap();
+    let changed = f.ferry(&["run", "plan.yaml"]);
+    changed.assert_code(0);
+    assert!(changed.stderr.contains("imported 2 items"), "{}", changed.stderr);
+    assert_eq!(inventory(&f.path("src")), inventory(&f.path("dst")));
+    assert!(staged_anything(&f).is_empty());
+}
+
+fn xattr_of(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut value = vec![0u8; 64];
+    let n = rustix::fs::getxattr(path, "user.origin", &mut value)?;
+    value.truncate(n);
+    Ok(value)
+}
+
+/// A destination file someone changed since the last round is kept, as in a staged
+/// run (`conflicts: keep-destination-changes`), and reported.
+#[test]
+fn direct_mode_keeps_a_destination_change() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "first").file("src/b.txt", "second");
+    direct_plan(&f, "");
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    fs::write(f.path("dst/a.txt"), "edited at the destination").unwrap();
+    fs::write(f.path("src/a.txt"), "changed at the source too").unwrap();
+    let run = f.ferry(&["run", "plan.yaml"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        fs::read_to_string(f.path("dst/a.txt")).unwrap(),
+        "edited at the destination"
+    );
+}
+
+/// Direct mode has no stages to split and nothing for a ticket to carry.
+#[test]
+fn direct_mode_refuses_split_stages_and_tickets() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "a");
+    direct_plan(&f, "");
+    for args in [
+        &["run", "plan.yaml", "--stages", "scan,package,upload"][..],
+        &["run", "plan.yaml", "--stages", "import"][..],
+        &[
+            "run",
+            "plan.yaml",
+            "--stages",
+            "scan,package,upload",
+            "--ticket",
+            "t.json",
+        ][..],
+    ] {
+        let run = f.ferry(args);
+        run.assert_code(2);
+        assert!(run.stderr.contains("stages nothing"), "{}", run.stderr);
+    }
+    assert!(!f.path("dst").exists());
+    assert!(!f.path("state").exists());
+}
