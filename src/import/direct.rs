@@ -16,13 +16,16 @@ use crate::package::sparse::Whole;
 use crate::package::xattr::Carry;
 use crate::package::{Extent, Packed, Trailer};
 
+/// Items of a batch that could not be read at all, by their index in it, with why.
+pub type Unread = Vec<(usize, Packed)>;
+
 /// Imports `items` straight from the source: their outcomes, and the items that could
-/// not be read at all (by their index in `items`), with why.
+/// not be read at all.
 pub fn import_files(
     dest: &Destination,
     items: &[Arc<Item>],
     carry: Carry,
-) -> (Result<Vec<Outcome>, Refused>, Vec<(usize, Packed)>) {
+) -> (Result<Vec<Outcome>, Refused>, Unread) {
     let mut source = Direct {
         work: Work::Files { items, next: 0 },
         carry,
@@ -108,7 +111,7 @@ struct Direct<'a> {
     work: Work<'a>,
     carry: Carry,
     /// Items that made no record, by index, and why.
-    failed: Vec<(usize, Packed)>,
+    failed: Unread,
     open: Option<Open>,
     /// The kernel cannot `copy_file_range` between these file systems: reads and writes.
     plain: bool,
@@ -208,7 +211,6 @@ fn part_record(p: &Part<'_>, carry: Carry) -> io::Result<Record> {
     })
 }
 
-
 /// The ranges of a record's data: the whole range, or a sparse file's extents.
 fn ranges(record: &Record) -> Vec<Extent> {
     match &record.extents {
@@ -271,7 +273,12 @@ fn copy(
 
 /// Hashes `range` of `file` into `hash`; false when the file ends before the range does
 /// (what is missing is hashed as zeros).
-fn hash_range(file: &fs::File, range: &Extent, hash: &mut Whole, buf: &mut [u8]) -> io::Result<bool> {
+fn hash_range(
+    file: &fs::File,
+    range: &Extent,
+    hash: &mut Whole,
+    buf: &mut [u8],
+) -> io::Result<bool> {
     let mut done = 0u64;
     let mut whole = true;
     while done < range.len {
@@ -331,7 +338,10 @@ fn copy_and_hash(
         written = Some(out);
     }
     for range in &ranges {
-        match (written, hash_range(written.unwrap_or(from), range, hash, buf)) {
+        match (
+            written,
+            hash_range(written.unwrap_or(from), range, hash, buf),
+        ) {
             (_, Ok(full)) => whole &= full,
             (Some(_), Err(e)) => {
                 *write_error = Some(e);
@@ -350,7 +360,11 @@ fn unreadable_failed(outcomes: &mut [Outcome], unreadable: &[(Vec<u8>, String)])
         return;
     }
     for outcome in outcomes {
-        if let Outcome::Failed { path, code, message } = outcome
+        if let Outcome::Failed {
+            path,
+            code,
+            message,
+        } = outcome
             && let Some((_, e)) = unreadable
                 .iter()
                 .find(|(p, _)| p.as_slice() == path.as_os_str().as_bytes())
@@ -437,9 +451,7 @@ impl Records for Direct<'_> {
             let offset = u64::from(part.part) * part.part_size;
             let len = size.saturating_sub(offset).min(part.part_size);
             let last = part.part + 1 == part.parts;
-            *ok = *ok
-                && package::still(part.file, part.at_open)
-                && (!last || size == offset + len);
+            *ok = *ok && package::still(part.file, part.at_open) && (!last || size == offset + len);
             return Ok(Trailer {
                 ok: *ok,
                 part_hash: [0; 32],

@@ -66,8 +66,7 @@ impl Shared<'_> {
         for outcome in &mut outcomes {
             if changed(outcome)
                 && let Outcome::Failed { message, .. } = outcome
-                && let Packed::Failed { message: every, .. } =
-                    package::changed_every_time(retry.0)
+                && let Packed::Failed { message: every, .. } = package::changed_every_time(retry.0)
             {
                 *message = every;
             }
@@ -125,7 +124,9 @@ impl Shared<'_> {
             carry,
         );
         match imported {
-            Ok(o) => self.took_part(first_id, o, outcomes, whole_file, tally).then_some(ok),
+            Ok(o) => self
+                .took_part(first_id, o, outcomes, whole_file, tally)
+                .then_some(ok),
             Err(refused) => {
                 destination.assembly_failed(&item.rel);
                 self.fail(

@@ -13,9 +13,9 @@
 
 pub mod azure;
 pub mod local;
-mod none;
 #[cfg(test)]
 pub mod memory;
+mod none;
 mod object;
 mod retry;
 pub mod s3;

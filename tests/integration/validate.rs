@@ -334,3 +334,12 @@ fn resources_out_of_range() {
     );
     assert_snapshot!(broken(&yaml));
 }
+
+/// `kind: none` stages nothing: the settings of staged data are mistakes there.
+#[test]
+fn staging_settings_without_staging() {
+    assert_snapshot!(broken(&GOOD.replace(
+        "working_folder: state\n",
+        "working_folder: state\nstaging:\n  kind: none\n  path: /srv/staging\n  key_ttl: 1d\n",
+    )));
+}
