@@ -169,3 +169,30 @@ fn direct_mode_refuses_split_stages_and_tickets() {
     assert!(!f.path("dst").exists());
     assert!(!f.path("state").exists());
 }
+
+/// Between two file systems (tmpfs to the test's disk), where the kernel refuses
+/// `copy_file_range`, files are read and written instead: the same result.
+#[test]
+fn a_direct_copy_between_two_file_systems() {
+    let shm = std::path::Path::new("/dev/shm");
+    let f = Fixture::new();
+    let other = shm.is_dir()
+        && fs::metadata(shm).map(|m| m.dev()).ok() != fs::metadata(f.root()).map(|m| m.dev()).ok();
+    if !other {
+        eprintln!("skipped: /dev/shm is missing or on the test's own file system");
+        return;
+    }
+    let source = tempfile::Builder::new()
+        .prefix("ferry-direct-")
+        .tempdir_in(shm)
+        .unwrap();
+    fs::write(source.path().join("a.bin"), incompressible(3_000_000, 11)).unwrap();
+    fs::write(source.path().join("b.txt"), "small").unwrap();
+    f.plan(&format!(
+        "version: 1\nname: p\nworking_folder: state\nstaging: {{ kind: none }}\ndefaults: {{ rules: posix, package: {{ max_size: 1MiB }} }}\ntasks:\n  - name: t\n    source: {}\n    destination: dst\n",
+        source.path().display()
+    ));
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    assert_eq!(inventory(source.path()), inventory(&f.path("dst")));
+    f.ferry(&["verify", "plan.yaml"]).assert_code(0);
+}
