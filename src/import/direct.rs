@@ -4,12 +4,14 @@
 //! with the rest of its package, then renamed. A file's data goes from the source to its
 //! temporary name by `copy_file_range` (the kernel copies, or clones, without the bytes
 //! passing through ferry; plain reads and writes where it cannot), and the hash recorded
-//! for the index is read back from what was written.
+//! for the index is read back from what was written. With `verify` (the default), the
+//! source is hashed too and the two must agree: a copy the kernel or a server got wrong
+//! is never committed.
 
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 
 use super::records::Records;
-use super::stream::import_records;
+use super::stream::{Batch, import_records};
 use super::*;
 use crate::package::packer::{Item, ItemKind};
 use crate::package::sparse::Whole;
@@ -19,26 +21,57 @@ use crate::package::{Extent, Packed, Trailer};
 /// Items of a batch that could not be read at all, by their index in it, with why.
 pub type Unread = Vec<(usize, Packed)>;
 
-/// Imports `items` straight from the source: their outcomes, and the items that could
-/// not be read at all.
-pub fn import_files(
-    dest: &Destination,
-    items: &[Arc<Item>],
-    carry: Carry,
-) -> (Result<Vec<Outcome>, Refused>, Unread) {
-    let mut source = Direct {
-        work: Work::Files { items, next: 0 },
-        carry,
-        failed: Vec::new(),
-        open: None,
-        plain: false,
-        unreadable: Vec::new(),
-    };
-    let mut outcomes = import_records(dest, &mut source);
-    if let Ok(outcomes) = outcomes.as_mut() {
-        unreadable_failed(outcomes, &source.unreadable);
+/// Files copied straight from the source into the destination, waiting under temporary
+/// names until the batch is committed (or abandoned, leaving nothing).
+pub struct Copies<'a> {
+    batch: Batch<'a>,
+}
+
+impl std::fmt::Debug for Copies<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Copies").finish_non_exhaustive()
     }
-    (outcomes, source.failed)
+}
+
+impl<'a> Copies<'a> {
+    pub fn new(dest: &'a Destination) -> Copies<'a> {
+        Copies {
+            batch: Batch::new(dest),
+        }
+    }
+
+    /// Copies `items` into the batch: the outcomes settled now (kept, failed, folders),
+    /// and the items that could not be read at all. After an error the batch can only
+    /// be abandoned.
+    pub fn read(
+        &mut self,
+        items: &[Arc<Item>],
+        carry: Carry,
+    ) -> (Result<Vec<Outcome>, Refused>, Unread) {
+        let mut source = Direct {
+            work: Work::Files { items, next: 0 },
+            carry,
+            failed: Vec::new(),
+            open: None,
+            plain: false,
+            unreadable: Vec::new(),
+        };
+        let mut outcomes = self.batch.read(&mut source);
+        if let Ok(outcomes) = outcomes.as_mut() {
+            unreadable_failed(outcomes, &source.unreadable);
+        }
+        (outcomes, source.failed)
+    }
+
+    /// Puts every file of the batch in place, durably: their outcomes.
+    pub fn commit(self) -> Vec<Outcome> {
+        self.batch.commit()
+    }
+
+    /// Leaves nothing of the batch at the destination.
+    pub fn abandon(self) {
+        self.batch.abandon();
+    }
 }
 
 /// One part of a file in parts, straight from the source into the file's assembly.
@@ -50,8 +83,11 @@ pub struct Part<'a> {
     pub part: u32,
     pub parts: u32,
     pub part_size: u64,
-    /// The whole file's hash, over its parts so far.
+    /// The whole file's hash, over its parts so far: of the source's bytes with
+    /// `verify` (the assembly is read back and checked against it when the file is
+    /// committed), else of the assembly's.
     pub whole: &'a mut Whole,
+    pub verify: bool,
 }
 
 /// Imports one part of a file straight from the source; `false` with the outcomes when
@@ -104,7 +140,10 @@ struct Open {
     at_open: fs::Metadata,
     /// Its data ended before its size.
     short: bool,
+    /// The hash of what was written (of the source's data where nothing was).
     hash: [u8; 32],
+    /// With `verify`, the hash of the source's data, read on its own.
+    source_hash: Option<[u8; 32]>,
 }
 
 struct Direct<'a> {
@@ -170,6 +209,7 @@ fn record_of(item: &Item, carry: Carry) -> Result<(Record, Option<Open>), Packed
                     at_open,
                     short: false,
                     hash: [0; 32],
+                    source_hash: None,
                 }),
             ))
         }
@@ -231,7 +271,9 @@ enum Fault {
 
 /// Copies `len` bytes at `offset` from `from` to the same offset of `to`: by
 /// `copy_file_range` unless `plain`, which is set when the kernel refuses it for these
-/// file systems. False when the source ended early.
+/// file systems. False when the source ended early. Where `copy_file_range` fails (or
+/// copies nothing before the end), the rest of the range is read and written, so that
+/// the error names the side it comes from.
 fn copy(
     from: &fs::File,
     to: &fs::File,
@@ -241,22 +283,24 @@ fn copy(
 ) -> Result<bool, Fault> {
     use rustix::io::Errno;
     let mut done = 0u64;
+    let mut by_hand = *plain;
     while done < range.len {
         let at = range.offset + done;
         let want = (range.len - done).min(1 << 30) as usize;
-        if !*plain {
+        if !by_hand {
             let (mut off_in, mut off_out) = (at, at);
             match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), want)
             {
-                Ok(0) => return Ok(false),
-                Ok(n) => {
-                    done += n as u64;
-                    continue;
+                Ok(0) => by_hand = true,
+                Ok(n) => done += n as u64,
+                Err(Errno::INTR) => {}
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => {
+                    *plain = true;
+                    by_hand = true;
                 }
-                Err(Errno::INTR) => continue,
-                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => *plain = true,
-                Err(e) => return Err(Fault::Write(errno(e))),
+                Err(_) => by_hand = true,
             }
+            continue;
         }
         let want = want.min(buf.len());
         let n = match from.read_at(&mut buf[..want], at) {
@@ -306,16 +350,91 @@ fn hash_range(
     Ok(whole)
 }
 
+/// What copying a record's data came to.
+struct Copied {
+    /// The source's data was all there.
+    whole: bool,
+    /// The hash of what was written, or of the source's data where nothing was.
+    hash: [u8; 32],
+    /// With `verify` and data written: the hash of the source's data, read on its own.
+    source_hash: Option<[u8; 32]>,
+}
+
 /// Copies a record's data from `from` into `out` (unless nothing is to be written, or a
-/// write failed already: a failed write is kept in `write_error`), then hashes it into
-/// `hash`: read back from `out` when it was written there, else from the source. False
-/// when the source ended early; an error when the source could not be read.
-fn copy_and_hash(
+/// write failed already: a failed write is kept in `write_error`) and hashes it: what
+/// was written, read back (or the source's data, where nothing was written), and with
+/// `verify` the source's data too. An error when the source could not be read.
+fn copy_record(
     from: &fs::File,
     record: &Record,
     out: Option<&fs::File>,
     write_error: &mut Option<io::Error>,
-    hash: &mut Whole,
+    verify: bool,
+    buf: &mut [u8],
+    plain: &mut bool,
+) -> io::Result<Copied> {
+    let ranges = ranges(record);
+    let sparse = record.extents.is_some();
+    let mut whole = true;
+    let mut written = None;
+    if let Some(out) = out
+        && write_error.is_none()
+    {
+        written = Some(out);
+        for range in &ranges {
+            match copy(from, out, range, buf, plain) {
+                Ok(full) => whole &= full,
+                Err(Fault::Read(e)) => return Err(e),
+                Err(Fault::Write(e)) => {
+                    *write_error = Some(e);
+                    written = None;
+                    break;
+                }
+            }
+        }
+    }
+    let mut hasher = Whole::new(sparse);
+    let mut source_hash = None;
+    match written {
+        Some(out) => {
+            for range in &ranges {
+                match hash_range(out, range, &mut hasher, buf) {
+                    Ok(full) => whole &= full,
+                    Err(e) => {
+                        *write_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if verify {
+                let mut source = Whole::new(sparse);
+                for range in &ranges {
+                    whole &= hash_range(from, range, &mut source, buf)?;
+                }
+                source_hash = Some(source.finalize(record.size));
+            }
+        }
+        None => {
+            for range in &ranges {
+                whole &= hash_range(from, range, &mut hasher, buf)?;
+            }
+        }
+    }
+    Ok(Copied {
+        whole,
+        hash: hasher.finalize(record.size),
+        source_hash,
+    })
+}
+
+/// Copies a part's data into the file's assembly and hashes it into the whole file's
+/// hash: the source's bytes with `verify`, else the assembly's, read back. False when
+/// the source ended early; an error when it could not be read.
+fn copy_part(
+    p: &mut Part<'_>,
+    record: &Record,
+    out: Option<&fs::File>,
+    write_error: &mut Option<io::Error>,
     buf: &mut [u8],
     plain: &mut bool,
 ) -> io::Result<bool> {
@@ -325,29 +444,35 @@ fn copy_and_hash(
     if let Some(out) = out
         && write_error.is_none()
     {
+        written = Some(out);
         for range in &ranges {
-            match copy(from, out, range, buf, plain) {
+            match copy(p.file, out, range, buf, plain) {
                 Ok(full) => whole &= full,
                 Err(Fault::Read(e)) => return Err(e),
                 Err(Fault::Write(e)) => {
                     *write_error = Some(e);
-                    return Ok(whole);
+                    written = None;
+                    break;
                 }
             }
         }
-        written = Some(out);
     }
-    for range in &ranges {
-        match (
-            written,
-            hash_range(written.unwrap_or(from), range, hash, buf),
-        ) {
-            (_, Ok(full)) => whole &= full,
-            (Some(_), Err(e)) => {
-                *write_error = Some(e);
-                return Ok(whole);
+    match written {
+        Some(out) if !p.verify => {
+            for range in &ranges {
+                match hash_range(out, range, p.whole, buf) {
+                    Ok(full) => whole &= full,
+                    Err(e) => {
+                        *write_error = Some(e);
+                        break;
+                    }
+                }
             }
-            (None, Err(e)) => return Err(e),
+        }
+        _ => {
+            for range in &ranges {
+                whole &= hash_range(p.file, range, p.whole, buf)?;
+            }
         }
     }
     Ok(whole)
@@ -400,16 +525,7 @@ impl Records for Direct<'_> {
     ) -> Result<Option<[u8; 32]>, Refused> {
         match &mut self.work {
             Work::Part { part, ok, .. } => {
-                let copied = copy_and_hash(
-                    part.file,
-                    record,
-                    out,
-                    write_error,
-                    part.whole,
-                    buf,
-                    &mut self.plain,
-                );
-                *ok = match copied {
+                *ok = match copy_part(part, record, out, write_error, buf, &mut self.plain) {
                     Ok(whole) => whole,
                     Err(e) => {
                         self.unreadable.push((record.path.clone(), e.to_string()));
@@ -422,24 +538,27 @@ impl Records for Direct<'_> {
                 let Some(open) = self.open.as_mut() else {
                     return Ok(hash.then(|| Whole::new(false).finalize(0)));
                 };
-                let mut hasher = Whole::new(record.extents.is_some());
-                let copied = copy_and_hash(
+                // `hash` is the importer's `verify`: the source is hashed on its own too.
+                let copied = copy_record(
                     &open.file,
                     record,
                     out,
                     write_error,
-                    &mut hasher,
+                    hash,
                     buf,
                     &mut self.plain,
                 );
-                open.short = match copied {
-                    Ok(whole) => !whole,
+                match copied {
+                    Ok(copied) => {
+                        open.short = !copied.whole;
+                        open.hash = copied.hash;
+                        open.source_hash = copied.source_hash;
+                    }
                     Err(e) => {
                         self.unreadable.push((record.path.clone(), e.to_string()));
-                        true
+                        open.short = true;
                     }
-                };
-                open.hash = hasher.finalize(record.size);
+                }
                 Ok(hash.then_some(open.hash))
             }
         }
@@ -465,10 +584,12 @@ impl Records for Direct<'_> {
         Ok(match &self.open {
             Some(open) => {
                 let ok = !open.short && package::still(&open.file, &open.at_open);
+                // The importer checks what was written against the source's hash.
+                let source = open.source_hash.unwrap_or(open.hash);
                 Trailer {
                     ok,
-                    part_hash: open.hash,
-                    file_hash: if ok { open.hash } else { [0; 32] },
+                    part_hash: source,
+                    file_hash: if ok { source } else { [0; 32] },
                 }
             }
             None => Trailer {
@@ -481,5 +602,9 @@ impl Records for Direct<'_> {
 
     fn end(&mut self) -> Result<(), Refused> {
         Ok(())
+    }
+
+    fn bounded(&self) -> bool {
+        false
     }
 }

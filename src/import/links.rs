@@ -100,6 +100,7 @@ impl Destination {
             hash,
             dest_mtime_ns: stat_time_ns(&st),
             dest_id: st.st_ino,
+            source: None,
         };
         let link_name = parts[parts.len() - 1];
         let found = existing(&dir, link_name);

@@ -65,6 +65,10 @@ pub struct Stamp {
     pub dest_mtime_ns: i64,
     /// The destination item's inode (0: not known).
     pub dest_id: u64,
+    /// A file's size and modification time as it was read at the source, which may be
+    /// later than the scan's (it changed in between): what the destination now holds.
+    /// `None` for folders and links, and where not known.
+    pub source: Option<(u64, i128)>,
 }
 
 /// What happened to one record.
@@ -207,7 +211,13 @@ fn same_stamp(record: &Record, hash: [u8; 32], dest_id: u64) -> Stamp {
         hash,
         dest_mtime_ns: record_time_ns(record),
         dest_id,
+        source: source_of(record),
     }
+}
+
+/// A file record's size and modification time, as the source had them when read.
+fn source_of(record: &Record) -> Option<(u64, i128)> {
+    (record.kind == KIND_FILE).then(|| (record.size, i128::from(record_time_ns(record))))
 }
 
 /// The inode of the destination's entry `name` in `dir` (0 when it cannot be read).
@@ -376,6 +386,7 @@ impl Destination {
             hash,
             dest_mtime_ns: st.as_ref().map_or(record_time_ns(record), stat_time_ns),
             dest_id: st.map_or(0, |st| st.st_ino),
+            source: source_of(record),
         }
     }
 

@@ -458,14 +458,11 @@ fn settle_part(
 impl Destination {
     /// Commits a file in parts whose every part is in (and journalled): the file is
     /// still ferry's own, and the whole of it, read back from disk, is the source's
-    /// (unless `verify: none`, or `hashed_here`: direct mode hashed every part from
-    /// the assembly itself as this run wrote it); then it takes its name. The outcome is
-    /// the file's.
+    /// (unless `verify: none`); then it takes its name. The outcome is the file's.
     pub fn commit_assembly(
         &self,
         path: &Path,
         whole: &crate::state::journal::WholeFile,
-        hashed_here: bool,
     ) -> Outcome {
         let failed = |code: &'static str, message: String| Outcome::Failed {
             path: path.to_path_buf(),
@@ -504,7 +501,7 @@ impl Destination {
         if let Err(reason) = owned(&file, false) {
             return fail(DESTINATION_REFUSED, reason);
         }
-        if self.verify != Verify::None && !hashed_here {
+        if self.verify != Verify::None {
             match package::sparse::matches(&file, whole.size, &whole.hash, &mut buf) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -636,6 +633,7 @@ impl Destination {
                     std::os::unix::fs::MetadataExt::mtime_nsec(&meta),
                 ),
                 dest_id: std::os::unix::fs::MetadataExt::ino(&meta),
+                source: source_of(&whole_record(path.as_os_str().as_bytes(), whole)),
             },
         })
     }

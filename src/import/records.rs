@@ -26,6 +26,11 @@ pub(crate) trait Records {
     fn trailer(&mut self) -> Result<package::Trailer, Refused>;
     /// The end: nothing may follow the last record.
     fn end(&mut self) -> Result<(), Refused>;
+    /// Whether a package may carry no more data than the task's packages hold: a
+    /// staged package is hostile input; the source's own files are not.
+    fn bounded(&self) -> bool {
+        true
+    }
 }
 
 /// A package stream, authenticated and decompressed.

@@ -31,16 +31,50 @@ pub(crate) fn import_records<S: Records>(
     dest: &Destination,
     stream: &mut S,
 ) -> Result<Vec<Outcome>, Refused> {
-    let mut underway = Underway::default();
-    match read_all(dest, stream, &mut underway) {
+    let mut batch = Batch::new(dest);
+    match batch.read(stream) {
         Ok(mut outcomes) => {
-            outcomes.extend(commit(dest, underway.pending));
+            outcomes.extend(batch.commit());
             Ok(outcomes)
         }
         Err(refused) => {
-            undo(dest, underway);
+            batch.abandon();
             Err(refused)
         }
+    }
+}
+
+/// Records read into the destination and not yet committed: their files wait under
+/// temporary names. Direct mode reads a file that changed while it was copied again
+/// into the same batch, so that the batch is committed (and journalled) once.
+pub(crate) struct Batch<'a> {
+    dest: &'a Destination,
+    underway: Underway,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(dest: &'a Destination) -> Batch<'a> {
+        Batch {
+            dest,
+            underway: Underway::default(),
+        }
+    }
+
+    /// Reads `stream`'s records into the batch: the outcomes of those settled now
+    /// (kept, failed, folders); the files written wait for [`Batch::commit`]. After an
+    /// error the batch can only be abandoned.
+    pub(crate) fn read<S: Records>(&mut self, stream: &mut S) -> Result<Vec<Outcome>, Refused> {
+        read_all(self.dest, stream, &mut self.underway)
+    }
+
+    /// Renames every file of the batch into place, durably: their outcomes.
+    pub(crate) fn commit(self) -> Vec<Outcome> {
+        commit(self.dest, self.underway.pending)
+    }
+
+    /// Leaves nothing of the batch.
+    pub(crate) fn abandon(self) {
+        undo(self.dest, self.underway);
     }
 }
 
@@ -157,7 +191,7 @@ fn read_all<S: Records>(
     while let Some(record) = stream.record(seen)? {
         seen += 1;
         data = data.saturating_add(record.data_len());
-        if data > dest.max_package_data {
+        if data > dest.max_package_data && stream.bounded() {
             return Err(Refused::Stream(StreamError::Malformed(
                 "more data than a package of this task may hold",
             )));

@@ -8,6 +8,7 @@ use super::worker::{Shared, failed_record, one_per_item, outcome_records};
 use super::*;
 use crate::import::direct::{self, Part};
 use crate::package::sparse::Whole;
+use crate::plan::raw::Verify;
 
 impl Shared<'_> {
     /// Copies package `id`'s items into the destination and journals them. A file that
@@ -25,44 +26,55 @@ impl Shared<'_> {
         let mut records = Vec::new();
         let mut outcomes = Vec::new();
         let mut todo: Vec<Arc<Item>> = items.to_vec();
+        // Every attempt goes into one batch, committed and journalled once: a file
+        // read again never leaves the others in place without a record.
+        let mut copies = direct::Copies::new(destination);
         for attempt in 0..retry.0.max(1) {
             if attempt > 0 {
                 for item in &todo {
                     package::wait_to_retry(item, attempt, retry);
                 }
             }
-            let (imported, unread) = direct::import_files(destination, &todo, carry);
+            let (read, unread) = copies.read(&todo, carry);
             for (index, failed) in unread {
                 if let Packed::Failed { code, message } = failed {
                     records.push(failed_record(&todo[index], code, message));
                 }
             }
-            let imported = match imported {
-                Ok(imported) => imported,
+            let read = match read {
+                Ok(read) => read,
                 Err(refused) => {
-                    // A path no folder can take, or a source that failed mid-copy:
-                    // nothing of the batch was committed.
-                    for item in &todo {
+                    // Nothing of the batch is committed: every item fails, and the
+                    // round's next run copies them again.
+                    copies.abandon();
+                    let code = match refused {
+                        crate::import::Refused::Hash(_) => FailureCode::VerifyFailed,
+                        _ => FailureCode::WriteFailed,
+                    };
+                    for item in items {
                         self.fail(
                             tally,
                             Some(id),
                             item,
-                            FailureCode::WriteFailed.as_str(),
+                            code.as_str(),
                             &format!("package {id} could not be copied: {refused}"),
                         );
                     }
                     return;
                 }
             };
-            let last = attempt + 1 >= retry.0.max(1);
+            // A run that is stopping settles what changed as failed now: the next
+            // round copies it.
+            let last = attempt + 1 >= retry.0.max(1) || self.stopping();
             let (changed, settled): (Vec<Outcome>, Vec<Outcome>) =
-                imported.into_iter().partition(|o| changed(o) && !last);
+                read.into_iter().partition(|o| changed(o) && !last);
             outcomes.extend(settled);
             todo.retain(|item| changed.iter().any(|o| is_of(o, item)));
             if todo.is_empty() {
                 break;
             }
         }
+        outcomes.extend(copies.commit());
         for outcome in &mut outcomes {
             if changed(outcome)
                 && let Outcome::Failed { message, .. } = outcome
@@ -120,6 +132,7 @@ impl Shared<'_> {
                 parts,
                 part_size,
                 whole,
+                verify: self.task.settings.verify != Verify::None,
             },
             carry,
         );

@@ -365,7 +365,7 @@ pub fn load_scan_checkpoint(scanned: &Path, items: &Path, journal: &Path) -> Res
 /// Runs one round, as [`plan::decide`] says: the steps in their write order.
 fn run_round(r: &Round<'_>, session: &mut Session) -> Result<TaskRun, RunError> {
     let (plan, task, stages) = (r.plan, r.task, r.stages);
-    let hash = state::task_hash(task);
+    let hash = state::round_hash(task, plan.staging.kind);
     // A round handed over with a ticket and imported elsewhere completes here first.
     r.take_back(session)?;
     let mut index = Index::load(&r.layout.index()).map_err(SessionError::from)?;

@@ -309,10 +309,7 @@ impl Shared<'_> {
     /// Every part is in, and journalled: the file is checked and takes its name.
     fn commit_parts(&self, f: &FileParts, mut at: Progress, tally: &mut Counters) {
         if let (Some(whole), Some(destination)) = (at.whole_file, self.destination) {
-            // Direct mode hashed each part as it read it back from the assembly; parts
-            // an earlier run wrote were hashed from the source, so they are read back.
-            let hashed_here = self.direct && at.start == 0;
-            let outcome = destination.commit_assembly(&f.item.rel, &whole, hashed_here);
+            let outcome = destination.commit_assembly(&f.item.rel, &whole);
             if self.destination_full(std::slice::from_ref(&outcome)) {
                 return;
             }

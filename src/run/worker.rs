@@ -129,14 +129,18 @@ pub(super) fn outcome_records<I: std::borrow::Borrow<Item>>(
             // Not an item of this package (a crafted manifest would be refused before).
             continue;
         };
+        // A file that changed between the scan and its read is recorded as it was
+        // read: what the destination holds (else the next round would take ferry's own
+        // copy for someone else's change).
+        let (size, mtime_ns) = stamp.source.unwrap_or((item.meta.size, item.meta.mtime_ns));
         records.push(ItemRecord {
             path: path.into_os_string().into_vec(),
             source: item.source.as_os_str().as_bytes().to_vec(),
             kind: kind_code(&item.kind),
-            size: item.meta.size,
+            size,
             result: ItemResult::Done {
                 written,
-                mtime_ns: item.meta.mtime_ns,
+                mtime_ns,
                 hash: stamp.hash,
                 dest_mtime_ns: stamp.dest_mtime_ns,
             },

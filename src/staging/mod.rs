@@ -127,7 +127,9 @@ pub fn open(staging: &crate::plan::Staging, retries: Retries) -> io::Result<Box<
             let s3 = staging.s3.as_ref().ok_or_else(unset)?;
             Box::new(s3::S3Staging::new(s3, retries)?)
         }
-        StagingKind::None => Box::new(none::NoStaging),
+        StagingKind::None => Box::new(none::NoStaging {
+            leftovers: local::LocalStaging::new(&staging.path),
+        }),
     };
     Ok(throttle::staging(backend))
 }

@@ -1,15 +1,23 @@
 //! No staging (`kind: none`, direct mode): files go from the source straight to the
-//! destination, so there is nothing to put, keep or delete. A container here holds
-//! nothing and takes nothing: a run that tried to stage into it would fail loudly rather
-//! than lose data.
+//! destination, so there is nothing to put or keep. A container here holds nothing and
+//! takes nothing: a run that tried to stage into it would fail loudly rather than lose
+//! data.
+//!
+//! A plan that staged locally before it was switched to `none` may have left containers
+//! in the local staging folder (a round set aside with `--restart`, say): they are still
+//! discarded, and listed for `ferry gc`, there.
 
 use std::io::{self, Read, Write};
 
+use super::local::LocalStaging;
 use super::{Container, Listed, Staging};
 
-/// The staging of a plan that stages nothing.
-#[derive(Debug, Default)]
-pub struct NoStaging;
+/// The staging of a plan that stages nothing; `leftovers` is the local staging folder
+/// an earlier, staged round of the plan may have used.
+#[derive(Debug)]
+pub struct NoStaging {
+    pub leftovers: LocalStaging,
+}
 
 /// The container of a round that stages nothing.
 #[derive(Debug, Default)]
@@ -27,8 +35,8 @@ impl Staging for NoStaging {
         Ok(Box::new(Nothing))
     }
 
-    fn discard(&self, _name: &str) -> io::Result<()> {
-        Ok(())
+    fn discard(&self, name: &str) -> io::Result<()> {
+        self.leftovers.discard(name)
     }
 
     fn probe(&self) -> io::Result<()> {
@@ -39,8 +47,8 @@ impl Staging for NoStaging {
         "none (files are copied straight to the destination)".into()
     }
 
-    fn containers(&self, _prefix: &str) -> io::Result<Vec<Listed>> {
-        Ok(Vec::new())
+    fn containers(&self, prefix: &str) -> io::Result<Vec<Listed>> {
+        self.leftovers.containers(prefix)
     }
 }
 

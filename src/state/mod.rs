@@ -201,6 +201,17 @@ pub fn task_hash(task: &Task) -> String {
     hash.to_hex()[..16].to_string()
 }
 
+/// The hash a round of `task` runs under: [`task_hash`], and for a plan that stages
+/// nothing, that too. A round begun staged is not finished direct, nor the other way:
+/// what one staged the other would never import (`--restart` sets the round aside).
+pub fn round_hash(task: &Task, staging: crate::plan::StagingKind) -> String {
+    let hash = task_hash(task);
+    if staging != crate::plan::StagingKind::None {
+        return hash;
+    }
+    blake3::hash(format!("{hash} direct").as_bytes()).to_hex()[..16].to_string()
+}
+
 /// The folder of a task's state.
 pub fn task_folder(plan: &Plan, task_name: &str) -> PathBuf {
     layout::TaskLayout::of(plan, task_name)

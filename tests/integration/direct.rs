@@ -196,3 +196,56 @@ fn a_direct_copy_between_two_file_systems() {
     assert_eq!(inventory(source.path()), inventory(&f.path("dst")));
     f.ferry(&["verify", "plan.yaml"]).assert_code(0);
 }
+
+/// A round begun staged is not finished in direct mode (what it staged would never be
+/// imported), nor the other way round: the run refuses, and `--restart` sets the round
+/// aside.
+#[test]
+fn a_round_keeps_the_staging_it_began_with() {
+    let f = Fixture::new();
+    f.file("src/a.txt", "a")
+        .file("src/big.bin", incompressible(2_500_000, 3));
+    let staged = "version: 1\nname: p\nworking_folder: state\ndefaults: { rules: posix, package: { max_size: 1MiB } }\ntasks:\n  - name: t\n    source: src\n    destination: dst\n";
+    f.plan(staged);
+    f.ferry(&["run", "plan.yaml", "--stages", "scan,package,upload"])
+        .assert_code(0);
+    direct_plan(&f, "");
+    let refused = f.ferry(&["run", "plan.yaml"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("--restart"), "{}", refused.stderr);
+    f.ferry(&["run", "plan.yaml", "--restart"]).assert_code(0);
+    assert_eq!(inventory(&f.path("src")), inventory(&f.path("dst")));
+    // Nothing the staged run put into staging is left.
+    assert!(crate::harness::staged_objects(&f).is_empty());
+}
+
+/// A file that changed between the scan and its read is recorded as it was read (what
+/// the destination holds), staged or direct: its next change at the source is copied,
+/// not taken for someone else's change at the destination. The scan's checkpoint makes
+/// the gap: a run stopped after the scan, and the file changed before the next.
+#[test]
+fn a_file_changed_after_the_scan_is_indexed_as_read() {
+    for staging in ["", "staging: { kind: none }\n"] {
+        let mut f = Fixture::new();
+        f.file("src/a.txt", "one").file("src/b.txt", "two");
+        f.plan(&format!(
+            "version: 1\nname: p\nworking_folder: state\n{staging}defaults: {{ rules: posix }}\ntasks:\n  - name: t\n    source: src\n    destination: dst\n"
+        ));
+        f.env("FERRY_FAILPOINTS", "key-write=crash");
+        assert_ne!(f.ferry(&["run", "plan.yaml"]).code, 0);
+        f.env("FERRY_FAILPOINTS", "");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(f.path("src/a.txt"), "one, and more since the scan").unwrap();
+        f.ferry(&["run", "plan.yaml"]).assert_code(0);
+        assert_eq!(inventory(&f.path("src")), inventory(&f.path("dst")));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(f.path("src/a.txt"), "a third version").unwrap();
+        let next = f.ferry(&["run", "plan.yaml"]);
+        next.assert_code(0);
+        assert_eq!(
+            fs::read_to_string(f.path("dst/a.txt")).unwrap(),
+            "a third version",
+            "{staging}"
+        );
+    }
+}
