@@ -5,8 +5,8 @@
 //! temporary name by `copy_file_range` (the kernel copies, or clones, without the bytes
 //! passing through ferry; plain reads and writes where it cannot), and the hash recorded
 //! for the index is read back from what was written. With `verify` (the default), the
-//! source is hashed too and the two must agree: a copy the kernel or a server got wrong
-//! is never committed.
+//! bytes are read, hashed and written instead, as a staged run writes what it hashed:
+//! checking a copy made out of sight would take reading both sides again.
 
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 
@@ -83,9 +83,8 @@ pub struct Part<'a> {
     pub part: u32,
     pub parts: u32,
     pub part_size: u64,
-    /// The whole file's hash, over its parts so far: of the source's bytes with
-    /// `verify` (the assembly is read back and checked against it when the file is
-    /// committed), else of the assembly's.
+    /// The whole file's hash, over its parts so far: of the bytes as read and written
+    /// with `verify`, else of the assembly's, read back.
     pub whole: &'a mut Whole,
     pub verify: bool,
 }
@@ -140,10 +139,8 @@ struct Open {
     at_open: fs::Metadata,
     /// Its data ended before its size.
     short: bool,
-    /// The hash of what was written (of the source's data where nothing was).
+    /// The hash of its data: as read and written, read back, or of the source.
     hash: [u8; 32],
-    /// With `verify`, the hash of the source's data, read on its own.
-    source_hash: Option<[u8; 32]>,
 }
 
 struct Direct<'a> {
@@ -209,7 +206,6 @@ fn record_of(item: &Item, carry: Carry) -> Result<(Record, Option<Open>), Packed
                     at_open,
                     short: false,
                     hash: [0; 32],
-                    source_hash: None,
                 }),
             ))
         }
@@ -269,21 +265,23 @@ enum Fault {
     Write(io::Error),
 }
 
-/// Copies `len` bytes at `offset` from `from` to the same offset of `to`: by
+/// Copies `range` from `from` to the same offset of `to`. Without `hash`, by
 /// `copy_file_range` unless `plain`, which is set when the kernel refuses it for these
-/// file systems. False when the source ended early. Where `copy_file_range` fails (or
-/// copies nothing before the end), the rest of the range is read and written, so that
-/// the error names the side it comes from.
+/// file systems; where it fails (or copies nothing before the end), the rest of the
+/// range is read and written, so that the error names the side it comes from. With
+/// `hash`, the bytes are read, hashed and written: what is written is what was hashed.
+/// False when the source ended early.
 fn copy(
     from: &fs::File,
     to: &fs::File,
     range: &Extent,
     buf: &mut [u8],
     plain: &mut bool,
+    mut hash: Option<&mut Whole>,
 ) -> Result<bool, Fault> {
     use rustix::io::Errno;
     let mut done = 0u64;
-    let mut by_hand = *plain;
+    let mut by_hand = *plain || hash.is_some();
     while done < range.len {
         let at = range.offset + done;
         let want = (range.len - done).min(1 << 30) as usize;
@@ -309,6 +307,9 @@ fn copy(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Fault::Read(e)),
         };
+        if let Some(hash) = hash.as_deref_mut() {
+            hash.update_at(at, &buf[..n]);
+        }
         to.write_all_at(&buf[..n], at).map_err(Fault::Write)?;
         done += n as u64;
     }
@@ -350,117 +351,48 @@ fn hash_range(
     Ok(whole)
 }
 
-/// What copying a record's data came to.
-struct Copied {
-    /// The source's data was all there.
-    whole: bool,
-    /// The hash of what was written, or of the source's data where nothing was.
-    hash: [u8; 32],
-    /// With `verify` and data written: the hash of the source's data, read on its own.
-    source_hash: Option<[u8; 32]>,
-}
-
-/// Copies a record's data from `from` into `out` (unless nothing is to be written, or a
-/// write failed already: a failed write is kept in `write_error`) and hashes it: what
-/// was written, read back (or the source's data, where nothing was written), and with
-/// `verify` the source's data too. An error when the source could not be read.
-fn copy_record(
+/// Copies a record's data (the whole range, or a sparse file's extents) from `from`
+/// into `out`, unless nothing is to be written or a write failed already (a failed
+/// write is kept in `write_error`), and hashes it into `hash`:
+/// - with `verify`, the bytes as they are read, then written: what is written is what
+///   was hashed, as in a staged run;
+/// - without, the kernel copies (`copy_file_range`), and what was written is read back;
+/// - where nothing was written, the source's data.
+///
+/// False when the source ended early; an error when it could not be read.
+#[expect(clippy::too_many_arguments, reason = "one record's every fact")]
+fn copy_and_hash(
     from: &fs::File,
     record: &Record,
     out: Option<&fs::File>,
     write_error: &mut Option<io::Error>,
     verify: bool,
-    buf: &mut [u8],
-    plain: &mut bool,
-) -> io::Result<Copied> {
-    let ranges = ranges(record);
-    let sparse = record.extents.is_some();
-    let mut whole = true;
-    let mut written = None;
-    if let Some(out) = out
-        && write_error.is_none()
-    {
-        written = Some(out);
-        for range in &ranges {
-            match copy(from, out, range, buf, plain) {
-                Ok(full) => whole &= full,
-                Err(Fault::Read(e)) => return Err(e),
-                Err(Fault::Write(e)) => {
-                    *write_error = Some(e);
-                    written = None;
-                    break;
-                }
-            }
-        }
-    }
-    let mut hasher = Whole::new(sparse);
-    let mut source_hash = None;
-    match written {
-        Some(out) => {
-            for range in &ranges {
-                match hash_range(out, range, &mut hasher, buf) {
-                    Ok(full) => whole &= full,
-                    Err(e) => {
-                        *write_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            if verify {
-                let mut source = Whole::new(sparse);
-                for range in &ranges {
-                    whole &= hash_range(from, range, &mut source, buf)?;
-                }
-                source_hash = Some(source.finalize(record.size));
-            }
-        }
-        None => {
-            for range in &ranges {
-                whole &= hash_range(from, range, &mut hasher, buf)?;
-            }
-        }
-    }
-    Ok(Copied {
-        whole,
-        hash: hasher.finalize(record.size),
-        source_hash,
-    })
-}
-
-/// Copies a part's data into the file's assembly and hashes it into the whole file's
-/// hash: the source's bytes with `verify`, else the assembly's, read back. False when
-/// the source ended early; an error when it could not be read.
-fn copy_part(
-    p: &mut Part<'_>,
-    record: &Record,
-    out: Option<&fs::File>,
-    write_error: &mut Option<io::Error>,
+    hash: &mut Whole,
     buf: &mut [u8],
     plain: &mut bool,
 ) -> io::Result<bool> {
     let ranges = ranges(record);
     let mut whole = true;
-    let mut written = None;
     if let Some(out) = out
         && write_error.is_none()
     {
-        written = Some(out);
+        let mut read_back = !verify;
         for range in &ranges {
-            match copy(p.file, out, range, buf, plain) {
+            match copy(from, out, range, buf, plain, verify.then_some(&mut *hash)) {
                 Ok(full) => whole &= full,
                 Err(Fault::Read(e)) => return Err(e),
                 Err(Fault::Write(e)) => {
                     *write_error = Some(e);
-                    written = None;
+                    // Nothing written is kept: the hash is of no use but to settle the
+                    // record, and the source has it.
+                    read_back = false;
                     break;
                 }
             }
         }
-    }
-    match written {
-        Some(out) if !p.verify => {
+        if read_back {
             for range in &ranges {
-                match hash_range(out, range, p.whole, buf) {
+                match hash_range(out, range, hash, buf) {
                     Ok(full) => whole &= full,
                     Err(e) => {
                         *write_error = Some(e);
@@ -469,11 +401,10 @@ fn copy_part(
                 }
             }
         }
-        _ => {
-            for range in &ranges {
-                whole &= hash_range(p.file, range, p.whole, buf)?;
-            }
-        }
+        return Ok(whole);
+    }
+    for range in &ranges {
+        whole &= hash_range(from, range, hash, buf)?;
     }
     Ok(whole)
 }
@@ -525,7 +456,17 @@ impl Records for Direct<'_> {
     ) -> Result<Option<[u8; 32]>, Refused> {
         match &mut self.work {
             Work::Part { part, ok, .. } => {
-                *ok = match copy_part(part, record, out, write_error, buf, &mut self.plain) {
+                let copied = copy_and_hash(
+                    part.file,
+                    record,
+                    out,
+                    write_error,
+                    part.verify,
+                    part.whole,
+                    buf,
+                    &mut self.plain,
+                );
+                *ok = match copied {
                     Ok(whole) => whole,
                     Err(e) => {
                         self.unreadable.push((record.path.clone(), e.to_string()));
@@ -538,27 +479,26 @@ impl Records for Direct<'_> {
                 let Some(open) = self.open.as_mut() else {
                     return Ok(hash.then(|| Whole::new(false).finalize(0)));
                 };
-                // `hash` is the importer's `verify`: the source is hashed on its own too.
-                let copied = copy_record(
+                // `hash` is the importer's `verify`.
+                let mut hasher = Whole::new(record.extents.is_some());
+                let copied = copy_and_hash(
                     &open.file,
                     record,
                     out,
                     write_error,
                     hash,
+                    &mut hasher,
                     buf,
                     &mut self.plain,
                 );
-                match copied {
-                    Ok(copied) => {
-                        open.short = !copied.whole;
-                        open.hash = copied.hash;
-                        open.source_hash = copied.source_hash;
-                    }
+                open.short = match copied {
+                    Ok(whole) => !whole,
                     Err(e) => {
                         self.unreadable.push((record.path.clone(), e.to_string()));
-                        open.short = true;
+                        true
                     }
-                }
+                };
+                open.hash = hasher.finalize(record.size);
                 Ok(hash.then_some(open.hash))
             }
         }
@@ -584,12 +524,10 @@ impl Records for Direct<'_> {
         Ok(match &self.open {
             Some(open) => {
                 let ok = !open.short && package::still(&open.file, &open.at_open);
-                // The importer checks what was written against the source's hash.
-                let source = open.source_hash.unwrap_or(open.hash);
                 Trailer {
                     ok,
-                    part_hash: source,
-                    file_hash: if ok { source } else { [0; 32] },
+                    part_hash: open.hash,
+                    file_hash: if ok { open.hash } else { [0; 32] },
                 }
             }
             None => Trailer {

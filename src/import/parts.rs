@@ -458,11 +458,14 @@ fn settle_part(
 impl Destination {
     /// Commits a file in parts whose every part is in (and journalled): the file is
     /// still ferry's own, and the whole of it, read back from disk, is the source's
-    /// (unless `verify: none`); then it takes its name. The outcome is the file's.
+    /// (unless `verify: none`, or `written_here`: direct mode wrote every part in this
+    /// run from the very bytes it hashed, as a whole file is written); then it takes its
+    /// name. The outcome is the file's.
     pub fn commit_assembly(
         &self,
         path: &Path,
         whole: &crate::state::journal::WholeFile,
+        written_here: bool,
     ) -> Outcome {
         let failed = |code: &'static str, message: String| Outcome::Failed {
             path: path.to_path_buf(),
@@ -501,7 +504,7 @@ impl Destination {
         if let Err(reason) = owned(&file, false) {
             return fail(DESTINATION_REFUSED, reason);
         }
-        if self.verify != Verify::None {
+        if self.verify != Verify::None && !written_here {
             match package::sparse::matches(&file, whole.size, &whole.hash, &mut buf) {
                 Ok(true) => {}
                 Ok(false) => {

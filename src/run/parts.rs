@@ -309,7 +309,10 @@ impl Shared<'_> {
     /// Every part is in, and journalled: the file is checked and takes its name.
     fn commit_parts(&self, f: &FileParts, mut at: Progress, tally: &mut Counters) {
         if let (Some(whole), Some(destination)) = (at.whole_file, self.destination) {
-            let outcome = destination.commit_assembly(&f.item.rel, &whole);
+            // Direct mode hashed the bytes of every part as it wrote them, unless an
+            // earlier run of the round wrote some: those are read back.
+            let written_here = self.direct && at.start == 0;
+            let outcome = destination.commit_assembly(&f.item.rel, &whole, written_here);
             if self.destination_full(std::slice::from_ref(&outcome)) {
                 return;
             }
