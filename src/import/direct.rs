@@ -284,13 +284,17 @@ fn copy(
     let mut by_hand = *plain || hash.is_some();
     while done < range.len {
         let at = range.offset + done;
-        let want = (range.len - done).min(1 << 30) as usize;
+        // Small enough steps for `bandwidth.limit` to pace.
+        let want = (range.len - done).min(8 << 20) as usize;
         if !by_hand {
             let (mut off_in, mut off_out) = (at, at);
             match rustix::fs::copy_file_range(from, Some(&mut off_in), to, Some(&mut off_out), want)
             {
                 Ok(0) => by_hand = true,
-                Ok(n) => done += n as u64,
+                Ok(n) => {
+                    crate::staging::throttle::pass(n);
+                    done += n as u64;
+                }
                 Err(Errno::INTR) => {}
                 Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => {
                     *plain = true;
@@ -310,6 +314,7 @@ fn copy(
         if let Some(hash) = hash.as_deref_mut() {
             hash.update_at(at, &buf[..n]);
         }
+        crate::staging::throttle::pass(n);
         to.write_all_at(&buf[..n], at).map_err(Fault::Write)?;
         done += n as u64;
     }

@@ -1,5 +1,6 @@
 //! `bandwidth.limit`: one token bucket for the whole run, shared by every worker of
-//! every task, through which each byte put into staging or read from it passes. The
+//! every task, through which each byte put into staging or read from it passes (in
+//! direct mode, each byte copied: [`pass`]). The
 //! limit may change by the hour (`bandwidth.schedule`, read on [`crate::clock`]); the
 //! bytes are counted in real seconds.
 
@@ -80,6 +81,14 @@ impl Bucket {
             };
             std::thread::sleep(wait);
         }
+    }
+}
+
+/// Waits until `n` more bytes may pass the run's bucket, when there is one: the bytes
+/// direct mode copies, which pass through no staging.
+pub fn pass(n: usize) {
+    if let Some(bucket) = bucket() {
+        bucket.take(n);
     }
 }
 

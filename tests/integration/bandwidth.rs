@@ -91,3 +91,26 @@ fn bad_rates_are_refused() {
         refused.stderr
     );
 }
+
+/// In direct mode (nothing staged) the bytes copied pass the bucket: 12 MiB at a limit
+/// of 4 MiB/s take about three seconds.
+#[test]
+fn direct_copies_hold_the_limit() {
+    let f = Fixture::new();
+    for i in 0..6 {
+        let data = crate::harness::incompressible(2 << 20, 0x2545_F491_4F6C_DD1D + i);
+        f.file(&format!("src/f{i}.bin"), &data);
+    }
+    f.plan("version: 1\nname: p\nworking_folder: state\nstaging: { kind: none }\nbandwidth: { limit: 4MiB/s }\ntasks:\n  - name: t\n    source: src\n    destination: dest\n    settings: { rules: posix }\n");
+    let started = Instant::now();
+    f.ferry(&["run", "plan.yaml"]).assert_code(0);
+    let elapsed = started.elapsed().as_secs_f64();
+    crate::session::assert_same_tree(&f.path("src"), &f.path("dest"));
+    let rate = (12u64 << 20) as f64 / elapsed;
+    let limit = 4.0 * 1024.0 * 1024.0;
+    assert!(
+        rate <= 1.15 * limit && rate >= 0.5 * limit,
+        "achieved {:.2} MiB/s over {elapsed:.2} s against a limit of 4 MiB/s",
+        rate / 1024.0 / 1024.0
+    );
+}
