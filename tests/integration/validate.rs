@@ -340,6 +340,6 @@ fn resources_out_of_range() {
 fn staging_settings_without_staging() {
     assert_snapshot!(broken(&GOOD.replace(
         "working_folder: state\n",
-        "working_folder: state\nstaging:\n  kind: none\n  path: /srv/staging\n  key_ttl: 1d\n",
+        "working_folder: state\nstaging:\n  kind: none\n  path: /srv/staging\n  key_ttl: 1d\nresources: { reads: 8 }\ndefaults:\n  package: { compression_level: 9 }\n",
     )));
 }

@@ -47,6 +47,7 @@ pub(super) fn foreign_keys(c: &mut Checker<'_>, kind: StagingKind) {
                 );
             }
         }
+        direct_settings(c);
     }
     for (key, kinds) in CLOUD_KEYS {
         if !kinds.contains(&kind) && present(c, key) {
@@ -63,6 +64,37 @@ pub(super) fn foreign_keys(c: &mut Checker<'_>, kind: StagingKind) {
                 ),
             );
         }
+    }
+}
+
+/// Settings that only a staged run uses are mistakes with `kind: none`: packages are
+/// not compressed, and no pool reads ahead of the workers.
+fn direct_settings(c: &mut Checker<'_>) {
+    let tasks = c
+        .doc
+        .value
+        .pointer("/tasks")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let mut places = vec!["/defaults/package/compression_level".to_string()];
+    places.extend((0..tasks).map(|i| format!("/tasks/{i}/settings/package/compression_level")));
+    for place in places {
+        if c.doc.value.pointer(&place).is_some_and(|v| !v.is_null()) {
+            c.at_value(
+                &place,
+                "`compression_level` is a setting of staged packages; `kind: none` compresses nothing (files go straight to the destination)",
+            );
+        }
+    }
+    if c.doc
+        .value
+        .pointer("/resources/reads")
+        .is_some_and(|v| !v.is_null())
+    {
+        c.at_value(
+            "/resources/reads",
+            "`reads` sizes the pool that reads ahead for staged packages; with `kind: none` each worker copies its own files: set `--workers` for more at once",
+        );
     }
 }
 
