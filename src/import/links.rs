@@ -100,7 +100,8 @@ impl Destination {
             hash,
             dest_mtime_ns: stat_time_ns(&st),
             dest_id: st.st_ino,
-            source: None,
+            // One file under every name: the size and time it was read with.
+            source: Some((name.size, name.mtime_ns)),
         };
         let link_name = parts[parts.len() - 1];
         let found = existing(&dir, link_name);

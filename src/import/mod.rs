@@ -217,7 +217,9 @@ fn same_stamp(record: &Record, hash: [u8; 32], dest_id: u64) -> Stamp {
 
 /// A file record's size and modification time, as the source had them when read.
 fn source_of(record: &Record) -> Option<(u64, i128)> {
-    (record.kind == KIND_FILE).then(|| (record.size, i128::from(record_time_ns(record))))
+    // In i128, as the scan keeps it: a time after 2262 does not fit an i64 of ns.
+    let mtime_ns = i128::from(record.mtime_sec) * 1_000_000_000 + i128::from(record.mtime_nsec);
+    (record.kind == KIND_FILE).then_some((record.size, mtime_ns))
 }
 
 /// The inode of the destination's entry `name` in `dir` (0 when it cannot be read).

@@ -322,7 +322,17 @@ fn retry_file<W: Sink>(
 
 /// Waits before retry `attempt` (from 1) of reading a file that changed while it was
 /// read: `backoff`, doubled for each further retry.
-pub fn wait_to_retry(item: &Item, attempt: u32, (attempts, backoff): (u32, std::time::Duration)) {
+pub fn wait_to_retry(item: &Item, attempt: u32, retry: (u32, std::time::Duration)) {
+    std::thread::sleep(note_retry(item, attempt, retry));
+}
+
+/// Logs retry `attempt` (from 1) of reading `item`, which changed while it was read; the
+/// wait before it: `backoff`, doubled for each further retry.
+pub fn note_retry(
+    item: &Item,
+    attempt: u32,
+    (attempts, backoff): (u32, std::time::Duration),
+) -> std::time::Duration {
     let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
     tracing::warn!(
         event = "retry",
@@ -333,7 +343,7 @@ pub fn wait_to_retry(item: &Item, attempt: u32, (attempts, backoff): (u32, std::
         wait = wait.as_secs_f64(),
         message = "the file changed while it was read"
     );
-    std::thread::sleep(wait);
+    wait
 }
 
 /// A file that changed each of the `attempts` times it was read.

@@ -29,13 +29,17 @@ impl Shared<'_> {
         // Every attempt goes into one batch, committed and journalled once: a file
         // read again never leaves the others in place without a record.
         let mut copies = direct::Copies::new(destination);
-        for attempt in 0..retry.0.max(1) {
-            if attempt > 0 {
-                for item in &todo {
-                    package::wait_to_retry(item, attempt, retry);
-                }
+        let attempts = retry.0.max(1);
+        let mut made = 0;
+        let mut changed_before = Vec::new();
+        loop {
+            if made > 0 && !self.pause(&todo, made, retry) {
+                // A run that is stopping reads nothing again: the next round does.
+                outcomes.append(&mut changed_before);
+                break;
             }
             let (read, unread) = copies.read(&todo, carry);
+            made += 1;
             for (index, failed) in unread {
                 if let Packed::Failed { code, message } = failed {
                     records.push(failed_record(&todo[index], code, message));
@@ -63,22 +67,21 @@ impl Shared<'_> {
                     return;
                 }
             };
-            // A run that is stopping settles what changed as failed now: the next
-            // round copies it.
-            let last = attempt + 1 >= retry.0.max(1) || self.stopping();
             let (changed, settled): (Vec<Outcome>, Vec<Outcome>) =
-                read.into_iter().partition(|o| changed(o) && !last);
+                read.into_iter().partition(changed);
             outcomes.extend(settled);
-            todo.retain(|item| changed.iter().any(|o| is_of(o, item)));
-            if todo.is_empty() {
+            if changed.is_empty() || made >= attempts {
+                outcomes.extend(changed);
                 break;
             }
+            todo.retain(|item| changed.iter().any(|o| is_of(o, item)));
+            changed_before = changed;
         }
         outcomes.extend(copies.commit());
         for outcome in &mut outcomes {
             if changed(outcome)
                 && let Outcome::Failed { message, .. } = outcome
-                && let Packed::Failed { message: every, .. } = package::changed_every_time(retry.0)
+                && let Packed::Failed { message: every, .. } = package::changed_every_time(made)
             {
                 *message = every;
             }
@@ -152,6 +155,27 @@ impl Shared<'_> {
                 None
             }
         }
+    }
+}
+
+impl Shared<'_> {
+    /// Waits before attempt `made + 1` at the files of `todo`, which changed while they
+    /// were copied (one wait for them all, each retry logged); false, at once, when the
+    /// run is stopping.
+    fn pause(&self, todo: &[Arc<Item>], made: u32, retry: (u32, std::time::Duration)) -> bool {
+        let mut wait = std::time::Duration::ZERO;
+        for item in todo {
+            wait = package::note_retry(item, made, retry);
+        }
+        let until = std::time::Instant::now() + wait;
+        while !self.stopping() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+        }
+        false
     }
 }
 

@@ -666,13 +666,14 @@ impl Shared<'_> {
         }
         let leader = PathBuf::from(OsStr::from_bytes(&record.path));
         match (&record.result, self.destination) {
-            (ItemResult::Done { hash, .. }, Some(destination)) if self.import => {
+            (ItemResult::Done { hash, mtime_ns, .. }, Some(destination)) if self.import => {
+                // Every name is the one file: the size and time it was read with.
                 let names: Vec<OtherName> = others
                     .iter()
                     .map(|o| OtherName {
                         path: o.rel.clone(),
-                        size: o.meta.size,
-                        mtime_ns: o.meta.mtime_ns,
+                        size: record.size,
+                        mtime_ns: *mtime_ns,
                     })
                     .collect();
                 let outcomes = destination.make_links(&leader, record.dest_id, *hash, &names);

@@ -4,8 +4,9 @@
 //! data.
 //!
 //! A plan that staged locally before it was switched to `none` may have left containers
-//! in the local staging folder (a round set aside with `--restart`, say): they are still
-//! discarded, and listed for `ferry gc`, there.
+//! in the default local staging folder (a round set aside with `--restart`, say): they
+//! are still discarded, and listed for `ferry gc`, there. Containers in another folder
+//! (`staging.path`, refused with `none`) or in the cloud are not reached.
 
 use std::io::{self, Read, Write};
 

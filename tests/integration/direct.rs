@@ -228,6 +228,10 @@ fn a_file_changed_after_the_scan_is_indexed_as_read() {
     for staging in ["", "staging: { kind: none }\n"] {
         let mut f = Fixture::new();
         f.file("src/a.txt", "one").file("src/b.txt", "two");
+        // Two names of one file: the second is a link to the first, made at the
+        // destination, and recorded as the file was read too.
+        f.file("src/z/l1", "linked");
+        fs::hard_link(f.path("src/z/l1"), f.path("src/z/l2")).unwrap();
         f.plan(&format!(
             "version: 1\nname: p\nworking_folder: state\n{staging}defaults: {{ rules: posix }}\ntasks:\n  - name: t\n    source: src\n    destination: dst\n"
         ));
@@ -236,16 +240,53 @@ fn a_file_changed_after_the_scan_is_indexed_as_read() {
         f.env("FERRY_FAILPOINTS", "");
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(f.path("src/a.txt"), "one, and more since the scan").unwrap();
+        fs::write(f.path("src/z/l1"), "linked, and more since the scan").unwrap();
         f.ferry(&["run", "plan.yaml"]).assert_code(0);
         assert_eq!(inventory(&f.path("src")), inventory(&f.path("dst")));
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(f.path("src/a.txt"), "a third version").unwrap();
+        fs::write(f.path("src/z/l1"), "linked, a third version").unwrap();
         let next = f.ferry(&["run", "plan.yaml"]);
         next.assert_code(0);
+        assert_eq!(inventory(&f.path("src")), inventory(&f.path("dst")));
+        assert_eq!(
+            fs::metadata(f.path("dst/z/l1")).unwrap().ino(),
+            fs::metadata(f.path("dst/z/l2")).unwrap().ino(),
+            "{staging}"
+        );
         assert_eq!(
             fs::read_to_string(f.path("dst/a.txt")).unwrap(),
             "a third version",
             "{staging}"
+        );
+    }
+}
+
+/// A file whose time is after 2262 (beyond an i64 of nanoseconds) is recorded with its
+/// exact time, staged or direct: the next round finds it unchanged.
+#[test]
+fn a_file_from_the_far_future_is_unchanged_next_round() {
+    for staging in ["", "staging: { kind: none }\n"] {
+        let f = Fixture::new();
+        f.file("src/future.txt", "from 2300");
+        let file = fs::File::options()
+            .write(true)
+            .open(f.path("src/future.txt"))
+            .unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(10_413_792_000))
+            .unwrap();
+        drop(file);
+        f.plan(&format!(
+            "version: 1\nname: p\nworking_folder: state\n{staging}defaults: {{ rules: posix }}\ntasks:\n  - name: t\n    source: src\n    destination: dst\n"
+        ));
+        f.ferry(&["run", "plan.yaml"]).assert_code(0);
+        let again = f.ferry(&["run", "plan.yaml"]);
+        again.assert_code(0);
+        assert!(
+            again.stderr.contains("imported 0 items")
+                && again.stderr.contains("0 already up to date"),
+            "{staging}{}",
+            again.stderr
         );
     }
 }
