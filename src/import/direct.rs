@@ -8,7 +8,7 @@
 //! bytes are read, hashed and written instead, as a staged run writes what it hashed:
 //! checking a copy made out of sight would take reading both sides again.
 
-use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::os::unix::fs::FileExt as _;
 
 use super::records::Records;
 use super::stream::{Batch, import_records};
@@ -212,39 +212,15 @@ fn record_of(item: &Item, carry: Carry) -> Result<(Record, Option<Open>), Packed
     }
 }
 
-/// A part's record, as [`package::add_part`] makes it.
+/// A part's record, as a staged run's package carries it.
 fn part_record(p: &Part<'_>, carry: Carry) -> io::Result<Record> {
-    let size = p.at_open.len();
-    let offset = u64::from(p.part) * p.part_size;
-    let len = size.saturating_sub(offset).min(p.part_size);
-    let last = p.part + 1 == p.parts;
-    let xattrs = if last {
-        package::xattr::of_file(p.file, carry)?
-    } else {
-        Vec::new()
-    };
-    let extents = if matches!(p.whole, Whole::Sparse(_)) {
-        Some(package::sparse::extents(p.file, offset, offset + len)?)
-    } else {
-        None
-    };
-    Ok(Record {
-        kind: KIND_FILE,
-        path: p.item.rel.as_os_str().as_bytes().to_vec(),
-        mode: p.at_open.mode() & 0o7777,
-        uid: p.at_open.uid(),
-        gid: p.at_open.gid(),
-        mtime_sec: p.at_open.mtime(),
-        mtime_nsec: p.at_open.mtime_nsec() as u32,
-        size,
-        part: p.part,
-        parts: p.parts,
-        offset,
-        len,
-        xattrs,
-        extents,
-        ..Record::default()
-    })
+    package::part_record(
+        p.item,
+        (p.file, p.at_open),
+        (p.part, p.parts, p.part_size),
+        carry,
+        matches!(p.whole, Whole::Sparse(_)),
+    )
 }
 
 /// The ranges of a record's data: the whole range, or a sparse file's extents.

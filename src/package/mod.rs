@@ -518,32 +518,15 @@ pub fn add_part<W: Sink>(
     carry: xattr::Carry,
     whole: &mut sparse::Whole,
 ) -> io::Result<bool> {
-    let size = at_open.len();
-    let offset = u64::from(part) * part_size;
-    let len = size.saturating_sub(offset).min(part_size);
+    let record = part_record(
+        item,
+        (file, at_open),
+        (part, parts, part_size),
+        carry,
+        matches!(whole, sparse::Whole::Sparse(_)),
+    )?;
+    let (size, offset, len) = (record.size, record.offset, record.len);
     let last = part + 1 == parts;
-    let xattrs = if last {
-        xattr::of_file(file, carry)?
-    } else {
-        Vec::new()
-    };
-    let record = Record {
-        kind: KIND_FILE,
-        path: item.rel.as_os_str().as_bytes().to_vec(),
-        mode: at_open.mode() & 0o7777,
-        uid: at_open.uid(),
-        gid: at_open.gid(),
-        mtime_sec: at_open.mtime(),
-        mtime_nsec: at_open.mtime_nsec() as u32,
-        size,
-        part,
-        parts,
-        offset,
-        len,
-        xattrs,
-        extents: extents_of(file, matches!(whole, sparse::Whole::Sparse(_)), offset, len)?,
-        ..Record::default()
-    };
     record.write_to(out)?;
     out.compressible(!precompressed(item.rel.file_name().unwrap_or_default()))?;
     // A part carries no hash of its own: the package's tags authenticate it, and the
@@ -563,6 +546,43 @@ pub fn add_part<W: Sink>(
     }
     .write_to(out)?;
     Ok(ok)
+}
+
+/// The record of part `part` of `parts` (each `part_size` bytes, the last what is
+/// left) of a file opened with `at_open`: the last part carries the file's attributes,
+/// and a sparse file's parts (`sparse`) their extents.
+pub fn part_record(
+    item: &Item,
+    (file, at_open): (&fs::File, &fs::Metadata),
+    (part, parts, part_size): (u32, u32, u64),
+    carry: xattr::Carry,
+    sparse: bool,
+) -> io::Result<Record> {
+    let size = at_open.len();
+    let offset = u64::from(part) * part_size;
+    let len = size.saturating_sub(offset).min(part_size);
+    let xattrs = if part + 1 == parts {
+        xattr::of_file(file, carry)?
+    } else {
+        Vec::new()
+    };
+    Ok(Record {
+        kind: KIND_FILE,
+        path: item.rel.as_os_str().as_bytes().to_vec(),
+        mode: at_open.mode() & 0o7777,
+        uid: at_open.uid(),
+        gid: at_open.gid(),
+        mtime_sec: at_open.mtime(),
+        mtime_nsec: at_open.mtime_nsec() as u32,
+        size,
+        part,
+        parts,
+        offset,
+        len,
+        xattrs,
+        extents: extents_of(file, sparse, offset, len)?,
+        ..Record::default()
+    })
 }
 
 /// Hashes the first `len` bytes of a file in parts into `whole`, as [`add_part`] does,

@@ -4,7 +4,7 @@
 //! sealed or staged; the scan, the rules, the journal, resume and the reports are the
 //! staged mode's.
 
-use super::worker::{Shared, failed_record, one_per_item, outcome_records};
+use super::worker::{Shared, failed_record, outcome_records};
 use super::*;
 use crate::import::direct::{self, Part};
 use crate::package::sparse::Whole;
@@ -91,19 +91,7 @@ impl Shared<'_> {
         }
         let mut records = self.with_links(records);
         records.extend(outcome_records(outcomes, items));
-        let records = self.with_links(one_per_item(records));
-        let entry = Entry::Imported {
-            first: id,
-            last: id,
-            items: records,
-            job: self.job,
-        };
-        if self.journal(&entry, tally) {
-            if let Entry::Imported { items, .. } = &entry {
-                tally.records(items);
-            }
-            tally.packages += 1;
-        }
+        self.journal_package(id, records, tally);
     }
 
     /// Copies part `part` of a file in parts into its assembly and journals it; `Some`

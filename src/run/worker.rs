@@ -284,6 +284,30 @@ impl Shared<'_> {
         }
     }
 
+    /// Journals package `id` as imported with its items' records (one per item, each
+    /// leader's other names with it), and counts them; false when the journal failed.
+    pub(super) fn journal_package(
+        &self,
+        id: u64,
+        records: Vec<ItemRecord>,
+        tally: &mut Counters,
+    ) -> bool {
+        let entry = Entry::Imported {
+            first: id,
+            last: id,
+            items: self.with_links(one_per_item(records)),
+            job: self.job,
+        };
+        if !self.journal(&entry, tally) {
+            return false;
+        }
+        if let Entry::Imported { items, .. } = &entry {
+            tally.records(items);
+        }
+        tally.packages += 1;
+        true
+    }
+
     /// Stops the run when `e` says the staging is full, or cannot be reached after its
     /// retries; true when it did. The round stays open: the same command resumes it
     /// once the staging is back.
@@ -429,18 +453,7 @@ impl Shared<'_> {
                         return;
                     }
                 }
-                let records = self.with_links(one_per_item(records));
-                let entry = Entry::Imported {
-                    first: id,
-                    last: id,
-                    items: records,
-                    job: self.job,
-                };
-                if self.journal(&entry, tally) {
-                    if let Entry::Imported { items, .. } = &entry {
-                        tally.records(items);
-                    }
-                    tally.packages += 1;
+                if self.journal_package(id, records, tally) {
                     self.consumed(id);
                 }
             }
