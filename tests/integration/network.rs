@@ -178,3 +178,46 @@ fn a_migration_from_an_uncached_sshfs_share() {
     drop(share);
     assert!(!f.path("share-keys").exists());
 }
+
+/// Direct mode from the share (the NAS-to-NAS case): files copied from the uncached
+/// sshfs mount straight to the destination, where the kernel cannot copy between the
+/// two file systems, with and without `verify`. The destination equals the share, and
+/// the next round does nothing.
+#[test]
+fn a_direct_migration_from_an_uncached_sshfs_share() {
+    if !can_share() {
+        return;
+    }
+    let f = Fixture::new();
+    for i in 0..60 {
+        let content: Vec<u8> = (0..(i * 997 % 7_000)).map(|b| (b * 7 + i) as u8).collect();
+        f.file(&format!("src/team {}/doc {i} #%.txt", i % 4), content);
+    }
+    f.file("src/empty", "");
+    f.file(
+        "src/in parts.bin",
+        (0..(3u32 << 20))
+            .map(|b| (b % 241) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let share = Share::start(&f, &f.path("src"));
+    for verify in ["transferred", "none"] {
+        let dst = f.path(&format!("dst-{verify}"));
+        f.plan(&format!(
+            "version: 1\nname: p\nworking_folder: {}\nstaging: {{ kind: none }}\ndefaults: {{ rules: posix, verify: {verify}, package: {{ max_size: 1MiB }} }}\ntasks:\n  - name: t\n    source: {}\n    destination: {}\n",
+            f.path(&format!("state-{verify}")).display(),
+            share.mount.display(),
+            dst.display()
+        ));
+        f.ferry(&["run", "plan.yaml"]).assert_code(0);
+        assert_eq!(inventory(&share.mount), inventory(&dst), "verify: {verify}");
+        let again = f.ferry(&["run", "plan.yaml"]);
+        again.assert_code(0);
+        assert!(
+            again.stderr.contains("imported 0 items"),
+            "{}",
+            again.stderr
+        );
+    }
+    drop(share);
+}
