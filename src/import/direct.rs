@@ -1,12 +1,12 @@
 //! Direct mode (`staging: {kind: none}`): the records of a package made from the source's
 //! files as they are imported, with nothing staged. The importer is the same: every
 //! path checked, each file written to a temporary name beside its final one, synced
-//! with the rest of its package, then renamed. A file's data goes from the source to its
-//! temporary name by `copy_file_range` (the kernel copies, or clones, without the bytes
-//! passing through ferry; plain reads and writes where it cannot), and the hash recorded
-//! for the index is read back from what was written. With `verify` (the default), the
-//! bytes are read, hashed and written instead, as a staged run writes what it hashed:
-//! checking a copy made out of sight would take reading both sides again.
+//! with the rest of its package, then renamed. With `verify` (the default) a file's
+//! bytes are read, hashed and written in one pass, as a staged import writes what it
+//! hashed. Without it, `copy_file_range` moves them (the kernel copies, or clones,
+//! without the bytes passing through ferry; plain reads and writes where it cannot), and
+//! the hash recorded for the index is read back from what was written: checking a copy
+//! made out of sight would take reading both sides again.
 
 use std::os::unix::fs::FileExt as _;
 

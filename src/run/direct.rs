@@ -144,9 +144,7 @@ impl Shared<'_> {
             }
         }
     }
-}
 
-impl Shared<'_> {
     /// Waits before attempt `made + 1` at the files of `todo`, which changed while they
     /// were copied (one wait for them all, each retry logged); false, at once, when the
     /// run is stopping.
