@@ -193,8 +193,8 @@ fn record_of(item: &Item, carry: Carry) -> Result<(Record, Option<Open>), Packed
         ItemKind::File => {
             if item.metadata_only {
                 match package::metadata_record(item, record, carry)? {
-                    Ok(metadata) => return Ok((metadata, None)),
-                    Err(whole) => record = whole,
+                    package::Change::Metadata(metadata) => return Ok((metadata, None)),
+                    package::Change::Content(whole) => record = whole,
                 }
             }
             let (file, at_open) = package::open_checked(item)?;
@@ -221,17 +221,6 @@ fn part_record(p: &Part<'_>, carry: Carry) -> io::Result<Record> {
         carry,
         matches!(p.whole, Whole::Sparse(_)),
     )
-}
-
-/// The ranges of a record's data: the whole range, or a sparse file's extents.
-fn ranges(record: &Record) -> Vec<Extent> {
-    match &record.extents {
-        Some(extents) => extents.clone(),
-        None => vec![Extent {
-            offset: record.offset,
-            len: record.len,
-        }],
-    }
 }
 
 /// What went wrong in a copy: reading the source, or writing the destination (where
@@ -297,41 +286,6 @@ fn copy(
     Ok(true)
 }
 
-/// Hashes `range` of `file` into `hash`; false when the file ends before the range does
-/// (what is missing is hashed as zeros).
-fn hash_range(
-    file: &fs::File,
-    range: &Extent,
-    hash: &mut Whole,
-    buf: &mut [u8],
-) -> io::Result<bool> {
-    let mut done = 0u64;
-    let mut whole = true;
-    while done < range.len {
-        let at = range.offset + done;
-        let want = ((range.len - done) as usize).min(buf.len());
-        let n = if whole {
-            match file.read_at(&mut buf[..want], at) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        } else {
-            0
-        };
-        let n = if n == 0 {
-            whole = false;
-            buf[..want].fill(0);
-            want
-        } else {
-            n
-        };
-        hash.update_at(at, &buf[..n]);
-        done += n as u64;
-    }
-    Ok(whole)
-}
-
 /// Copies a record's data (the whole range, or a sparse file's extents) from `from`
 /// into `out`, unless nothing is to be written or a write failed already (a failed
 /// write is kept in `write_error`), and hashes it into `hash`:
@@ -352,13 +306,17 @@ fn copy_and_hash(
     buf: &mut [u8],
     plain: &mut bool,
 ) -> io::Result<bool> {
-    let ranges = ranges(record);
+    let dense = [Extent {
+        offset: record.offset,
+        len: record.len,
+    }];
+    let ranges = record.extents.as_deref().unwrap_or(&dense);
     let mut whole = true;
     if let Some(out) = out
         && write_error.is_none()
     {
         let mut read_back = !verify;
-        for range in &ranges {
+        for range in ranges {
             match copy(from, out, range, buf, plain, verify.then_some(&mut *hash)) {
                 Ok(full) => whole &= full,
                 Err(Fault::Read(e)) => return Err(e),
@@ -372,8 +330,8 @@ fn copy_and_hash(
             }
         }
         if read_back {
-            for range in &ranges {
-                match hash_range(out, range, hash, buf) {
+            for range in ranges {
+                match package::hash_extent(out, range, hash, buf) {
                     Ok(full) => whole &= full,
                     Err(e) => {
                         *write_error = Some(e);
@@ -384,8 +342,8 @@ fn copy_and_hash(
         }
         return Ok(whole);
     }
-    for range in &ranges {
-        whole &= hash_range(from, range, hash, buf)?;
+    for range in ranges {
+        whole &= package::hash_extent(from, range, hash, buf)?;
     }
     Ok(whole)
 }

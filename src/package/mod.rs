@@ -133,6 +133,17 @@ fn copy_range<W: Write>(
     Ok(!short)
 }
 
+/// Hashes `extent` of `file` into `hash`, as a package's read of it would; false when
+/// the file ends before the extent does (the rest is hashed as zeros).
+pub fn hash_extent(
+    file: &fs::File,
+    extent: &Extent,
+    hash: &mut sparse::Whole,
+    buf: &mut [u8],
+) -> io::Result<bool> {
+    copy_range(file, extent.offset, extent.len, &mut io::sink(), hash, buf)
+}
+
 /// Copies a record's data: the whole range, or a sparse file's extents in it.
 fn copy_record<W: Write>(
     file: &fs::File,
@@ -441,8 +452,8 @@ fn add_metadata<W: Sink>(
     records: &mut u32,
 ) -> io::Result<Option<Packed>> {
     match metadata_record(item, std::mem::take(record), carry) {
-        Ok(Ok(metadata)) => *record = metadata,
-        Ok(Err(whole)) => {
+        Ok(Change::Metadata(metadata)) => *record = metadata,
+        Ok(Change::Content(whole)) => {
             *record = whole;
             return Ok(None);
         }
@@ -459,21 +470,25 @@ fn add_metadata<W: Sink>(
     Ok(Some(Packed::Ok))
 }
 
-/// The record of a file whose metadata alone changed (`Ok(Ok)`): its mode, owner, time
-/// and attributes, no data. `Ok(Err(record))`, the record given back, when the file's
-/// content changed since the scan too: then it travels whole.
-pub fn metadata_record(
-    item: &Item,
-    record: Record,
-    carry: xattr::Carry,
-) -> Result<Result<Record, Record>, Packed> {
+/// What changed of a file that was to change in its metadata alone.
+#[derive(Debug)]
+pub enum Change {
+    /// Its metadata alone: the record of its mode, owner, time and attributes, no data.
+    Metadata(Record),
+    /// Its content too, since the scan: the record given, to travel whole.
+    Content(Record),
+}
+
+/// The record of a file whose metadata alone changed since the last round, or the
+/// record given back when its content changed since the scan too.
+pub fn metadata_record(item: &Item, record: Record, carry: xattr::Carry) -> Result<Change, Packed> {
     let (file, at_open) = open_checked(item)?;
     let (sec, nsec) = (at_open.mtime(), at_open.mtime_nsec() as u32);
     if at_open.len() != item.meta.size || mtime_parts(item.meta.mtime_ns) != (sec, nsec) {
-        return Ok(Err(record));
+        return Ok(Change::Content(record));
     }
     let xattrs = xattr::of_file(&file, carry).map_err(|e| unreadable_xattrs(&e))?;
-    Ok(Ok(Record {
+    Ok(Change::Metadata(Record {
         kind: KIND_FILE,
         size: at_open.len(),
         len: at_open.len(),

@@ -61,7 +61,7 @@ impl Shared<'_> {
                             Some(id),
                             item,
                             code.as_str(),
-                            &format!("package {id} could not be copied: {refused}"),
+                            &format!("package {id} could not be copied ({refused}); nothing of it was put in place, and the next run of the round copies it again"),
                         );
                     }
                     return;
@@ -138,7 +138,7 @@ impl Shared<'_> {
                     Some(id),
                     item,
                     FailureCode::WriteFailed.as_str(),
-                    &format!("part {part} could not be copied: {refused}"),
+                    &format!("part {part} could not be copied ({refused}); the file was not committed, and the next run of the round copies it again"),
                 );
                 None
             }

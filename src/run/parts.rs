@@ -97,46 +97,10 @@ impl Shared<'_> {
                 return false;
             }
         };
-        // The parts already at the destination were read from the file as the scan saw
-        // it: a file changed since starts over (its new parts must not join the old
-        // ones).
-        let as_scanned = at_open.len() == item.meta.size
-            && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
-                == item.meta.mtime_ns;
-        if at.start > 0
-            && !as_scanned
-            && let Some(destination) = self.destination
-        {
-            destination.drop_assembly(&item.rel, None);
-            at.start = 0;
-            at.whole_file = None;
-        }
         let carry = package::xattr::Carry::of(&self.task.settings.preserve);
-        let holes = carry.sparse && package::sparse::has_holes(&file, at_open.len());
-        let mut whole = package::sparse::Whole::new(holes);
-        // The parts already at the destination are not staged again, but the whole
-        // file's hash covers them: they are read again, only to be hashed.
-        if at.start > 0 {
-            let hashed = package::hash_range(
-                &file,
-                &at_open,
-                u64::from(at.start) * f.part_size,
-                &mut whole,
-            );
-            if !matches!(hashed, Ok(true)) {
-                if let Some(destination) = self.destination {
-                    destination.assembly_failed(&item.rel);
-                }
-                self.fail(
-                    tally,
-                    Some(f.first_id),
-                    item,
-                    FailureCode::ChangedDuringRead.as_str(),
-                    "the file changed since its first parts were imported; the next round will try again",
-                );
-                return false;
-            }
-        }
+        let Some(mut whole) = self.whole_so_far(f, at, (&file, &at_open), carry, tally) else {
+            return false;
+        };
         for part in at.start..f.parts {
             if self.stopping() {
                 return false;
@@ -211,6 +175,58 @@ impl Shared<'_> {
             }
         }
         true
+    }
+
+    /// The whole file's hash over the parts an earlier run of the round already put at
+    /// the destination (they are not staged again, but read again to be hashed), or a
+    /// fresh one when there are none; a file changed since its first parts starts over
+    /// (`at` reset). `None` when the file changed while those parts were hashed: its
+    /// failure is recorded.
+    fn whole_so_far(
+        &self,
+        f: &FileParts,
+        at: &mut Progress,
+        (file, at_open): (&fs::File, &fs::Metadata),
+        carry: package::xattr::Carry,
+        tally: &mut Counters,
+    ) -> Option<package::sparse::Whole> {
+        let item = &f.item;
+        // The parts already at the destination were read from the file as the scan saw
+        // it: a file changed since starts over (its new parts must not join the old
+        // ones).
+        let as_scanned = at_open.len() == item.meta.size
+            && i128::from(at_open.mtime()) * 1_000_000_000 + i128::from(at_open.mtime_nsec())
+                == item.meta.mtime_ns;
+        if at.start > 0
+            && !as_scanned
+            && let Some(destination) = self.destination
+        {
+            destination.drop_assembly(&item.rel, None);
+            at.start = 0;
+            at.whole_file = None;
+        }
+        let holes = carry.sparse && package::sparse::has_holes(file, at_open.len());
+        let mut whole = package::sparse::Whole::new(holes);
+        // The parts already at the destination are not staged again, but the whole
+        // file's hash covers them: they are read again, only to be hashed.
+        if at.start > 0 {
+            let hashed =
+                package::hash_range(file, at_open, u64::from(at.start) * f.part_size, &mut whole);
+            if !matches!(hashed, Ok(true)) {
+                if let Some(destination) = self.destination {
+                    destination.assembly_failed(&item.rel);
+                }
+                self.fail(
+                    tally,
+                    Some(f.first_id),
+                    item,
+                    FailureCode::ChangedDuringRead.as_str(),
+                    "the file changed since its first parts were imported; the next round will try again",
+                );
+                return None;
+            }
+        }
+        Some(whole)
     }
 
     /// Journals a part this run staged and does not import (with the file's failure

@@ -73,6 +73,19 @@ impl Fixture {
     }
 
     /// Runs `ferry ARGS` in the fixture's root with a clean environment.
+    /// Runs `ferry run plan.yaml` again and checks that it completes with nothing to
+    /// import: everything is in place.
+    pub fn run_finds_nothing(&self) -> Run {
+        let again = self.ferry(&["run", "plan.yaml"]);
+        again.assert_code(0);
+        assert!(
+            again.stderr.contains("imported 0 items"),
+            "{}",
+            again.stderr
+        );
+        again
+    }
+
     pub fn ferry(&self, args: &[&str]) -> Run {
         self.run_as(None, args)
     }
