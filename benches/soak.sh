@@ -4,7 +4,7 @@
 # temporary files left and every item counted once. The test suite does 20 kills; this
 # is the long version (`just soak`).
 #
-#   benches/soak.sh [KILLS]
+#   benches/soak.sh [KILLS]      (SOAK_STAGING=none: the same in direct mode)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills=${1:-200}
@@ -26,6 +26,7 @@ tasks:
     source: $work/src
     destination: $work/dst
 PLAN
+if [ -n "${SOAK_STAGING:-}" ]; then printf 'staging: {kind: %s}\n' "$SOAK_STAGING" >> "$work/plan.yaml"; fi
 completed=0
 for i in $(seq "$kills"); do
     "$ferry" run "$work/plan.yaml" > /dev/null 2>&1 &
